@@ -1,0 +1,362 @@
+//! `im2col` and `col2im` (section 7.4.2 of the chapter): unroll every window
+//! of a batched NCHW input into a row of a matrix, so a convolution becomes
+//! one matrix product, and fold such a matrix back, summing where windows
+//! overlap. Any stride >= 1, padding >= 0 and rectangular windows.
+//!
+//! Two layouts:
+//! - [`im2col`]: the chapter's, one row per output position `(n, oh, ow)` and
+//!   one column per `(c, ki, kj)`, shape `(N*OH*OW, C*FH*FW)`; the rows of one
+//!   image are contiguous, so a convolution can work image by image.
+//! - [`im2col_per_channel`]: the expansion pooling uses, one row per
+//!   `(n, c, oh, ow)` and one column per `(ki, kj)`, shape
+//!   `(N*C*OH*OW, FH*FW)`. The chapter reshapes the first layout to get it and
+//!   then transposes the pooled result back to NCHW; ordering rows by channel
+//!   first makes the pooled column already NCHW, with no transpose.
+//!
+//! Each has a `col2im` adjoint and `_into` variants that write into a caller's
+//! buffer so that layers reuse memory across training steps. This crate knows
+//! nothing of layers; it only moves numbers.
+//!
+//! ```
+//! use ndarray::Array4;
+//! use tensor4d::Window;
+//! let x = Array4::from_shape_fn((1, 1, 3, 3), |(_, _, i, j)| (3 * i + j) as f32);
+//! let col = im2col::im2col(x.view(), Window::square(2)).unwrap();
+//! assert_eq!(col.dim(), (4, 4)); // 2x2 output positions, 2x2 window
+//! assert_eq!(col.row(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]);
+//! ```
+
+use std::borrow::Cow;
+use std::ops::AddAssign;
+
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut4};
+use num_traits::Zero;
+use tensor4d::{ShapeError, Window};
+
+/// Sizes shared by every function here, checked once.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    win: Window,
+}
+
+impl Geometry {
+    fn new(shape: (usize, usize, usize, usize), win: Window) -> Result<Self, ShapeError> {
+        let (n, c, h, w) = shape;
+        tensor4d::check_nonempty(&[n, c, h, w])?;
+        let (oh, ow) = win.output_size(h, w)?;
+        let g = Geometry {
+            n,
+            c,
+            h,
+            w,
+            oh,
+            ow,
+            win,
+        };
+        // Refuse sizes whose column matrix could not even be indexed.
+        [n, c, oh, ow, win.fh, win.fw, h, w]
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+            .ok_or_else(|| ShapeError::TooLarge {
+                what: "column matrix",
+                detail: format!("input {shape:?} with window {win}"),
+            })?;
+        Ok(g)
+    }
+
+    fn rows(&self) -> usize {
+        self.n * self.oh * self.ow
+    }
+
+    fn cols(&self) -> usize {
+        self.c * self.win.area()
+    }
+
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+}
+
+/// Copies the window at output position (oh, ow) of one H x W plane into
+/// `dst` (FH*FW values, row-major), zero where it overhangs the padding.
+#[inline]
+fn copy_window<T: Copy + Zero>(plane: &[T], g: &Geometry, oh: usize, ow: usize, dst: &mut [T]) {
+    let Window {
+        fh,
+        fw,
+        sh,
+        sw,
+        ph,
+        pw,
+    } = g.win;
+    let x0 = (ow * sw) as isize - pw as isize;
+    let inside = x0 >= 0 && x0 as usize + fw <= g.w;
+    for ki in 0..fh {
+        let y = (oh * sh + ki) as isize - ph as isize;
+        let out = &mut dst[ki * fw..(ki + 1) * fw];
+        if y < 0 || y as usize >= g.h {
+            out.fill(T::zero());
+        } else if inside {
+            let start = y as usize * g.w + x0 as usize;
+            out.copy_from_slice(&plane[start..start + fw]);
+        } else {
+            let row = &plane[y as usize * g.w..(y as usize + 1) * g.w];
+            for (kj, o) in out.iter_mut().enumerate() {
+                let x = x0 + kj as isize;
+                *o = if x >= 0 && (x as usize) < g.w {
+                    row[x as usize]
+                } else {
+                    T::zero()
+                };
+            }
+        }
+    }
+}
+
+/// Adds `src` (FH*FW values) back onto the window at (oh, ow) of a plane,
+/// dropping what falls in the padding: the adjoint of [`copy_window`].
+#[inline]
+fn add_window<T: Copy + AddAssign>(plane: &mut [T], g: &Geometry, oh: usize, ow: usize, src: &[T]) {
+    let Window {
+        fh,
+        fw,
+        sh,
+        sw,
+        ph,
+        pw,
+    } = g.win;
+    let x0 = (ow * sw) as isize - pw as isize;
+    for ki in 0..fh {
+        let y = (oh * sh + ki) as isize - ph as isize;
+        if y < 0 || y as usize >= g.h {
+            continue;
+        }
+        let row = &mut plane[y as usize * g.w..(y as usize + 1) * g.w];
+        for (kj, &v) in src[ki * fw..(ki + 1) * fw].iter().enumerate() {
+            let x = x0 + kj as isize;
+            if x >= 0 && (x as usize) < g.w {
+                row[x as usize] += v;
+            }
+        }
+    }
+}
+
+fn check_dim(what: &str, expected: (usize, usize), found: (usize, usize)) -> Result<(), ShapeError> {
+    if expected != found {
+        return Err(ShapeError::mismatch(
+            what,
+            format!("{expected:?}"),
+            format!("{found:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A contiguous row-major slice of `x`, copying only if `x` is not already one.
+fn dense4<'a, T: Copy>(x: &'a ArrayView4<'_, T>) -> Cow<'a, [T]> {
+    match x.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(x.iter().copied().collect()),
+    }
+}
+
+/// Output height and width of `win` over an input of shape `shape` (NCHW),
+/// and the shape of its [`im2col`] matrix.
+///
+/// ```
+/// let (oh, ow, rows, cols) = im2col::col_shape((100, 1, 28, 28), tensor4d::Window::square(5)).unwrap();
+/// assert_eq!((oh, ow, rows, cols), (24, 24, 100 * 24 * 24, 25));
+/// ```
+pub fn col_shape(
+    shape: (usize, usize, usize, usize),
+    win: Window,
+) -> Result<(usize, usize, usize, usize), ShapeError> {
+    let g = Geometry::new(shape, win)?;
+    Ok((g.oh, g.ow, g.rows(), g.cols()))
+}
+
+fn contiguous2<'a, 'b, T>(
+    what: &str,
+    v: &'a mut ArrayViewMut2<'b, T>,
+) -> Result<&'a mut [T], ShapeError> {
+    v.as_slice_mut()
+        .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
+}
+
+fn contiguous4<'a, 'b, T>(
+    what: &str,
+    v: &'a mut ArrayViewMut4<'b, T>,
+) -> Result<&'a mut [T], ShapeError> {
+    v.as_slice_mut()
+        .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
+}
+
+/// Unrolls every window of `x` into a row: shape `(N*OH*OW, C*FH*FW)`, rows
+/// ordered `(n, oh, ow)`, columns `(c, ki, kj)`, as in the chapter.
+pub fn im2col<T: Copy + Zero>(x: ArrayView4<'_, T>, win: Window) -> Result<Array2<T>, ShapeError> {
+    let g = Geometry::new(x.dim(), win)?;
+    let mut col = Array2::zeros((g.rows(), g.cols()));
+    im2col_into(x, win, col.view_mut())?;
+    Ok(col)
+}
+
+/// [`im2col`] into a contiguous buffer of shape `(N*OH*OW, C*FH*FW)`; every
+/// element is overwritten.
+pub fn im2col_into<T: Copy + Zero>(
+    x: ArrayView4<'_, T>,
+    win: Window,
+    mut col: ArrayViewMut2<'_, T>,
+) -> Result<(), ShapeError> {
+    let g = Geometry::new(x.dim(), win)?;
+    check_dim("im2col buffer shape", (g.rows(), g.cols()), col.dim())?;
+    let dst = contiguous2("im2col buffer", &mut col)?;
+    let src = dense4(&x);
+    let area = win.area();
+    for (r, row) in dst.chunks_exact_mut(g.cols()).enumerate() {
+        let (n, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+        let (oh, ow) = (pos / g.ow, pos % g.ow);
+        for (c, out) in row.chunks_exact_mut(area).enumerate() {
+            let p = (n * g.c + c) * g.plane();
+            copy_window(&src[p..p + g.plane()], &g, oh, ow, out);
+        }
+    }
+    Ok(())
+}
+
+/// Folds a matrix in [`im2col`]'s layout back into an NCHW tensor of shape
+/// `shape`, summing the values that overlapping windows put on one pixel and
+/// dropping those that fall in the padding. It is the adjoint of `im2col`:
+/// `<im2col(x), c> == <x, col2im(c)>` for all `x` and `c`.
+pub fn col2im<T: Copy + Zero + AddAssign>(
+    col: ArrayView2<'_, T>,
+    shape: (usize, usize, usize, usize),
+    win: Window,
+) -> Result<Array4<T>, ShapeError> {
+    Geometry::new(shape, win)?;
+    let mut x = Array4::zeros(shape);
+    col2im_into(col, win, x.view_mut())?;
+    Ok(x)
+}
+
+/// [`col2im`] into a contiguous NCHW buffer, which is overwritten (not added to).
+pub fn col2im_into<T: Copy + Zero + AddAssign>(
+    col: ArrayView2<'_, T>,
+    win: Window,
+    mut x: ArrayViewMut4<'_, T>,
+) -> Result<(), ShapeError> {
+    let g = Geometry::new(x.dim(), win)?;
+    check_dim("col2im column shape", (g.rows(), g.cols()), col.dim())?;
+    let dst = contiguous4("col2im output", &mut x)?;
+    dst.fill(T::zero());
+    let col = col.as_standard_layout();
+    let src = col.as_slice().unwrap_or_else(|| unreachable!("standard layout is contiguous"));
+    let area = win.area();
+    for (r, row) in src.chunks_exact(g.cols()).enumerate() {
+        let (n, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+        let (oh, ow) = (pos / g.ow, pos % g.ow);
+        for (c, vals) in row.chunks_exact(area).enumerate() {
+            let p = (n * g.c + c) * g.plane();
+            add_window(&mut dst[p..p + g.plane()], &g, oh, ow, vals);
+        }
+    }
+    Ok(())
+}
+
+/// Output height and width of `win` over `shape` (NCHW), and the shape of
+/// its [`im2col_per_channel`] matrix.
+pub fn col_shape_per_channel(
+    shape: (usize, usize, usize, usize),
+    win: Window,
+) -> Result<(usize, usize, usize, usize), ShapeError> {
+    let g = Geometry::new(shape, win)?;
+    Ok((g.oh, g.ow, g.rows() * g.c, win.area()))
+}
+
+/// The pooling expansion: one row per `(n, c, oh, ow)` holding that
+/// channel's window, shape `(N*C*OH*OW, FH*FW)`. A reduction along each row
+/// (max, mean) is then already in NCHW order.
+///
+/// ```
+/// use ndarray::Array4;
+/// use tensor4d::Window;
+/// let x = Array4::from_shape_fn((1, 2, 2, 2), |(_, c, i, j)| (10 * c + 2 * i + j) as f32);
+/// let col = im2col::im2col_per_channel(x.view(), Window::square(2).with_stride(2)).unwrap();
+/// assert_eq!(col.dim(), (2, 4));
+/// assert_eq!(col.row(1).to_vec(), vec![10.0, 11.0, 12.0, 13.0]);
+/// ```
+pub fn im2col_per_channel<T: Copy + Zero>(
+    x: ArrayView4<'_, T>,
+    win: Window,
+) -> Result<Array2<T>, ShapeError> {
+    let (_, _, rows, cols) = col_shape_per_channel(x.dim(), win)?;
+    let mut col = Array2::zeros((rows, cols));
+    im2col_per_channel_into(x, win, col.view_mut())?;
+    Ok(col)
+}
+
+/// [`im2col_per_channel`] into a contiguous buffer of shape `(N*C*OH*OW, FH*FW)`.
+pub fn im2col_per_channel_into<T: Copy + Zero>(
+    x: ArrayView4<'_, T>,
+    win: Window,
+    mut col: ArrayViewMut2<'_, T>,
+) -> Result<(), ShapeError> {
+    let g = Geometry::new(x.dim(), win)?;
+    check_dim(
+        "per-channel im2col buffer shape",
+        (g.rows() * g.c, win.area()),
+        col.dim(),
+    )?;
+    let dst = contiguous2("per-channel im2col buffer", &mut col)?;
+    let src = dense4(&x);
+    let per_plane = g.oh * g.ow * win.area();
+    for (plane, out) in src.chunks_exact(g.plane()).zip(dst.chunks_exact_mut(per_plane)) {
+        for (pos, o) in out.chunks_exact_mut(win.area()).enumerate() {
+            copy_window(plane, &g, pos / g.ow, pos % g.ow, o);
+        }
+    }
+    Ok(())
+}
+
+/// The adjoint of [`im2col_per_channel`]: folds `(N*C*OH*OW, FH*FW)` rows
+/// back into an NCHW tensor of shape `shape`, summing overlaps.
+pub fn col2im_per_channel<T: Copy + Zero + AddAssign>(
+    col: ArrayView2<'_, T>,
+    shape: (usize, usize, usize, usize),
+    win: Window,
+) -> Result<Array4<T>, ShapeError> {
+    Geometry::new(shape, win)?;
+    let mut x = Array4::zeros(shape);
+    col2im_per_channel_into(col, win, x.view_mut())?;
+    Ok(x)
+}
+
+/// [`col2im_per_channel`] into a contiguous NCHW buffer, which is overwritten.
+pub fn col2im_per_channel_into<T: Copy + Zero + AddAssign>(
+    col: ArrayView2<'_, T>,
+    win: Window,
+    mut x: ArrayViewMut4<'_, T>,
+) -> Result<(), ShapeError> {
+    let g = Geometry::new(x.dim(), win)?;
+    check_dim(
+        "per-channel col2im column shape",
+        (g.rows() * g.c, win.area()),
+        col.dim(),
+    )?;
+    let dst = contiguous4("per-channel col2im output", &mut x)?;
+    dst.fill(T::zero());
+    let col = col.as_standard_layout();
+    let src = col.as_slice().unwrap_or_else(|| unreachable!("standard layout is contiguous"));
+    let per_plane = g.oh * g.ow * win.area();
+    for (plane, vals) in dst.chunks_exact_mut(g.plane()).zip(src.chunks_exact(per_plane)) {
+        for (pos, v) in vals.chunks_exact(win.area()).enumerate() {
+            add_window(plane, &g, pos / g.ow, pos % g.ow, v);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+use crate::Float;
+
+/// A read-only matrix over a slice with row and column strides in elements.
+/// Transposing is swapping the strides, so no matrix is ever copied to be
+/// transposed.
+///
+/// Constructors panic when the strides address elements outside the slice:
+/// that is a bug in the calling code, not bad user input.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// A mutable matrix over a slice with row and column strides in elements;
+/// distinct (row, column) pairs always address distinct elements.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+fn check_bounds(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)));
+    assert!(
+        matches!(last, Some(l) if l < len),
+        "matrix {rows}x{cols} with strides ({rs}, {cs}) does not fit in {len} elements"
+    );
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A `rows` x `cols` matrix whose element (i, j) is `data[i*rs + j*cs]`.
+    pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        check_bounds(data.len(), rows, cols, rs, cs);
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// A dense row-major matrix.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose, by swapping strides.
+    pub fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A `rows` x `cols` mutable matrix whose element (i, j) is
+    /// `data[i*rs + j*cs]`; the strides must keep elements distinct (a
+    /// row-major or column-major arrangement, possibly with gaps).
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        check_bounds(data.len(), rows, cols, rs, cs);
+        let distinct = rows <= 1 && (cols <= 1 || cs >= 1)
+            || cols <= 1 && rs >= 1
+            || cs >= 1 && rs >= cols * cs
+            || rs >= 1 && cs >= rows * rs;
+        assert!(
+            distinct,
+            "strides ({rs}, {cs}) make elements of a {rows}x{cols} matrix overlap"
+        );
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// A dense row-major matrix.
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+}
+
+/// `C <- alpha * A B + beta * C` through `matrixmultiply`, for any strides.
+/// With `beta == 0` the old contents of C are ignored (NaN included).
+///
+/// Panics if the inner dimensions disagree (a bug in the caller).
+///
+/// ```
+/// use tensor4d::{gemm, MatMut, MatRef};
+/// let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3
+/// let b = [1.0f64, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3x2
+/// let mut c = [0.0f64; 4];
+/// gemm(1.0, MatRef::row_major(&a, 2, 3), MatRef::row_major(&b, 3, 2), 0.0,
+///      MatMut::row_major(&mut c, 2, 2));
+/// assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+/// // A^T A without copying A: transposing swaps strides.
+/// let mut g = [0.0f64; 9];
+/// let a = MatRef::row_major(&a, 2, 3);
+/// gemm(1.0, a.t(), a, 0.0, MatMut::row_major(&mut g, 3, 3));
+/// assert_eq!(g[0], 17.0);
+/// ```
+pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    assert!(
+        a.cols == b.rows && a.rows == c.rows && b.cols == c.cols,
+        "gemm: ({}x{}) * ({}x{}) into ({}x{})",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols,
+        c.rows,
+        c.cols
+    );
+    if c.rows == 0 || c.cols == 0 {
+        return;
+    }
+    // SAFETY: the constructors checked that every addressed element lies in
+    // its slice and that C's elements are distinct; `&mut` excludes aliasing
+    // between C and the inputs.
+    unsafe {
+        T::gemm_unchecked(
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.rs as isize,
+            c.cs as isize,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Oracle: a triple loop over ordinary indices.
+        #[test]
+        fn gemm_matches_triple_loop(m in 1usize..7, k in 0usize..7, n in 1usize..7,
+                                    ta in any::<bool>(), tb in any::<bool>(), seed in any::<u64>()) {
+            let val = |i: usize| (((i as u64 + 1).wrapping_mul(seed | 1) >> 7) % 17) as f64 - 8.0;
+            let a: Vec<f64> = (0..m * k).map(val).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| val(i + 1000)).collect();
+            // Store A (and B) either row-major or as the transpose of a row-major matrix.
+            let am = if ta { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
+            let bm = if tb { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
+            let at = |i: usize, p: usize| if ta { a[p * m + i] } else { a[i * k + p] };
+            let bt = |p: usize, j: usize| if tb { b[j * k + p] } else { b[p * n + j] };
+            let mut c = vec![1.0; m * n];
+            gemm(2.0, am, bm, 0.5, MatMut::row_major(&mut c, m, n));
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = 2.0 * (0..k).map(|p| at(i, p) * bt(p, j)).sum::<f64>() + 0.5;
+                    prop_assert_eq!(c[i * n + j], want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn out_of_bounds_view_panics() {
+        let a = [0.0f32; 5];
+        let _ = MatRef::row_major(&a, 2, 3);
+    }
+}

@@ -1,0 +1,60 @@
+//! NCHW tensors for the rest of the workspace: the [`Float`] trait that every
+//! layer is generic over (f32 for training, f64 for gradient checks), the
+//! geometry of a convolution or pooling [`Window`] with the book's output size
+//! `(H + 2P - F) / S + 1` (an error, never a silent floor, when it is not
+//! whole), the [`ShapeError`] that names the sizes at fault, a bounds-checked
+//! strided [`gemm`] over `matrixmultiply`, and helpers that reuse buffers.
+//!
+//! Tensors are plain `ndarray` arrays (`Array4`, `ArrayD` and their views); this
+//! crate adds no wrapper type. It knows nothing of layers or im2col.
+//!
+//! ```
+//! use tensor4d::Window;
+//! // The chapter's example: 28x28 input, 5x5 filter, no padding, stride 1.
+//! assert_eq!(Window::square(5).output_size(28, 28).unwrap(), (24, 24));
+//! // 28 + 2*0 - 5 = 23 is odd: stride 2 does not tile it, and that is an error.
+//! assert!(Window::square(5).with_stride(2).output_size(28, 28).is_err());
+//! ```
+
+mod buffer;
+mod error;
+mod float;
+mod gemm;
+mod window;
+
+pub use buffer::{reuse, reuse2, reuse4};
+pub use error::ShapeError;
+pub use float::Float;
+pub use gemm::{MatMut, MatRef, gemm};
+pub use window::{Window, output_size};
+
+use ndarray::{ArrayView4, ArrayViewD, Ix4};
+
+/// Views a dynamic-rank array as NCHW, or says why it cannot.
+///
+/// ```
+/// use ndarray::ArrayD;
+/// let x = ArrayD::<f32>::zeros(vec![2, 1, 28, 28]);
+/// let v = tensor4d::as_nchw(x.view()).unwrap();
+/// assert_eq!(v.dim(), (2, 1, 28, 28));
+/// assert!(tensor4d::as_nchw(ArrayD::<f32>::zeros(vec![2, 784]).view()).is_err());
+/// ```
+pub fn as_nchw<T>(x: ArrayViewD<'_, T>) -> Result<ArrayView4<'_, T>, ShapeError> {
+    let shape = x.shape().to_vec();
+    x.into_dimensionality::<Ix4>().map_err(|_| ShapeError::Rank {
+        expected: "4 (N, C, H, W)",
+        found: shape,
+    })
+}
+
+/// Returns an error when any axis of `shape` is empty: every layer refuses
+/// empty batches, channels or images rather than returning an empty result
+/// that would surface later as a NaN mean.
+pub fn check_nonempty(shape: &[usize]) -> Result<(), ShapeError> {
+    if shape.contains(&0) {
+        return Err(ShapeError::Empty {
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(())
+}
