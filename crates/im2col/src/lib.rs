@@ -26,7 +26,6 @@
 //! assert_eq!(col.row(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]);
 //! ```
 
-use std::borrow::Cow;
 use std::ops::AddAssign;
 
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut4};
@@ -158,41 +157,12 @@ fn check_dim(what: &str, expected: (usize, usize), found: (usize, usize)) -> Res
     Ok(())
 }
 
-/// A contiguous row-major slice of `x`, copying only if `x` is not already one.
-fn dense4<'a, T: Copy>(x: &'a ArrayView4<'_, T>) -> Cow<'a, [T]> {
-    match x.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(x.iter().copied().collect()),
-    }
-}
-
-/// Output height and width of `win` over an input of shape `shape` (NCHW),
-/// and the shape of its [`im2col`] matrix.
-///
-/// ```
-/// let (oh, ow, rows, cols) = im2col::col_shape((100, 1, 28, 28), tensor4d::Window::square(5)).unwrap();
-/// assert_eq!((oh, ow, rows, cols), (24, 24, 100 * 24 * 24, 25));
-/// ```
-pub fn col_shape(
-    shape: (usize, usize, usize, usize),
-    win: Window,
-) -> Result<(usize, usize, usize, usize), ShapeError> {
-    let g = Geometry::new(shape, win)?;
-    Ok((g.oh, g.ow, g.rows(), g.cols()))
-}
-
-fn contiguous2<'a, 'b, T>(
-    what: &str,
-    v: &'a mut ArrayViewMut2<'b, T>,
-) -> Result<&'a mut [T], ShapeError> {
+fn contiguous2<'a, 'b, T>(what: &str, v: &'a mut ArrayViewMut2<'b, T>) -> Result<&'a mut [T], ShapeError> {
     v.as_slice_mut()
         .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
 }
 
-fn contiguous4<'a, 'b, T>(
-    what: &str,
-    v: &'a mut ArrayViewMut4<'b, T>,
-) -> Result<&'a mut [T], ShapeError> {
+fn contiguous4<'a, 'b, T>(what: &str, v: &'a mut ArrayViewMut4<'b, T>) -> Result<&'a mut [T], ShapeError> {
     v.as_slice_mut()
         .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
 }
@@ -216,7 +186,7 @@ pub fn im2col_into<T: Copy + Zero>(
     let g = Geometry::new(x.dim(), win)?;
     check_dim("im2col buffer shape", (g.rows(), g.cols()), col.dim())?;
     let dst = contiguous2("im2col buffer", &mut col)?;
-    let src = dense4(&x);
+    let src = tensor4d::contiguous(&x);
     let area = win.area();
     for (r, row) in dst.chunks_exact_mut(g.cols()).enumerate() {
         let (n, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
@@ -255,7 +225,9 @@ pub fn col2im_into<T: Copy + Zero + AddAssign>(
     let dst = contiguous4("col2im output", &mut x)?;
     dst.fill(T::zero());
     let col = col.as_standard_layout();
-    let src = col.as_slice().unwrap_or_else(|| unreachable!("standard layout is contiguous"));
+    let src = col
+        .as_slice()
+        .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
     let area = win.area();
     for (r, row) in src.chunks_exact(g.cols()).enumerate() {
         let (n, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
@@ -313,7 +285,7 @@ pub fn im2col_per_channel_into<T: Copy + Zero>(
         col.dim(),
     )?;
     let dst = contiguous2("per-channel im2col buffer", &mut col)?;
-    let src = dense4(&x);
+    let src = tensor4d::contiguous(&x);
     let per_plane = g.oh * g.ow * win.area();
     for (plane, out) in src.chunks_exact(g.plane()).zip(dst.chunks_exact_mut(per_plane)) {
         for (pos, o) in out.chunks_exact_mut(win.area()).enumerate() {
@@ -351,7 +323,9 @@ pub fn col2im_per_channel_into<T: Copy + Zero + AddAssign>(
     let dst = contiguous4("per-channel col2im output", &mut x)?;
     dst.fill(T::zero());
     let col = col.as_standard_layout();
-    let src = col.as_slice().unwrap_or_else(|| unreachable!("standard layout is contiguous"));
+    let src = col
+        .as_slice()
+        .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
     let per_plane = g.oh * g.ow * win.area();
     for (plane, vals) in dst.chunks_exact_mut(g.plane()).zip(src.chunks_exact(per_plane)) {
         for (pos, v) in vals.chunks_exact(win.area()).enumerate() {

@@ -12,18 +12,25 @@ use tensor4d::{ShapeError, Window};
 /// output size first, then the input size that the window tiles exactly
 /// (H + 2P - F = (OH - 1) * S), with padding small enough to keep H >= 1.
 fn case() -> impl Strategy<Value = ((usize, usize, usize, usize), Window)> {
-    (1usize..4, 1usize..4, 1usize..6, 1usize..6, 1usize..4, 1usize..3, 1usize..5, 1usize..5)
+    (
+        1usize..4,
+        1usize..4,
+        1usize..6,
+        1usize..6,
+        1usize..4,
+        1usize..3,
+        1usize..5,
+        1usize..5,
+    )
         .prop_flat_map(|(n, c, fh, fw, sh, sw, oh, ow)| {
             let span_h = (oh - 1) * sh + fh;
             let span_w = (ow - 1) * sw + fw;
-            (0..=((span_h - 1) / 2).min(2), 0..=((span_w - 1) / 2).min(2)).prop_map(
-                move |(ph, pw)| {
-                    (
-                        (n, c, span_h - 2 * ph, span_w - 2 * pw),
-                        Window::new(fh, fw).with_strides(sh, sw).with_pads(ph, pw),
-                    )
-                },
-            )
+            (0..=((span_h - 1) / 2).min(2), 0..=((span_w - 1) / 2).min(2)).prop_map(move |(ph, pw)| {
+                (
+                    (n, c, span_h - 2 * ph, span_w - 2 * pw),
+                    Window::new(fh, fw).with_strides(sh, sw).with_pads(ph, pw),
+                )
+            })
         })
 }
 
@@ -71,7 +78,8 @@ fn chapter_im2col(x: &Array4<f64>, win: Window) -> Array2<f64> {
     let (n, c, h, w) = x.dim();
     let (oh, ow) = win.output_size(h, w).unwrap();
     let mut img = Array4::zeros((n, c, h + 2 * win.ph, w + 2 * win.pw));
-    img.slice_mut(s![.., .., win.ph..win.ph + h, win.pw..win.pw + w]).assign(x);
+    img.slice_mut(s![.., .., win.ph..win.ph + h, win.pw..win.pw + w])
+        .assign(x);
     // col6 has shape (N, C, FH, FW, OH, OW) as in the book.
     let mut col6 = ndarray::Array6::zeros((n, c, win.fh, win.fw, oh, ow));
     for y in 0..win.fh {
@@ -85,7 +93,8 @@ fn chapter_im2col(x: &Array4<f64>, win: Window) -> Array2<f64> {
     // transpose(0, 4, 5, 1, 2, 3).reshape(N*OH*OW, -1)
     let t = col6.permuted_axes([0, 4, 5, 1, 2, 3]);
     let t = t.as_standard_layout().into_owned();
-    t.into_shape_with_order((n * oh * ow, c * win.fh * win.fw)).unwrap()
+    t.into_shape_with_order((n * oh * ow, c * win.fh * win.fw))
+        .unwrap()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -175,14 +184,31 @@ proptest! {
 fn errors_name_the_sizes() {
     let x = Array4::<f32>::zeros((1, 1, 28, 28));
     let e = im2col(x.view(), Window::square(5).with_stride(2)).unwrap_err();
-    assert!(matches!(e, ShapeError::NotExact { span: 23, stride: 2, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ShapeError::NotExact {
+                span: 23,
+                stride: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
     let mut small = Array2::<f32>::zeros((3, 3));
-    let e = im2col_per_channel_into(x.view(), Window::square(2).with_stride(2), small.view_mut()).unwrap_err();
+    let e =
+        im2col_per_channel_into(x.view(), Window::square(2).with_stride(2), small.view_mut()).unwrap_err();
     assert!(e.to_string().contains("(196, 4)"), "{e}");
     let e = col2im(small.view(), (1, 1, 28, 28), Window::square(5)).unwrap_err();
-    assert!(e.to_string().contains("(576, 25)") && e.to_string().contains("(3, 3)"), "{e}");
+    assert!(
+        e.to_string().contains("(576, 25)") && e.to_string().contains("(3, 3)"),
+        "{e}"
+    );
     let empty = Array4::<f32>::zeros((0, 1, 4, 4));
-    assert!(matches!(im2col(empty.view(), Window::square(2)), Err(ShapeError::Empty { .. })));
+    assert!(matches!(
+        im2col(empty.view(), Window::square(2)),
+        Err(ShapeError::Empty { .. })
+    ));
     let mut col = Array2::<f32>::zeros((9, 4));
     let e = im2col::im2col_into(
         Array4::<f32>::zeros((1, 1, 4, 4)).view(),

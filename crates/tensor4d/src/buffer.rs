@@ -1,10 +1,7 @@
 use ndarray::{Array2, Array4, ArrayD, Dimension, IntoDimension, Ix2, Ix4, IxDyn};
 use num_traits::Zero;
 
-fn reuse_dim<T: Clone + Zero + Default, D: Dimension>(
-    buf: &mut ndarray::Array<T, D>,
-    shape: D,
-) -> bool {
+fn reuse_dim<T: Clone + Zero + Default, D: Dimension>(buf: &mut ndarray::Array<T, D>, shape: D) -> bool {
     if buf.raw_dim() == shape {
         return false;
     }

@@ -28,7 +28,9 @@ pub use float::Float;
 pub use gemm::{MatMut, MatRef, gemm};
 pub use window::{Window, output_size};
 
-use ndarray::{ArrayView4, ArrayViewD, Ix4};
+use std::borrow::Cow;
+
+use ndarray::{ArrayView, ArrayView4, ArrayViewD, Dimension, Ix4};
 
 /// Views a dynamic-rank array as NCHW, or says why it cannot.
 ///
@@ -57,4 +59,19 @@ pub fn check_nonempty(shape: &[usize]) -> Result<(), ShapeError> {
         });
     }
     Ok(())
+}
+
+/// The elements of `x` in row-major order as one slice: borrowed when `x` is
+/// already contiguous row-major (the usual case), copied otherwise.
+///
+/// ```
+/// let a = ndarray::arr2(&[[1.0f32, 2.0], [3.0, 4.0]]);
+/// assert!(matches!(tensor4d::contiguous(&a.view()), std::borrow::Cow::Borrowed(_)));
+/// assert_eq!(&*tensor4d::contiguous(&a.t()), &[1.0, 3.0, 2.0, 4.0]);
+/// ```
+pub fn contiguous<'a, T: Clone, D: Dimension>(x: &'a ArrayView<'_, T, D>) -> Cow<'a, [T]> {
+    match x.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(x.iter().cloned().collect()),
+    }
 }

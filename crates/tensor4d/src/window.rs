@@ -20,9 +20,7 @@ pub fn output_size(
     pad: usize,
 ) -> Result<usize, ShapeError> {
     if filter == 0 {
-        return Err(ShapeError::Zero {
-            what: "filter size",
-        });
+        return Err(ShapeError::Zero { what: "filter size" });
     }
     if stride == 0 {
         return Err(ShapeError::Zero { what: "stride" });
@@ -43,7 +41,7 @@ pub fn output_size(
         });
     }
     let span = padded - filter;
-    if span % stride != 0 {
+    if !span.is_multiple_of(stride) {
         return Err(ShapeError::NotExact {
             axis,
             size,
@@ -158,22 +156,19 @@ mod tests {
     #[test]
     fn chapter_examples() {
         // Section 7.2.4: 4x4 input, 3x3 filter, padding 1, stride 1 -> 4x4.
-        assert_eq!(
-            Window::square(3).with_pad(1).output_size(4, 4),
-            Ok((4, 4))
-        );
+        assert_eq!(Window::square(3).with_pad(1).output_size(4, 4), Ok((4, 4)));
         // 7x7, 3x3, stride 2 -> 3x3.
-        assert_eq!(
-            Window::square(3).with_stride(2).output_size(7, 7),
-            Ok((3, 3))
-        );
+        assert_eq!(Window::square(3).with_stride(2).output_size(7, 7), Ok((3, 3)));
     }
 
     #[test]
     fn errors_name_the_sizes() {
         let e = output_size("height", 28, 5, 2, 0).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("28") && msg.contains("stride 2") && msg.contains("23"), "{msg}");
+        assert!(
+            msg.contains("28") && msg.contains("stride 2") && msg.contains("23"),
+            "{msg}"
+        );
         let e = output_size("width", 3, 5, 1, 0).unwrap_err();
         assert!(matches!(e, ShapeError::FilterTooLarge { filter: 5, .. }), "{e}");
         assert_eq!(

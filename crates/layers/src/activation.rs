@@ -1,0 +1,102 @@
+use ndarray::{ArrayD, ArrayViewD, Zip};
+use tensor4d::{Float, reuse};
+
+use crate::{Error, Layer, Mode, Parameters, check_dout};
+
+/// `max(0, x)` (section 5.5.1). Keeps its output: `x > 0` exactly where the
+/// output is, so the output is the mask backward needs.
+///
+/// ```
+/// use layers::{Layer, Mode, Relu};
+/// use ndarray::ArrayD;
+/// let mut relu = Relu::new();
+/// let x = ArrayD::from_shape_vec(vec![1, 3], vec![-1.0, 0.0, 2.0]).unwrap();
+/// assert_eq!(relu.forward(x.view(), Mode::Train)?.as_slice().unwrap(), &[0.0, 0.0, 2.0]);
+/// let dout = ArrayD::from_shape_vec(vec![1, 3], vec![5.0, 5.0, 5.0]).unwrap();
+/// assert_eq!(relu.backward(dout.view())?.as_slice().unwrap(), &[0.0, 0.0, 5.0]);
+/// # Ok::<(), layers::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Relu<T> {
+    out: ArrayD<T>,
+    ran: bool,
+    dx: ArrayD<T>,
+}
+
+/// `1 / (1 + exp(-x))` (section 5.5.2). Keeps its output `y`, since
+/// `dy/dx = y (1 - y)`.
+#[derive(Clone, Debug)]
+pub struct Sigmoid<T> {
+    out: ArrayD<T>,
+    ran: bool,
+    dx: ArrayD<T>,
+}
+
+macro_rules! elementwise {
+    ($name:ident, $label:literal, |$x:ident| $f:expr, |$y:ident, $d:ident| $df:expr) => {
+        impl<T: Float> $name<T> {
+            /// A new layer; it has no parameters.
+            pub fn new() -> Self {
+                $name {
+                    out: ArrayD::zeros(vec![0]),
+                    ran: false,
+                    dx: ArrayD::zeros(vec![0]),
+                }
+            }
+        }
+
+        impl<T: Float> Default for $name<T> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl<T: Float> Parameters<T> for $name<T> {}
+
+        impl<T: Float> Layer<T> for $name<T> {
+            fn describe(&self) -> String {
+                $label.to_string()
+            }
+
+            fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
+                Ok(input.to_vec())
+            }
+
+            fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
+                reuse(&mut self.out, x.shape());
+                Zip::from(&mut self.out).and(&x).for_each(|o, &$x| *o = $f);
+                self.ran = true;
+                Ok(&self.out)
+            }
+
+            fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
+                check_dout(
+                    &|| self.describe(),
+                    self.ran,
+                    self.out.shape(),
+                    dout.shape(),
+                )?;
+                reuse(&mut self.dx, dout.shape());
+                Zip::from(&mut self.dx)
+                    .and(&self.out)
+                    .and(&dout)
+                    .for_each(|dx, &$y, &$d| *dx = $df);
+                Ok(&self.dx)
+            }
+        }
+    };
+}
+
+elementwise!(
+    Relu,
+    "ReLU",
+    |x| if x > T::zero() { x } else { T::zero() },
+    |y, d| if y > T::zero() { d } else { T::zero() }
+);
+
+elementwise!(
+    Sigmoid,
+    "Sigmoid",
+    |x| T::one() / (T::one() + (-x).exp()),
+    |y, d| d * y * (T::one() - y)
+);

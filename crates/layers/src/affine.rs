@@ -1,0 +1,223 @@
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
+use rand::Rng;
+use tensor4d::{Float, MatMut, MatRef, ShapeError, gemm, reuse, reuse2};
+
+use crate::{Error, Init, Layer, Mode, ParamVisitor, ParamVisitorMut, Parameters, check_dout, shape_error};
+
+/// Fully connected layer, `y = x W + b` (section 5.6 of the book, used by
+/// chapter 7's networks after the convolutions).
+///
+/// `W` has shape `(in, out)` as in the book. An input of any rank >= 2 is
+/// flattened row-major to `(N, in)` (for NCHW, over C, H, W), and the input
+/// gradient is given back in the input's original shape.
+///
+/// ```
+/// use layers::{Affine, Layer, Mode};
+/// use ndarray::{arr1, arr2, ArrayD};
+/// let mut fc = Affine::from_weights(arr2(&[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [0.0, 0.0]]), arr1(&[0.5, 0.0]))?;
+/// // A 1x1x2x2 image flattens to 4 inputs.
+/// let x = ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+/// assert_eq!(fc.forward(x.view(), Mode::Inference)?.as_slice().unwrap(), &[4.5, 7.0]);
+/// # Ok::<(), layers::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Affine<T> {
+    weight: Array2<T>,
+    bias: Array1<T>,
+    dweight: Array2<T>,
+    dbias: Array1<T>,
+    /// The last input, flattened to `(N, in)`: backward needs it for dW.
+    x: Array2<T>,
+    /// The last input's original shape, to give dx back in it.
+    x_shape: Vec<usize>,
+    out: ArrayD<T>,
+    dx: ArrayD<T>,
+}
+
+impl<T: Float> Affine<T> {
+    /// An affine layer from `inputs` to `outputs`, weights drawn by `init`
+    /// with fan-in `inputs`.
+    pub fn new<R: Rng + ?Sized>(
+        inputs: usize,
+        outputs: usize,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        let w = init
+            .sample::<T, R>(&[inputs, outputs], inputs, rng)
+            .map_err(|m| Error::invalid("Affine", m))?
+            .into_dimensionality()
+            .unwrap_or_else(|_| unreachable!("sampled with a 2-D shape"));
+        Self::from_weights(w, Array1::zeros(outputs))
+    }
+
+    /// An affine layer with weights `(in, out)` and biases `(out,)`.
+    pub fn from_weights(weight: Array2<T>, bias: Array1<T>) -> Result<Self, Error> {
+        let (i, o) = weight.dim();
+        let layer = || format!("Affine {i} -> {o}");
+        tensor4d::check_nonempty(weight.shape()).map_err(|source| Error::Shape {
+            layer: layer(),
+            source,
+        })?;
+        if bias.len() != o {
+            return Err(Error::Shape {
+                layer: layer(),
+                source: ShapeError::mismatch("bias length", o, bias.len()),
+            });
+        }
+        Ok(Affine {
+            dweight: Array2::zeros((i, o)),
+            dbias: Array1::zeros(o),
+            weight,
+            bias,
+            x: Array2::zeros((0, 0)),
+            x_shape: Vec::new(),
+            out: ArrayD::zeros(vec![0]),
+            dx: ArrayD::zeros(vec![0]),
+        })
+    }
+
+    /// The weights, `(in, out)`.
+    pub fn weight(&self) -> &Array2<T> {
+        &self.weight
+    }
+
+    /// The biases, `(out,)`.
+    pub fn bias(&self) -> &Array1<T> {
+        &self.bias
+    }
+}
+
+impl<T: Float> Parameters<T> for Affine<T> {
+    fn visit_params(&self, f: &mut ParamVisitor<'_, T>) {
+        f(
+            "weight",
+            self.weight.view().into_dyn(),
+            self.dweight.view().into_dyn(),
+        );
+        f("bias", self.bias.view().into_dyn(), self.dbias.view().into_dyn());
+    }
+
+    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
+        f(
+            "weight",
+            self.weight.view_mut().into_dyn(),
+            self.dweight.view().into_dyn(),
+        );
+        f(
+            "bias",
+            self.bias.view_mut().into_dyn(),
+            self.dbias.view().into_dyn(),
+        );
+    }
+}
+
+impl<T: Float> Layer<T> for Affine<T> {
+    fn describe(&self) -> String {
+        let (i, o) = self.weight.dim();
+        format!("Affine {i} -> {o}")
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
+        let err = |e| shape_error(self, e);
+        if input.len() < 2 {
+            return Err(err(ShapeError::Rank {
+                expected: "at least 2 (N, features...)",
+                found: input.to_vec(),
+            }));
+        }
+        tensor4d::check_nonempty(input).map_err(err)?;
+        let (inputs, outputs) = self.weight.dim();
+        let features = input[1..].iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if features != Some(inputs) {
+            return Err(err(ShapeError::mismatch(
+                format!("features per sample (the product of {:?})", &input[1..]),
+                inputs,
+                features.map_or("more than usize holds".into(), |f| f.to_string()),
+            )));
+        }
+        Ok(vec![input[0], outputs])
+    }
+
+    fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
+        let out_shape = self.output_shape(x.shape())?;
+        let (n, (inputs, outputs)) = (out_shape[0], self.weight.dim());
+        self.x_shape.clear();
+        self.x_shape.extend_from_slice(x.shape());
+        reuse2(&mut self.x, (n, inputs));
+        // Row-major flattening over (C, H, W), whatever the view's strides.
+        self.x
+            .as_slice_mut()
+            .unwrap_or_else(|| unreachable!("owned buffers are contiguous"))
+            .copy_from_slice(&tensor4d::contiguous(&x));
+        reuse(&mut self.out, &out_shape);
+        for mut row in self.out.axis_iter_mut(Axis(0)) {
+            row.assign(&self.bias);
+        }
+        gemm(
+            T::one(),
+            MatRef::row_major(self.x.as_slice().unwrap_or_else(|| unreachable!()), n, inputs),
+            MatRef::row_major(
+                self.weight.as_slice().unwrap_or_else(|| unreachable!()),
+                inputs,
+                outputs,
+            ),
+            T::one(),
+            MatMut::row_major(
+                self.out.as_slice_mut().unwrap_or_else(|| unreachable!()),
+                n,
+                outputs,
+            ),
+        );
+        Ok(&self.out)
+    }
+
+    fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
+        check_dout(
+            &|| self.describe(),
+            !self.x_shape.is_empty(),
+            self.out.shape(),
+            dout.shape(),
+        )?;
+        let (n, (inputs, outputs)) = (self.x.nrows(), self.weight.dim());
+        let dout = tensor4d::contiguous(&dout);
+        let dout_m = MatRef::row_major(&dout, n, outputs);
+        let x = MatRef::row_major(self.x.as_slice().unwrap_or_else(|| unreachable!()), n, inputs);
+        // dW = x^T dout, db = column sums of dout, dx = dout W^T.
+        gemm(
+            T::one(),
+            x.t(),
+            dout_m,
+            T::zero(),
+            MatMut::row_major(
+                self.dweight.as_slice_mut().unwrap_or_else(|| unreachable!()),
+                inputs,
+                outputs,
+            ),
+        );
+        self.dbias.fill(T::zero());
+        for row in dout.chunks_exact(outputs) {
+            for (db, &d) in self.dbias.iter_mut().zip(row) {
+                *db += d;
+            }
+        }
+        reuse(&mut self.dx, &self.x_shape);
+        gemm(
+            T::one(),
+            dout_m,
+            MatRef::row_major(
+                self.weight.as_slice().unwrap_or_else(|| unreachable!()),
+                inputs,
+                outputs,
+            )
+            .t(),
+            T::zero(),
+            MatMut::row_major(
+                self.dx.as_slice_mut().unwrap_or_else(|| unreachable!()),
+                n,
+                inputs,
+            ),
+        );
+        Ok(&self.dx)
+    }
+}

@@ -1,0 +1,213 @@
+//! The layers of chapter 7 and the optimizers that train them, generic over
+//! [`Float`] (f32 for training, f64 for gradient checks).
+//!
+//! Each layer is a struct whose `forward` keeps exactly what its `backward`
+//! needs, as in the book's classes: [`Convolution`] keeps the im2col matrix of
+//! its input, [`Pooling`] the argmax, [`Relu`] and [`Sigmoid`] their output,
+//! [`Affine`] its input. Outputs and input gradients live in buffers the layer
+//! owns and reuses, so a steady training loop does not allocate: `forward`
+//! and `backward` return references to them.
+//!
+//! A model is a list of `Box<dyn Layer<T>>`. Parameters are reached by name
+//! through [`Parameters`], which the optimizers ([`Sgd`], [`Momentum`],
+//! [`AdaGrad`], [`Adam`]), the [`gradcheck`] module and a checkpoint writer
+//! all use. [`SoftmaxWithLoss`] ends a network; it takes labels, so it is not
+//! a `Layer`.
+//!
+//! This crate does no I/O and prints nothing; every shape it cannot handle
+//! is an [`Error`] naming the layer and the sizes.
+//!
+//! ```
+//! use layers::{Convolution, Init, Layer, Mode, Pooling, Relu};
+//! use ndarray::ArrayD;
+//! use rand::SeedableRng;
+//! use tensor4d::Window;
+//!
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+//! let mut conv = Convolution::<f32>::new(1, 30, Window::square(5), Init::Normal { std: 0.01 }, &mut rng)?;
+//! let mut relu = Relu::new();
+//! let mut pool = Pooling::max(Window::square(2).with_stride(2));
+//!
+//! let x = ArrayD::<f32>::ones(vec![2, 1, 28, 28]);
+//! let y = conv.forward(x.view(), Mode::Train)?;
+//! let y = relu.forward(y.view(), Mode::Train)?;
+//! let y = pool.forward(y.view(), Mode::Train)?;
+//! assert_eq!(y.shape(), &[2, 30, 12, 12]);
+//!
+//! // A 5x5 filter with stride 2 does not tile 28 pixels: an error, not a floor.
+//! let mut bad = Convolution::<f32>::new(1, 4, Window::square(5).with_stride(2), Init::He, &mut rng)?;
+//! let err = bad.forward(x.view(), Mode::Train).unwrap_err();
+//! assert!(err.to_string().starts_with("Convolution 4@5x5 p0/s2"));
+//! # Ok::<(), layers::Error>(())
+//! ```
+
+mod activation;
+mod affine;
+mod conv;
+mod dropout;
+pub mod gradcheck;
+mod init;
+mod lrn;
+mod optim;
+mod pooling;
+mod softmax;
+
+pub use activation::{Relu, Sigmoid};
+pub use affine::Affine;
+pub use conv::Convolution;
+pub use dropout::Dropout;
+pub use init::Init;
+pub use lrn::Lrn;
+pub use optim::{AdaGrad, Adam, Momentum, Optimizer, Sgd};
+pub use pooling::{PoolKind, Pooling};
+pub use softmax::SoftmaxWithLoss;
+pub use tensor4d::{Float, ShapeError, Window};
+
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
+
+/// Whether a forward pass is for training (dropout draws masks) or for
+/// inference (dropout is the identity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: keep what backward needs, draw dropout masks.
+    Train,
+    /// Inference: deterministic.
+    Inference,
+}
+
+/// What went wrong, and in which layer or optimizer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An input or gradient whose shape the layer cannot handle.
+    #[error("{layer}: {source}")]
+    Shape {
+        /// The layer, as [`Layer::describe`] writes it.
+        layer: String,
+        /// The sizes at fault.
+        #[source]
+        source: ShapeError,
+    },
+    /// Anything else: a hyper-parameter out of range, a label out of range,
+    /// backward before forward.
+    #[error("{layer}: {message}")]
+    Invalid {
+        /// The layer or optimizer.
+        layer: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The layer or optimizer the error comes from.
+    pub fn layer(&self) -> &str {
+        match self {
+            Error::Shape { layer, .. } | Error::Invalid { layer, .. } => layer,
+        }
+    }
+
+    pub(crate) fn invalid(layer: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            layer: layer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Visitor over named parameters: `(name, value, gradient)`.
+pub type ParamVisitor<'v, T> = dyn FnMut(&str, ArrayViewD<'_, T>, ArrayViewD<'_, T>) + 'v;
+/// Visitor over named parameters with mutable values: `(name, value, gradient)`.
+pub type ParamVisitorMut<'v, T> = dyn FnMut(&str, ArrayViewMutD<'_, T>, ArrayViewD<'_, T>) + 'v;
+
+/// Anything holding named parameters and the gradients that the last
+/// backward pass left for them: a layer, a model.
+///
+/// Visiting goes in a fixed order, the same on every call; optimizers keep
+/// their state by position in that order. The default visits nothing.
+pub trait Parameters<T: Float> {
+    /// Calls `f(name, value, gradient)` for each parameter tensor. Layers
+    /// name theirs `weight` and `bias`; models prefix the layer, as in
+    /// `conv1.weight`.
+    fn visit_params(&self, f: &mut ParamVisitor<'_, T>) {
+        let _ = f;
+    }
+
+    /// As [`Parameters::visit_params`], with mutable values (for optimizers
+    /// and checkpoint loading).
+    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
+        let _ = f;
+    }
+
+    /// Total number of scalar parameters.
+    fn param_count(&self) -> usize {
+        let mut n = 0;
+        self.visit_params(&mut |_, v, _| n += v.len());
+        n
+    }
+}
+
+/// One layer of a network: forward and backward side by side, as in the
+/// chapter's classes.
+///
+/// `forward` returns the layer's output buffer, and `backward` the gradient
+/// with respect to the input, also a buffer the layer owns; both are reused
+/// on the next call. Parameter gradients are overwritten (not accumulated)
+/// by each `backward`.
+pub trait Layer<T: Float>: Parameters<T> + Send {
+    /// Short description used in errors and summaries, e.g.
+    /// `Convolution 30@5x5 p0/s1`.
+    fn describe(&self) -> String;
+
+    /// The output shape for an input of shape `input`, or why the layer
+    /// refuses that input. Lets a model check a whole network's shapes
+    /// before allocating anything.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error>;
+
+    /// Computes the output for `x` and keeps what backward needs.
+    fn forward(&mut self, x: ArrayViewD<'_, T>, mode: Mode) -> Result<&ArrayD<T>, Error>;
+
+    /// Given the gradient of the loss with respect to the last forward
+    /// output, computes the parameter gradients and returns the gradient with
+    /// respect to the input.
+    fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error>;
+
+    /// Makes layers that draw random noise in training (dropout) reuse the
+    /// noise of their last forward pass while `hold` is true, so a numerical
+    /// gradient sees one fixed function. Other layers ignore it.
+    fn hold_noise(&mut self, hold: bool) {
+        let _ = hold;
+    }
+}
+
+/// Checks that `dout` has the shape of the forward output, and that forward ran.
+pub(crate) fn check_dout(
+    layer: &dyn Fn() -> String,
+    forward_ran: bool,
+    out_shape: &[usize],
+    dout: &[usize],
+) -> Result<(), Error> {
+    if !forward_ran {
+        return Err(Error::invalid(layer(), "backward called before forward"));
+    }
+    if out_shape != dout {
+        return Err(Error::Shape {
+            layer: layer(),
+            source: ShapeError::mismatch(
+                "gradient shape",
+                format!("{out_shape:?} (the forward output)"),
+                format!("{dout:?}"),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Wraps a shape error with the layer's description; call it inside
+/// `map_err` so the description is only formatted when there is an error.
+pub(crate) fn shape_error<T: Float, L: Layer<T> + ?Sized>(layer: &L, source: ShapeError) -> Error {
+    Error::Shape {
+        layer: layer.describe(),
+        source,
+    }
+}

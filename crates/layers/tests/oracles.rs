@@ -1,0 +1,229 @@
+//! Forward and backward of each layer against naive loops written from the
+//! definitions, sharing no code with the layers (no im2col, no GEMM).
+
+mod common;
+
+use common::*;
+use layers::{Affine, Convolution, Layer, Lrn, Mode, Pooling, SoftmaxWithLoss};
+use ndarray::{Array1, Array2, Array4, ArrayD};
+use proptest::prelude::*;
+use tensor4d::Window;
+
+/// Padded read: zero outside the image.
+fn at(x: &Array4<f64>, n: usize, c: usize, y: isize, xx: isize) -> f64 {
+    let (_, _, h, w) = x.dim();
+    if y < 0 || xx < 0 || y as usize >= h || xx as usize >= w {
+        0.0
+    } else {
+        x[[n, c, y as usize, xx as usize]]
+    }
+}
+
+/// Input pixel read by output (i, j), filter offset (ki, kj).
+fn src(win: Window, i: usize, j: usize, ki: usize, kj: usize) -> (isize, isize) {
+    (
+        (i * win.sh + ki) as isize - win.ph as isize,
+        (j * win.sw + kj) as isize - win.pw as isize,
+    )
+}
+
+fn naive_conv(x: &Array4<f64>, w: &Array4<f64>, b: &Array1<f64>, win: Window) -> Array4<f64> {
+    let (n, c, h, wd) = x.dim();
+    let (f, _, fh, fw) = w.dim();
+    let (oh, ow) = win.output_size(h, wd).unwrap();
+    Array4::from_shape_fn((n, f, oh, ow), |(bn, bf, i, j)| {
+        let mut s = b[bf];
+        for ch in 0..c {
+            for ki in 0..fh {
+                for kj in 0..fw {
+                    let (y, xx) = src(win, i, j, ki, kj);
+                    s += w[[bf, ch, ki, kj]] * at(x, bn, ch, y, xx);
+                }
+            }
+        }
+        s
+    })
+}
+
+/// The gradients of sum(conv(x) * g) by direct accumulation.
+fn naive_conv_backward(
+    x: &Array4<f64>,
+    w: &Array4<f64>,
+    g: &Array4<f64>,
+    win: Window,
+) -> (Array4<f64>, Array4<f64>, Array1<f64>) {
+    let (n, c, h, wd) = x.dim();
+    let (f, _, fh, fw) = w.dim();
+    let (_, _, oh, ow) = g.dim();
+    let mut dx = Array4::zeros((n, c, h, wd));
+    let mut dw = Array4::zeros(w.dim());
+    let mut db = Array1::zeros(f);
+    for bn in 0..n {
+        for bf in 0..f {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let gv = g[[bn, bf, i, j]];
+                    db[bf] += gv;
+                    for ch in 0..c {
+                        for ki in 0..fh {
+                            for kj in 0..fw {
+                                let (y, xx) = src(win, i, j, ki, kj);
+                                dw[[bf, ch, ki, kj]] += gv * at(x, bn, ch, y, xx);
+                                if y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < wd {
+                                    dx[[bn, ch, y as usize, xx as usize]] += gv * w[[bf, ch, ki, kj]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn convolution_matches_nested_loops(
+        (shape, win) in exact_case(3, 3), filters in 1usize..5, seed in any::<u64>()
+    ) {
+        let x = uniform4(shape, seed);
+        let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
+        let b = uniform1(filters, seed ^ 2);
+        let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+        let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
+        assert_all_close(&y, &naive_conv(&x, &w, &b, win).into_dyn(), "forward");
+
+        let g = uniform(y.shape(), seed ^ 3);
+        let dx = conv.backward(g.view()).unwrap().clone();
+        let (ndx, ndw, ndb) = naive_conv_backward(&x, &w, &g.into_dimensionality().unwrap(), win);
+        assert_all_close(&dx, &ndx.into_dyn(), "dx");
+        let grads = layers::gradcheck::param_grads(&conv);
+        assert_all_close(&grads[0].1, &ndw.into_dyn(), "dW");
+        assert_all_close(&grads[1].1, &ndb.into_dyn(), "db");
+    }
+
+    #[test]
+    fn pooling_matches_nested_loops((shape, win) in exact_case(3, 3), seed in any::<u64>()) {
+        let x = uniform4(shape, seed);
+        let (n, c, h, w) = shape;
+        let (oh, ow) = win.output_size(h, w).unwrap();
+        let g = uniform4((n, c, oh, ow), seed ^ 5);
+        let area = (win.fh * win.fw) as f64;
+
+        let mut want_max = Array4::zeros((n, c, oh, ow));
+        let mut want_avg = Array4::zeros((n, c, oh, ow));
+        let mut dx_max = Array4::<f64>::zeros(shape);
+        let mut dx_avg = Array4::<f64>::zeros(shape);
+        for bn in 0..n { for ch in 0..c { for i in 0..oh { for j in 0..ow {
+            let mut best = (f64::NEG_INFINITY, None);
+            let mut sum = 0.0;
+            for ki in 0..win.fh { for kj in 0..win.fw {
+                let (y, xx) = src(win, i, j, ki, kj);
+                let v = at(&x, bn, ch, y, xx);
+                sum += v;
+                let inside = y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w;
+                if v > best.0 { best = (v, inside.then_some((y as usize, xx as usize))); }
+                if inside { dx_avg[[bn, ch, y as usize, xx as usize]] += g[[bn, ch, i, j]] / area; }
+            }}
+            want_max[[bn, ch, i, j]] = best.0;
+            want_avg[[bn, ch, i, j]] = sum / area;
+            if let Some((y, xx)) = best.1 { dx_max[[bn, ch, y, xx]] += g[[bn, ch, i, j]]; }
+        }}}}
+
+        let mut max = Pooling::max(win);
+        assert_all_close(max.forward(x.view().into_dyn(), Mode::Train).unwrap(), &want_max.into_dyn(), "max forward");
+        assert_all_close(max.backward(g.view().into_dyn()).unwrap(), &dx_max.into_dyn(), "max backward");
+        let mut avg = Pooling::average(win);
+        assert_all_close(avg.forward(x.view().into_dyn(), Mode::Train).unwrap(), &want_avg.into_dyn(), "avg forward");
+        assert_all_close(avg.backward(g.view().into_dyn()).unwrap(), &dx_avg.into_dyn(), "avg backward");
+    }
+
+    #[test]
+    fn affine_matches_loops(n in 1usize..5, c in 1usize..4, hw in 1usize..4, out in 1usize..6, seed in any::<u64>()) {
+        let x = uniform(&[n, c, hw, hw], seed);
+        let d = c * hw * hw;
+        let w: Array2<f64> = uniform(&[d, out], seed ^ 1).into_dimensionality().unwrap();
+        let b = uniform1(out, seed ^ 2);
+        let mut fc = Affine::from_weights(w.clone(), b.clone()).unwrap();
+        let y = fc.forward(x.view(), Mode::Train).unwrap().clone();
+        let flat: Vec<f64> = x.iter().copied().collect(); // row-major over (C, H, W)
+        let want = ArrayD::from_shape_fn(vec![n, out], |i| {
+            b[i[1]] + (0..d).map(|k| flat[i[0] * d + k] * w[[k, i[1]]]).sum::<f64>()
+        });
+        assert_all_close(&y, &want, "forward");
+        let g = uniform(&[n, out], seed ^ 3);
+        let dx = fc.backward(g.view()).unwrap().clone();
+        prop_assert_eq!(dx.shape(), x.shape());
+        let want_dx: Vec<f64> = (0..n * d).map(|i| (0..out).map(|o| g[[i / d, o]] * w[[i % d, o]]).sum()).collect();
+        assert_all_close(&dx, &ArrayD::from_shape_vec(x.shape(), want_dx).unwrap(), "dx");
+        let grads = layers::gradcheck::param_grads(&fc);
+        let want_dw = ArrayD::from_shape_fn(vec![d, out], |i| (0..n).map(|s| flat[s * d + i[0]] * g[[s, i[1]]]).sum());
+        assert_all_close(&grads[0].1, &want_dw, "dW");
+    }
+
+    #[test]
+    fn lrn_matches_formula(n in 1usize..3, c in 1usize..9, hw in 1usize..3, seed in any::<u64>()) {
+        let x = uniform(&[n, c, hw, hw], seed).mapv(|v| v * 30.0); // big enough for the denominator to matter
+        let mut lrn = Lrn::new(5, 1e-3, 0.75, 2.0).unwrap();
+        let y = lrn.forward(x.view(), Mode::Train).unwrap();
+        for ((idx, &v), &a) in y.indexed_iter().zip(x.iter()) {
+            let ch = idx[1] as isize;
+            let mut sq = 0.0;
+            for j in (ch - 2)..=(ch + 2) {
+                if j >= 0 && (j as usize) < c { sq += x[[idx[0], j as usize, idx[2], idx[3]]].powi(2); }
+            }
+            let want = a / (2.0 + 1e-3 * sq).powf(0.75);
+            prop_assert!(close(v, want), "{:?}: {} vs {}", idx, v, want);
+        }
+    }
+
+    #[test]
+    fn softmax_with_loss_matches_definition(n in 1usize..6, k in 1usize..8, seed in any::<u64>()) {
+        let x = uniform(&[n, k], seed).mapv(|v| v * 5.0);
+        let labels: Vec<usize> = (0..n).map(|i| (seed as usize + i * 7) % k).collect();
+        let mut sl = SoftmaxWithLoss::new();
+        let loss = sl.forward(x.view(), &labels).unwrap();
+        let mut want = 0.0;
+        let mut want_dx = ArrayD::zeros(vec![n, k]);
+        for i in 0..n {
+            let z: f64 = (0..k).map(|j| x[[i, j]].exp()).sum();
+            want -= (x[[i, labels[i]]].exp() / z).ln() / n as f64;
+            for j in 0..k {
+                want_dx[[i, j]] = (x[[i, j]].exp() / z - if j == labels[i] { 1.0 } else { 0.0 }) / n as f64;
+            }
+        }
+        prop_assert!(close(loss, want), "{} vs {}", loss, want);
+        assert_all_close(sl.backward().unwrap(), &want_dx, "dx");
+    }
+}
+
+#[test]
+fn softmax_is_stable_for_huge_scores() {
+    let mut sl = SoftmaxWithLoss::<f32>::new();
+    let x = ArrayD::from_shape_vec(vec![2, 2], vec![1e30f32, -1e30, 0.0, 1e4]).unwrap();
+    let loss = sl.forward(x.view(), &[0, 0]).unwrap();
+    assert!(loss.is_finite());
+    assert!((loss - 5e3).abs() < 1.0, "{loss}"); // sample 2 pays 1e4, sample 1 nothing
+    assert!(sl.backward().unwrap().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn f32_and_f64_layers_agree() {
+    // The same weights in both precisions: f32 results round the f64 ones.
+    let (shape, win) = ((2, 3, 8, 8), Window::square(3).with_pad(1));
+    let x = uniform4(shape, 11);
+    let w = uniform4((4, 3, 3, 3), 12);
+    let b = uniform1(4, 13);
+    let mut c64 = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+    let mut c32 = Convolution::from_weights(w.mapv(|v| v as f32), b.mapv(|v| v as f32), win).unwrap();
+    let y64 = c64.forward(x.view().into_dyn(), Mode::Train).unwrap();
+    let y32 = c32
+        .forward(x.mapv(|v| v as f32).view().into_dyn(), Mode::Train)
+        .unwrap();
+    for (a, b) in y64.iter().zip(y32.iter()) {
+        assert!((a - *b as f64).abs() < 1e-5, "{a} vs {b}");
+    }
+}
