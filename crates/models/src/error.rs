@@ -1,0 +1,50 @@
+/// What went wrong in a model, its training or its checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A layer refused its input or configuration; `label` says which
+    /// (`conv1`, `fc2`, ...).
+    #[error("{label}: {source}")]
+    Layer {
+        /// The layer's label in the network.
+        label: String,
+        /// The layer's own error, naming the sizes.
+        #[source]
+        source: layers::Error,
+    },
+    /// The input batch does not have the network's input shape.
+    #[error("{model}: expected input {expected}, found {found:?}")]
+    Input {
+        /// The model's name.
+        model: String,
+        /// The shape it takes.
+        expected: String,
+        /// What it was given.
+        found: Vec<usize>,
+    },
+    /// The loss layer refused the scores or labels.
+    #[error(transparent)]
+    Loss(layers::Error),
+    /// The optimizer refused the parameters.
+    #[error(transparent)]
+    Optimizer(layers::Error),
+    /// A network was built without any layer.
+    #[error("a network needs at least one layer")]
+    NoLayers,
+    /// An architecture name that is not one of ours.
+    #[error("unknown model {0:?}; expected one of simple-conv-net, lenet, alexnet-lite")]
+    UnknownModel(String),
+    /// Training produced a loss that is not a finite number.
+    #[error("loss became {loss} at epoch {epoch}, step {step}; stopping (the last good weights are kept)")]
+    NonFinite {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        /// The offending loss.
+        loss: f64,
+    },
+    /// Training settings that cannot work (zero batch size, empty data).
+    #[error("training: {0}")]
+    Config(String),
+}

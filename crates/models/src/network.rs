@@ -1,0 +1,336 @@
+use layers::{
+    Affine, Convolution, Dropout, Init, Layer, Lrn, Mode, ParamVisitor, ParamVisitorMut, Parameters, Pooling,
+    Relu, Sigmoid, SoftmaxWithLoss,
+};
+use ndarray::{ArrayD, ArrayView4, ArrayViewD, Axis, s};
+use rand::SeedableRng;
+use rand_pcg::Pcg64;
+use tensor4d::{Float, Window};
+
+use crate::Error;
+
+/// One layer with its name in the network (`conv1`, `relu2`, `fc1`, ...).
+struct Slot<T: Float> {
+    label: String,
+    layer: Box<dyn Layer<T>>,
+    /// Full parameter names, `conv1.weight`, in the layer's visiting order,
+    /// made once so that visiting allocates nothing.
+    param_names: Vec<String>,
+}
+
+/// A feed-forward network: layers in order, ending in [`SoftmaxWithLoss`].
+/// It has the chapter's interface ([`Network::predict`], [`Network::loss`],
+/// [`Network::gradient`], [`Network::accuracy`]), and its parameters are
+/// visited by name (`conv1.weight`, `fc2.bias`, ...) through [`Parameters`].
+///
+/// Build one with [`Network::builder`], which checks every layer's shape as
+/// it goes, or take one of [`crate::Architecture`].
+///
+/// ```
+/// use layers::{Init, Mode, Parameters};
+/// use models::Network;
+/// use tensor4d::Window;
+/// let mut net = Network::<f32>::builder("tiny", [1, 8, 8], 0)
+///     .conv(4, Window::square(3).with_pad(1), Init::He)?
+///     .relu()?
+///     .max_pool(Window::square(2).with_stride(2))?
+///     .affine(10, Init::He)?
+///     .build()?;
+/// assert_eq!(net.param_count(), 4 * 9 + 4 + 64 * 10 + 10);
+/// let x = ndarray::ArrayD::zeros(vec![3, 1, 8, 8]);
+/// assert_eq!(net.predict(x.view(), Mode::Inference)?.shape(), &[3, 10]);
+/// # Ok::<(), models::Error>(())
+/// ```
+pub struct Network<T: Float> {
+    name: String,
+    input: [usize; 3],
+    slots: Vec<Slot<T>>,
+    loss: SoftmaxWithLoss<T>,
+}
+
+/// Runs `x` through every slot; a free function so that the caller can
+/// borrow the loss layer beside the result.
+fn forward_all<'a, T: Float>(
+    slots: &'a mut [Slot<T>],
+    x: ArrayViewD<'_, T>,
+    mode: Mode,
+) -> Result<&'a ArrayD<T>, Error> {
+    let (last, rest) = slots.split_last_mut().ok_or(Error::NoLayers)?;
+    let mut cur = x;
+    for slot in rest {
+        cur = slot
+            .layer
+            .forward(cur, mode)
+            .map_err(|e| at(&slot.label, e))?
+            .view();
+    }
+    last.layer.forward(cur, mode).map_err(|e| at(&last.label, e))
+}
+
+/// Prefixes a layer error with the layer's label in the network.
+fn at(label: &str, source: layers::Error) -> Error {
+    Error::Layer {
+        label: label.to_string(),
+        source,
+    }
+}
+
+/// The index of the largest score in each row of `(N, K)` scores (the
+/// first on ties).
+pub fn argmax_rows<T: Float>(scores: &ArrayD<T>) -> Vec<usize> {
+    let n = scores.shape().first().copied().unwrap_or(0);
+    let k = if n == 0 { 0 } else { scores.len() / n };
+    let view = scores.view();
+    let flat = tensor4d::contiguous(&view);
+    flat.chunks_exact(k.max(1))
+        .take(n)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, T::neg_infinity()),
+                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+                )
+                .0
+        })
+        .collect()
+}
+
+impl<T: Float> Network<T> {
+    /// Starts a network called `name` for inputs of shape `[C, H, W]`;
+    /// weights and dropout masks are drawn from `seed`.
+    pub fn builder(name: &str, input: [usize; 3], seed: u64) -> Builder<T> {
+        Builder {
+            net: Network {
+                name: name.to_string(),
+                input,
+                slots: Vec::new(),
+                loss: SoftmaxWithLoss::new(),
+            },
+            shape: vec![1, input[0], input[1], input[2]],
+            rng: Pcg64::seed_from_u64(seed),
+            seed,
+            counts: Vec::new(),
+        }
+    }
+
+    /// The network's name, e.g. `SimpleConvNet`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The input shape `[C, H, W]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input
+    }
+
+    /// The layers with their labels, in order.
+    pub fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer<T>)> {
+        self.slots.iter().map(|s| (s.label.as_str(), s.layer.as_ref()))
+    }
+
+    /// Makes dropout layers reuse their current masks while `hold` is true
+    /// (for gradient checks).
+    pub fn hold_noise(&mut self, hold: bool) {
+        for s in &mut self.slots {
+            s.layer.hold_noise(hold);
+        }
+    }
+
+    fn check_input(&self, shape: &[usize]) -> Result<(), Error> {
+        if shape.len() != 4 || shape[1..] != self.input || shape[0] == 0 {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                expected: format!(
+                    "[N, {}, {}, {}] with N >= 1",
+                    self.input[0], self.input[1], self.input[2]
+                ),
+                found: shape.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Class scores `(N, classes)` for a batch `x` of shape `(N, C, H, W)`.
+    pub fn predict(&mut self, x: ArrayViewD<'_, T>, mode: Mode) -> Result<&ArrayD<T>, Error> {
+        self.check_input(x.shape())?;
+        forward_all(&mut self.slots, x, mode)
+    }
+
+    /// The mean cross-entropy loss on `(x, labels)`, as in training (dropout on).
+    pub fn loss(&mut self, x: ArrayViewD<'_, T>, labels: &[usize]) -> Result<T, Error> {
+        self.check_input(x.shape())?;
+        let scores = forward_all(&mut self.slots, x, Mode::Train)?;
+        self.loss.forward(scores.view(), labels).map_err(Error::Loss)
+    }
+
+    /// Forward and backward on `(x, labels)` by backpropagation: afterwards
+    /// every parameter's gradient is held by its layer (visit them with
+    /// [`Parameters::visit_params`]). Returns the loss.
+    pub fn gradient(&mut self, x: ArrayViewD<'_, T>, labels: &[usize]) -> Result<T, Error> {
+        let loss = self.loss(x, labels)?;
+        let mut d = self.loss.backward().map_err(Error::Loss)?.view();
+        for slot in self.slots.iter_mut().rev() {
+            d = slot.layer.backward(d).map_err(|e| at(&slot.label, e))?.view();
+        }
+        Ok(loss)
+    }
+
+    /// The predicted class of each image in `x`.
+    pub fn classify(&mut self, x: ArrayViewD<'_, T>) -> Result<Vec<usize>, Error> {
+        Ok(argmax_rows(self.predict(x, Mode::Inference)?))
+    }
+
+    /// The fraction of `x` classified as `labels`, predicting `batch_size`
+    /// images at a time in inference mode.
+    pub fn accuracy(
+        &mut self,
+        x: ArrayView4<'_, T>,
+        labels: &[usize],
+        batch_size: usize,
+    ) -> Result<f64, Error> {
+        if labels.len() != x.len_of(Axis(0)) || labels.is_empty() || batch_size == 0 {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                expected: format!("{} labels and a batch size >= 1", x.len_of(Axis(0))),
+                found: vec![labels.len(), batch_size],
+            });
+        }
+        let mut correct = 0usize;
+        for start in (0..labels.len()).step_by(batch_size) {
+            let end = (start + batch_size).min(labels.len());
+            let batch = x.slice(s![start..end, .., .., ..]).into_dyn();
+            let classes = self.classify(batch)?;
+            correct += classes
+                .iter()
+                .zip(&labels[start..end])
+                .filter(|(p, t)| p == t)
+                .count();
+        }
+        Ok(correct as f64 / labels.len() as f64)
+    }
+}
+
+impl<T: Float> Parameters<T> for Network<T> {
+    fn visit_params(&self, f: &mut ParamVisitor<'_, T>) {
+        for slot in &self.slots {
+            let mut k = 0;
+            slot.layer.visit_params(&mut |_, v, g| {
+                f(&slot.param_names[k], v, g);
+                k += 1;
+            });
+        }
+    }
+
+    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
+        for slot in &mut self.slots {
+            let names = &slot.param_names;
+            let mut k = 0;
+            slot.layer.visit_params_mut(&mut |_, v, g| {
+                f(&names[k], v, g);
+                k += 1;
+            });
+        }
+    }
+}
+
+/// Adds layers to a [`Network`] one at a time, checking each against the
+/// shape the previous ones produce, so a network that cannot run is refused
+/// when it is built, naming the layer.
+pub struct Builder<T: Float> {
+    net: Network<T>,
+    /// Output shape so far, for a batch of one.
+    shape: Vec<usize>,
+    rng: Pcg64,
+    seed: u64,
+    /// How many layers of each kind so far, for numbering labels.
+    counts: Vec<(String, usize)>,
+}
+
+impl<T: Float> Builder<T> {
+    fn next_label(&mut self, kind: &str) -> String {
+        let n = match self.counts.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.counts.push((kind.to_string(), 1));
+                1
+            }
+        };
+        format!("{kind}{n}")
+    }
+
+    /// Appends any layer, labelled `kind` followed by its number among
+    /// layers of that kind (`conv` gives `conv1`, `conv2`, ...).
+    pub fn push(mut self, kind: &str, layer: Box<dyn Layer<T>>) -> Result<Self, Error> {
+        let label = self.next_label(kind);
+        let out = layer.output_shape(&self.shape).map_err(|e| at(&label, e))?;
+        let mut param_names = Vec::new();
+        layer.visit_params(&mut |name, _, _| param_names.push(format!("{label}.{name}")));
+        self.net.slots.push(Slot {
+            label,
+            layer,
+            param_names,
+        });
+        self.shape = out;
+        Ok(self)
+    }
+
+    /// A convolution of `filters` filters over the current channels.
+    pub fn conv(mut self, filters: usize, window: Window, init: Init) -> Result<Self, Error> {
+        let c = self.shape[1];
+        let layer = Convolution::new(c, filters, window, init, &mut self.rng).map_err(|e| at("conv", e))?;
+        self.push("conv", Box::new(layer))
+    }
+
+    /// An affine layer to `outputs` from everything the previous layer outputs.
+    pub fn affine(mut self, outputs: usize, init: Init) -> Result<Self, Error> {
+        let inputs = self.shape[1..].iter().product();
+        let layer = Affine::new(inputs, outputs, init, &mut self.rng).map_err(|e| at("fc", e))?;
+        self.push("fc", Box::new(layer))
+    }
+
+    /// ReLU.
+    pub fn relu(self) -> Result<Self, Error> {
+        self.push("relu", Box::new(Relu::new()))
+    }
+
+    /// Sigmoid.
+    pub fn sigmoid(self) -> Result<Self, Error> {
+        self.push("sigmoid", Box::new(Sigmoid::new()))
+    }
+
+    /// Max pooling over `window`.
+    pub fn max_pool(self, window: Window) -> Result<Self, Error> {
+        self.push("pool", Box::new(Pooling::max(window)))
+    }
+
+    /// Average pooling over `window`.
+    pub fn avg_pool(self, window: Window) -> Result<Self, Error> {
+        self.push("pool", Box::new(Pooling::average(window)))
+    }
+
+    /// AlexNet's local response normalisation.
+    pub fn lrn(self) -> Result<Self, Error> {
+        self.push("lrn", Box::new(Lrn::alexnet()))
+    }
+
+    /// Inverted dropout of `ratio`; its masks are seeded from the network's
+    /// seed and the dropout layer's position.
+    pub fn dropout(self, ratio: f64) -> Result<Self, Error> {
+        let k = self.net.slots.len() as u64 + 1;
+        let seed = self.seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let layer = Dropout::new(ratio, seed).map_err(|e| at("dropout", e))?;
+        self.push("dropout", Box::new(layer))
+    }
+
+    /// The finished network; refuses one without layers.
+    pub fn build(self) -> Result<Network<T>, Error> {
+        if self.net.slots.is_empty() {
+            return Err(Error::NoLayers);
+        }
+        Ok(self.net)
+    }
+}

@@ -1,0 +1,124 @@
+use std::fmt;
+use std::str::FromStr;
+
+use layers::Init;
+use tensor4d::{Float, Window};
+
+use crate::{Error, Network};
+
+/// The three networks of `MODELS.md`.
+///
+/// ```
+/// use layers::Parameters;
+/// use models::Architecture;
+/// let net = Architecture::SimpleConvNet.build::<f32>([1, 28, 28], 10, 0)?;
+/// assert_eq!(net.param_count(), 433_890);
+/// // LeNet's sizes divide for 3x32x32 too; AlexNet-lite's 3x3/s2 pooling does not.
+/// assert!(Architecture::LeNet.build::<f32>([3, 32, 32], 10, 0).is_ok());
+/// assert!(Architecture::AlexNetLite.build::<f32>([3, 32, 32], 10, 0).is_err());
+/// # Ok::<(), models::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// The chapter's network (section 7.5): conv, ReLU, max pool, two affine.
+    SimpleConvNet,
+    /// LeNet-5 as published: sigmoid and average-pool subsampling (7.7.1).
+    LeNet,
+    /// AlexNet's design at 28x28: ReLU, LRN, overlapping max pool, dropout (7.7.2).
+    AlexNetLite,
+}
+
+impl Architecture {
+    /// All three, in the order above.
+    pub const ALL: [Architecture; 3] = [
+        Architecture::SimpleConvNet,
+        Architecture::LeNet,
+        Architecture::AlexNetLite,
+    ];
+
+    /// The name used on the command line and in checkpoints.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Architecture::SimpleConvNet => "simple-conv-net",
+            Architecture::LeNet => "lenet",
+            Architecture::AlexNetLite => "alexnet-lite",
+        }
+    }
+
+    /// The network for inputs `[C, H, W]` and `classes` outputs, weights
+    /// drawn from `seed` with the initialisation `MODELS.md` gives.
+    pub fn build<T: Float>(&self, input: [usize; 3], classes: usize, seed: u64) -> Result<Network<T>, Error> {
+        let b = Network::builder(self.name(), input, seed);
+        let pool2 = Window::square(2).with_stride(2);
+        match self {
+            Architecture::SimpleConvNet => {
+                let init = Init::Normal { std: 0.01 };
+                b.conv(30, Window::square(5), init)?
+                    .relu()?
+                    .max_pool(pool2)?
+                    .affine(100, init)?
+                    .relu()?
+                    .affine(classes, init)?
+                    .build()
+            }
+            Architecture::LeNet => {
+                let init = Init::Xavier;
+                b.conv(6, Window::square(5).with_pad(2), init)?
+                    .sigmoid()?
+                    .avg_pool(pool2)?
+                    .conv(16, Window::square(5), init)?
+                    .sigmoid()?
+                    .avg_pool(pool2)?
+                    .affine(120, init)?
+                    .sigmoid()?
+                    .affine(84, init)?
+                    .sigmoid()?
+                    .affine(classes, init)?
+                    .build()
+            }
+            Architecture::AlexNetLite => {
+                let init = Init::He;
+                b.conv(32, Window::square(5).with_pad(2), init)?
+                    .relu()?
+                    .lrn()?
+                    .max_pool(pool2)?
+                    .conv(64, Window::square(5).with_pad(2), init)?
+                    .relu()?
+                    .lrn()?
+                    .max_pool(pool2)?
+                    .conv(96, Window::square(3).with_pad(1), init)?
+                    .relu()?
+                    .conv(96, Window::square(3).with_pad(1), init)?
+                    .relu()?
+                    .conv(64, Window::square(3).with_pad(1), init)?
+                    .relu()?
+                    .max_pool(Window::square(3).with_stride(2))?
+                    .affine(256, init)?
+                    .relu()?
+                    .dropout(0.5)?
+                    .affine(256, init)?
+                    .relu()?
+                    .dropout(0.5)?
+                    .affine(classes, init)?
+                    .build()
+            }
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Architecture {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Architecture::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| Error::UnknownModel(s.to_string()))
+    }
+}

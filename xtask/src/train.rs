@@ -1,0 +1,213 @@
+//! `cargo xtask train`: the main job. Loads a dataset, trains one of the
+//! three networks, shows progress, writes metrics, prints the test accuracy.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use layers::{AdaGrad, Adam, Momentum, Optimizer, Parameters, Sgd};
+use models::{Architecture, Event, TrainConfig};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OptimizerKind {
+    Sgd,
+    Momentum,
+    Adagrad,
+    Adam,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// simple-conv-net, lenet or alexnet-lite.
+    #[arg(long, default_value = "simple-conv-net")]
+    model: Architecture,
+    /// embedded, mnist, fashion-mnist, cifar10, or a directory holding the four IDX files.
+    #[arg(long, default_value = "embedded")]
+    dataset: String,
+    /// Where the dataset's files are (for mnist, fashion-mnist and cifar10).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// The update rule.
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.001)]
+    lr: f64,
+    /// Seed of the weights and of the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Directory for metrics.csv and the other outputs.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+}
+
+/// Finds the dataset the user named: a known name or a directory.
+pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<datasets::Dataset> {
+    let env_dir = |var: &str| std::env::var_os(var).map(PathBuf::from);
+    let dir = |var: &str, fallback: Option<&str>| -> Result<PathBuf> {
+        data_dir
+            .map(Path::to_path_buf)
+            .or_else(|| env_dir(var))
+            .or_else(|| fallback.map(PathBuf::from).filter(|p| p.is_dir()))
+            .with_context(|| {
+                format!("dataset {name}: give its directory with --data-dir or the {var} variable")
+            })
+    };
+    Ok(match name {
+        "embedded" => datasets::embedded()?,
+        "mnist" => datasets::load_idx_dir(&dir("MNIST_DIR", None)?, "mnist", &datasets::MNIST_CLASSES)?,
+        "fashion-mnist" => datasets::load_idx_dir(
+            &dir("FASHION_MNIST_DIR", Some(datasets::DEBIAN_FASHION_MNIST))?,
+            "fashion-mnist",
+            &datasets::FASHION_MNIST_CLASSES,
+        )?,
+        "cifar10" => datasets::load_cifar10_dir(&dir("CIFAR10_DIR", None)?)?,
+        path if Path::new(path).is_dir() => {
+            datasets::load_idx_dir(Path::new(path), path, &datasets::MNIST_CLASSES)?
+        }
+        other => {
+            bail!("unknown dataset {other:?}: use embedded, mnist, fashion-mnist, cifar10 or a directory")
+        }
+    })
+}
+
+fn optimizer(kind: OptimizerKind, lr: f64) -> Box<dyn Optimizer<f32>> {
+    match kind {
+        OptimizerKind::Sgd => Box::new(Sgd::new(lr)),
+        OptimizerKind::Momentum => Box::new(Momentum::new(lr, 0.9)),
+        OptimizerKind::Adagrad => Box::new(AdaGrad::new(lr)),
+        OptimizerKind::Adam => Box::new(Adam::new(lr)),
+    }
+}
+
+/// Shows progress: a bar on a terminal, a line now and then otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            bar: None,
+            last_line: Instant::now(),
+        }
+    }
+
+    fn event(&mut self, event: Event<'_>) {
+        let tty = std::io::stderr().is_terminal();
+        match event {
+            Event::Start { .. } => {}
+            Event::Step {
+                epoch,
+                step,
+                steps_per_epoch,
+                loss,
+                images_per_sec,
+            } => {
+                if tty {
+                    let bar = self.bar.get_or_insert_with(|| {
+                        let bar = ProgressBar::new(steps_per_epoch as u64);
+                        bar.set_style(
+                            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                                .progress_chars("=> "),
+                        );
+                        bar
+                    });
+                    bar.set_prefix(format!("epoch {epoch}"));
+                    bar.set_position(step as u64);
+                    bar.set_message(format!("loss {loss:.4} {images_per_sec:.0} img/s"));
+                } else if step == steps_per_epoch || self.last_line.elapsed() > Duration::from_secs(10) {
+                    eprintln!(
+                        "epoch {epoch} step {step}/{steps_per_epoch} loss {loss:.4} {images_per_sec:.0} img/s"
+                    );
+                    self.last_line = Instant::now();
+                }
+            }
+            Event::Evaluating { .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            Event::Epoch(m) => {
+                println!(
+                    "epoch {}: loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}%, {:.1} s ({:.0} img/s)",
+                    m.epoch,
+                    m.loss,
+                    100.0 * m.train_accuracy,
+                    100.0 * m.test_accuracy,
+                    m.seconds,
+                    m.images_per_sec
+                );
+            }
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let mut net = args
+        .model
+        .build::<f32>(data.input_shape(), data.classes.len(), args.seed)?;
+    println!(
+        "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}",
+        net.name(),
+        net.param_count(),
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        args.epochs,
+        args.batch_size
+    );
+    let (train_x, train_y) = (data.train.images::<f32>(), data.train.labels_usize());
+    let (test_x, test_y) = (data.test.images::<f32>(), data.test.labels_usize());
+    let mut opt = optimizer(args.optimizer, args.lr);
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let mut progress = Progress::new();
+    let history = models::train(
+        &mut net,
+        opt.as_mut(),
+        (train_x.view(), &train_y),
+        (test_x.view(), &test_y),
+        &config,
+        &mut |e| {
+            progress.event(e);
+            ControlFlow::Continue(())
+        },
+    )?;
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut csv = String::from("epoch,loss,train_accuracy,test_accuracy,seconds\n");
+    for m in &history.epochs {
+        writeln!(
+            csv,
+            "{},{:.6},{:.6},{:.6},{:.3}",
+            m.epoch, m.loss, m.train_accuracy, m.test_accuracy, m.seconds
+        )?;
+    }
+    let metrics = args.out.join("metrics.csv");
+    std::fs::write(&metrics, csv).with_context(|| format!("writing {}", metrics.display()))?;
+    println!("wrote {}", metrics.display());
+    let last = history
+        .epochs
+        .last()
+        .context("no epoch was trained (--epochs 0?)")?;
+    println!("test accuracy: {:.2}%", 100.0 * last.test_accuracy);
+    Ok(())
+}
