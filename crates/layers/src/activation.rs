@@ -4,7 +4,7 @@ use tensor4d::{Float, reuse};
 use crate::{Error, Layer, Mode, Parameters, check_dout};
 
 /// `max(0, x)` (section 5.5.1). Keeps its output: `x > 0` exactly where the
-/// output is, so the output is the mask backward needs.
+/// output is, so the output is the mask backward needs. NaN propagates.
 ///
 /// ```
 /// use layers::{Layer, Mode, Relu};
@@ -87,10 +87,12 @@ macro_rules! elementwise {
     };
 }
 
+// `x < 0` rather than `x > 0` so that NaN passes through: a diverging
+// network must show a NaN loss, not be silently clipped back to zero.
 elementwise!(
     Relu,
     "ReLU",
-    |x| if x > T::zero() { x } else { T::zero() },
+    |x| if x < T::zero() { T::zero() } else { x },
     |y, d| if y > T::zero() { d } else { T::zero() }
 );
 

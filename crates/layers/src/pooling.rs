@@ -6,7 +6,7 @@ use crate::{Error, Layer, Mode, Parameters, check_dout, shape_error};
 /// Max or average pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
-    /// The largest value of each window (the first one on ties).
+    /// The largest value of each window (the first one on ties; NaN if any is NaN).
     Max,
     /// The mean of each window; padding counts as zeros in the mean.
     Average,
@@ -123,7 +123,8 @@ impl<T: Float> Layer<T> for Pooling<T> {
                 for ((o, arg), row) in out.iter_mut().zip(&mut self.argmax).zip(col.chunks_exact(area)) {
                     let (mut best, mut at) = (row[0], 0);
                     for (k, &v) in row.iter().enumerate().skip(1) {
-                        if v > best {
+                        // A NaN wins, so divergence shows in the loss.
+                        if v > best || v.is_nan() && !best.is_nan() {
                             (best, at) = (v, k);
                         }
                     }

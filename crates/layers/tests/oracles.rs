@@ -227,3 +227,18 @@ fn f32_and_f64_layers_agree() {
         assert!((a - *b as f64).abs() < 1e-5, "{a} vs {b}");
     }
 }
+
+#[test]
+fn nan_propagates_through_relu_and_max_pooling() {
+    let x = ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![1.0, f64::NAN, -1.0, 0.5]).unwrap();
+    let y = layers::Relu::new()
+        .forward(x.view(), Mode::Train)
+        .unwrap()
+        .clone();
+    assert!(y[[0, 0, 0, 1]].is_nan() && y[[0, 0, 1, 0]] == 0.0);
+    let p = Pooling::max(Window::square(2).with_stride(2))
+        .forward(x.view(), Mode::Train)
+        .unwrap()
+        .clone();
+    assert!(p[[0, 0, 0, 0]].is_nan());
+}

@@ -79,7 +79,7 @@ fn at(label: &str, source: layers::Error) -> Error {
 /// first on ties).
 pub fn argmax_rows<T: Float>(scores: &ArrayD<T>) -> Vec<usize> {
     let n = scores.shape().first().copied().unwrap_or(0);
-    let k = if n == 0 { 0 } else { scores.len() / n };
+    let k = scores.len().checked_div(n).unwrap_or(0);
     let view = scores.view();
     let flat = tensor4d::contiguous(&view);
     flat.chunks_exact(k.max(1))

@@ -1,0 +1,93 @@
+//! im2col, Convolution, Pooling and Affine on the shapes of the three
+//! networks, next to a plain sgemm of each convolution's GEMM sizes so that
+//! a convolution can be read as a share of what the GEMM alone achieves.
+
+use benches::{CONV_CASES, input, tensor};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use layers::{Affine, Convolution, Init, Layer, Mode, Pooling};
+use rand::SeedableRng;
+use std::hint::black_box;
+use tensor4d::{MatMut, MatRef, Window, gemm};
+
+fn convolutions(c: &mut Criterion) {
+    for case in CONV_CASES {
+        let mut group = c.benchmark_group(format!("conv/{}", case.name));
+        let x = input(case.input, 1).into_dyn();
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(2);
+        let mut conv =
+            Convolution::<f32>::new(case.input.1, case.filters, case.window, Init::He, &mut rng).unwrap();
+        let out = conv.forward(x.view(), Mode::Train).unwrap().clone();
+        let dout = tensor(out.shape(), 3);
+
+        group.throughput(Throughput::Elements(case.forward_flops()));
+        group.bench_function("forward", |b| {
+            b.iter(|| black_box(conv.forward(x.view(), Mode::Train).unwrap().len()))
+        });
+        // Backward is two GEMMs of the forward's size.
+        group.throughput(Throughput::Elements(2 * case.forward_flops()));
+        group.bench_function("backward", |b| {
+            b.iter(|| black_box(conv.backward(dout.view()).unwrap().len()))
+        });
+
+        let (m, n, k) = case.gemm_mnk();
+        let a = tensor(&[m * k], 4);
+        let bm = tensor(&[k * n], 5);
+        let mut cm = vec![0.0f32; m * n];
+        group.throughput(Throughput::Elements(case.forward_flops()));
+        group.bench_function("sgemm-same-shape", |b| {
+            b.iter(|| {
+                for _ in 0..case.input.0 {
+                    gemm(
+                        1.0,
+                        MatRef::row_major(a.as_slice().unwrap(), m, k),
+                        MatRef::row_major(bm.as_slice().unwrap(), k, n),
+                        0.0,
+                        MatMut::row_major(&mut cm, m, n),
+                    );
+                }
+                black_box(cm[0])
+            })
+        });
+        group.throughput(Throughput::Elements((case.input.0 * n * k) as u64));
+        let x4 = input(case.input, 6);
+        let (rows, cols) = (case.input.0 * n, k);
+        let mut col = ndarray::Array2::<f32>::zeros((rows, cols));
+        group.bench_function("im2col", |b| {
+            b.iter(|| im2col::im2col_into(x4.view(), case.window, col.view_mut()).unwrap())
+        });
+        group.finish();
+    }
+}
+
+fn pooling_and_affine(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool/max2x2-100x30x24x24");
+    let x = input((100, 30, 24, 24), 7).into_dyn();
+    let mut pool = Pooling::<f32>::max(Window::square(2).with_stride(2));
+    let dout = tensor(&[100, 30, 12, 12], 8);
+    group.throughput(Throughput::Elements(x.len() as u64));
+    group.bench_function("forward", |b| {
+        b.iter(|| black_box(pool.forward(x.view(), Mode::Train).unwrap().len()))
+    });
+    group.bench_function("backward", |b| {
+        b.iter(|| black_box(pool.backward(dout.view()).unwrap().len()))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("affine/4320x100-batch100");
+    let x = tensor(&[100, 30, 12, 12], 9);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(10);
+    let mut fc = Affine::<f32>::new(4320, 100, Init::He, &mut rng).unwrap();
+    let dout = tensor(&[100, 100], 11);
+    group.throughput(Throughput::Elements(2 * 100 * 4320 * 100));
+    group.bench_function("forward", |b| {
+        b.iter(|| black_box(fc.forward(x.view(), Mode::Train).unwrap().len()))
+    });
+    group.throughput(Throughput::Elements(4 * 100 * 4320 * 100));
+    group.bench_function("backward", |b| {
+        b.iter(|| black_box(fc.backward(dout.view()).unwrap().len()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, convolutions, pooling_and_affine);
+criterion_main!(benches);

@@ -1,0 +1,195 @@
+//! The three networks against `MODELS.md`: layer outputs, parameter names,
+//! shapes and counts, initialisation, and refusal of shapes that do not divide.
+
+use layers::{Mode, Parameters};
+use models::{Architecture, Network};
+use ndarray::ArrayD;
+
+fn params(net: &Network<f64>) -> Vec<(String, Vec<usize>)> {
+    let mut v = Vec::new();
+    net.visit_params(&mut |name, value, _| v.push((name.to_string(), value.shape().to_vec())));
+    v
+}
+
+/// Output shape after each layer, for one 1x28x28 image.
+fn shapes(net: &mut Network<f64>) -> Vec<(String, Vec<usize>)> {
+    let mut shape = vec![1, 1, 28, 28];
+    net.layers()
+        .map(|(label, layer)| {
+            shape = layer.output_shape(&shape).unwrap();
+            (label.to_string(), shape[1..].to_vec())
+        })
+        .collect()
+}
+
+fn s(v: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
+    v.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect()
+}
+
+#[test]
+fn simple_conv_net_is_as_specified() {
+    let mut net = Architecture::SimpleConvNet
+        .build::<f64>([1, 28, 28], 10, 0)
+        .unwrap();
+    assert_eq!(net.param_count(), 433_890);
+    assert_eq!(
+        params(&net),
+        s(&[
+            ("conv1.weight", &[30, 1, 5, 5]),
+            ("conv1.bias", &[30]),
+            ("fc1.weight", &[4320, 100]),
+            ("fc1.bias", &[100]),
+            ("fc2.weight", &[100, 10]),
+            ("fc2.bias", &[10]),
+        ])
+    );
+    let sh = shapes(&mut net);
+    assert_eq!(sh[0], ("conv1".into(), vec![30, 24, 24]));
+    assert_eq!(sh[2], ("pool1".into(), vec![30, 12, 12]));
+    assert_eq!(sh.last().unwrap().1, vec![10]);
+}
+
+#[test]
+fn lenet_is_as_specified() {
+    let mut net = Architecture::LeNet.build::<f64>([1, 28, 28], 10, 0).unwrap();
+    assert_eq!(net.param_count(), 61_706);
+    let names: Vec<String> = params(&net).into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        names,
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias"
+        ]
+    );
+    let sh = shapes(&mut net);
+    let find = |l: &str| sh.iter().find(|(n, _)| n == l).unwrap().1.clone();
+    assert_eq!(find("conv1"), [6, 28, 28]);
+    assert_eq!(find("pool1"), [6, 14, 14]);
+    assert_eq!(find("conv2"), [16, 10, 10]);
+    assert_eq!(find("pool2"), [16, 5, 5]);
+    assert_eq!(find("fc1"), [120]);
+    assert_eq!(find("fc2"), [84]);
+    assert_eq!(find("fc3"), [10]);
+    let kinds: Vec<String> = net.layers().map(|(_, l)| l.describe()).collect();
+    assert!(
+        kinds.iter().filter(|k| k.as_str() == "Sigmoid").count() == 4,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().filter(|k| k.starts_with("Pooling average")).count() == 2,
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn alexnet_lite_is_as_specified() {
+    let mut net = Architecture::AlexNetLite
+        .build::<f64>([1, 28, 28], 10, 0)
+        .unwrap();
+    assert_eq!(net.param_count(), 461_962);
+    let p = params(&net);
+    assert_eq!(p.len(), 16);
+    assert_eq!(p[0], ("conv1.weight".into(), vec![32, 1, 5, 5]));
+    assert_eq!(p[8], ("conv5.weight".into(), vec![64, 96, 3, 3]));
+    assert_eq!(p[10], ("fc1.weight".into(), vec![576, 256]));
+    assert_eq!(p[15], ("fc3.bias".into(), vec![10]));
+    let sh = shapes(&mut net);
+    let find = |l: &str| sh.iter().find(|(n, _)| n == l).unwrap().1.clone();
+    assert_eq!(find("lrn1"), [32, 28, 28]);
+    assert_eq!(find("pool2"), [64, 7, 7]);
+    assert_eq!(find("conv5"), [64, 7, 7]);
+    assert_eq!(find("pool3"), [64, 3, 3]);
+    let kinds: Vec<String> = net.layers().map(|(_, l)| l.describe()).collect();
+    assert!(kinds.contains(&"Pooling max 3x3 p0/s2".to_string()), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| k.as_str() == "Dropout 0.5").count(), 2);
+    assert!(
+        kinds.contains(&"LRN n=5 alpha=0.0001 beta=0.75 k=2".to_string()),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn initialisation_follows_the_spec() {
+    let std_of = |net: &Network<f64>, name: &str| {
+        let mut out = None;
+        net.visit_params(&mut |n, v, _| {
+            if n == name {
+                let mean = v.mean().unwrap();
+                out = Some((v.mapv(|x| (x - mean).powi(2)).mean().unwrap().sqrt(), mean));
+            }
+        });
+        out.unwrap()
+    };
+    let close = |(got, mean): (f64, f64), want: f64| {
+        assert!(
+            (got / want - 1.0).abs() < 0.05 && mean.abs() < want / 10.0,
+            "std {got} (mean {mean}) vs {want}"
+        )
+    };
+    let simple = Architecture::SimpleConvNet
+        .build::<f64>([1, 28, 28], 10, 1)
+        .unwrap();
+    close(std_of(&simple, "fc1.weight"), 0.01);
+    let lenet = Architecture::LeNet.build::<f64>([1, 28, 28], 10, 1).unwrap();
+    close(std_of(&lenet, "fc1.weight"), (1.0f64 / 400.0).sqrt());
+    close(std_of(&lenet, "conv2.weight"), (1.0f64 / 150.0).sqrt());
+    let alex = Architecture::AlexNetLite
+        .build::<f64>([1, 28, 28], 10, 1)
+        .unwrap();
+    close(std_of(&alex, "conv3.weight"), (2.0f64 / (64.0 * 9.0)).sqrt());
+    close(std_of(&alex, "fc2.weight"), (2.0f64 / 256.0).sqrt());
+    alex.visit_params(&mut |n, v, _| {
+        if n.ends_with("bias") {
+            assert!(v.iter().all(|&b| b == 0.0), "{n}");
+        }
+    });
+}
+
+#[test]
+fn seeds_decide_the_weights() {
+    let weights = |seed| {
+        let net = Architecture::LeNet.build::<f64>([1, 28, 28], 10, seed).unwrap();
+        let mut all = Vec::new();
+        net.visit_params(&mut |_, v, _| all.extend(v.iter().copied()));
+        all
+    };
+    assert_eq!(weights(3), weights(3));
+    assert_ne!(weights(3), weights(4));
+}
+
+#[test]
+fn shapes_that_do_not_divide_are_refused_naming_the_layer() {
+    let e = Architecture::AlexNetLite
+        .build::<f32>([3, 32, 32], 10, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        "pool3: Pooling max 3x3 p0/s2: output height is not whole: (8 + 2*0 - 3) = 5 is not a multiple of stride 2"
+    );
+    // Other input shapes work where the sizes divide: CIFAR-10 for the other two.
+    let mut net = Architecture::SimpleConvNet
+        .build::<f32>([3, 32, 32], 10, 0)
+        .unwrap();
+    assert_eq!(net.param_count(), 30 * 75 + 30 + 30 * 14 * 14 * 100 + 100 + 1010);
+    let x = ArrayD::zeros(vec![2, 3, 32, 32]);
+    assert_eq!(net.predict(x.view(), Mode::Inference).unwrap().shape(), &[2, 10]);
+    let wrong = ArrayD::zeros(vec![2, 1, 28, 28]);
+    let e = net
+        .predict(wrong.view(), Mode::Inference)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "simple-conv-net: expected input [N, 3, 32, 32] with N >= 1, found [2, 1, 28, 28]"
+    );
+}
