@@ -44,6 +44,14 @@ pub enum Error {
         /// The offending loss.
         loss: f64,
     },
+    /// A checkpoint file that cannot be read, written or used.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong: the first mismatching name, shape or dtype, or the I/O error.
+        message: String,
+    },
     /// Training settings that cannot work (zero batch size, empty data).
     #[error("training: {0}")]
     Config(String),

@@ -24,6 +24,7 @@
 //! # Ok::<(), models::Error>(())
 //! ```
 
+pub mod checkpoint;
 mod error;
 mod network;
 mod train;

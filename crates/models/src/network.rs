@@ -46,6 +46,8 @@ pub struct Network<T: Float> {
     input: [usize; 3],
     slots: Vec<Slot<T>>,
     loss: SoftmaxWithLoss<T>,
+    /// Scores per image: the product of the last layer's output axes.
+    classes: usize,
 }
 
 /// Runs `x` through every slot; a free function so that the caller can
@@ -106,6 +108,7 @@ impl<T: Float> Network<T> {
                 input,
                 slots: Vec::new(),
                 loss: SoftmaxWithLoss::new(),
+                classes: 0,
             },
             shape: vec![1, input[0], input[1], input[2]],
             rng: Pcg64::seed_from_u64(seed),
@@ -122,6 +125,11 @@ impl<T: Float> Network<T> {
     /// The input shape `[C, H, W]`.
     pub fn input_shape(&self) -> [usize; 3] {
         self.input
+    }
+
+    /// How many scores the network gives per image.
+    pub fn classes(&self) -> usize {
+        self.classes
     }
 
     /// The layers with their labels, in order.
@@ -327,10 +335,11 @@ impl<T: Float> Builder<T> {
     }
 
     /// The finished network; refuses one without layers.
-    pub fn build(self) -> Result<Network<T>, Error> {
+    pub fn build(mut self) -> Result<Network<T>, Error> {
         if self.net.slots.is_empty() {
             return Err(Error::NoLayers);
         }
+        self.net.classes = self.shape[1..].iter().product();
         Ok(self.net)
     }
 }

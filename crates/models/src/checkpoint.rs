@@ -1,0 +1,280 @@
+//! Checkpoints as safetensors files (dtype F32) with the tensor names and
+//! layouts of `MODELS.md`, so PyTorch's `safetensors` loads them into the
+//! same architecture: `conv1.weight` `[out, in, FH, FW]`, `fc1.weight`
+//! `[out, in]` (the chapter's Affine keeps `[in, out]`, so every 2-D weight
+//! is transposed on save and load), biases `[out]`. The file's metadata
+//! records the model, its input shape and classes, so [`load`] needs
+//! nothing else.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use layers::Parameters;
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use tensor4d::Float;
+
+use crate::{Architecture, Error, Network};
+
+/// Metadata key: the model's name (an [`Architecture`] name for the three networks).
+pub const META_MODEL: &str = "model";
+/// Metadata key: the input shape as `C,H,W`.
+pub const META_INPUT: &str = "input_shape";
+/// Metadata key: the number of classes.
+pub const META_CLASSES: &str = "classes";
+/// Metadata key: the format, [`FORMAT`].
+pub const META_FORMAT: &str = "format";
+/// This crate's checkpoint format.
+pub const FORMAT: &str = "convnet-rs/1";
+
+fn err(path: &Path, message: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// A parameter as the file stores it: 2-D weights transposed to `[out, in]`.
+fn to_file_layout<T: Float>(value: ArrayViewD<'_, T>) -> (Vec<usize>, Vec<u8>) {
+    let v = if value.ndim() == 2 {
+        value.reversed_axes()
+    } else {
+        value
+    };
+    let shape = v.shape().to_vec();
+    // `iter` walks the (possibly transposed) view in row-major order.
+    let bytes = v.iter().flat_map(|x| (x.as_f64() as f32).to_le_bytes()).collect();
+    (shape, bytes)
+}
+
+/// Writes `net`'s parameters to `path` atomically: a temporary file in the
+/// same directory, flushed and synced, then renamed over `path`, so the path
+/// always holds either the old or the new complete checkpoint.
+/// `extra` tensors (f32, any names not clashing with parameters) and
+/// `metadata` entries are stored beside them.
+pub fn save_with<T: Float>(
+    net: &Network<T>,
+    path: &Path,
+    extra: &[(String, ArrayD<f32>)],
+    metadata: &[(String, String)],
+) -> Result<(), Error> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    net.visit_params(&mut |name, value, _| {
+        let (shape, bytes) = to_file_layout(value);
+        tensors.push((name.to_string(), shape, bytes));
+    });
+    for (name, value) in extra {
+        let bytes = value.iter().flat_map(|x| x.to_le_bytes()).collect();
+        tensors.push((name.clone(), value.shape().to_vec(), bytes));
+    }
+    let mut info: HashMap<String, String> = metadata.iter().cloned().collect();
+    let [c, h, w] = net.input_shape();
+    info.insert(META_MODEL.into(), net.name().into());
+    info.insert(META_INPUT.into(), format!("{c},{h},{w}"));
+    info.insert(META_CLASSES.into(), net.classes().to_string());
+    info.insert(META_FORMAT.into(), FORMAT.into());
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| err(path, format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| err(path, e.to_string()))?;
+    write_atomically(path, &bytes)
+}
+
+/// [`save_with`] without extra tensors or metadata.
+///
+/// ```
+/// use models::{Architecture, checkpoint};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("model.safetensors");
+/// let net = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 3)?;
+/// checkpoint::save(&net, &path)?;
+/// let back: models::Network<f32> = checkpoint::load(&path)?;
+/// assert_eq!(back.name(), "lenet");
+/// # Ok::<(), models::Error>(())
+/// ```
+pub fn save<T: Float>(net: &Network<T>, path: &Path) -> Result<(), Error> {
+    save_with(net, path, &[], &[])
+}
+
+/// Replaces `path` by `bytes` so that a crash at any moment leaves either
+/// the old file or the new one, never a mixture.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| err(path, "not a file path"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let io = |what: &str, e: std::io::Error| err(path, format!("{what}: {e}"));
+    let mut file = std::fs::File::create(&tmp).map_err(|e| io("creating a temporary file", e))?;
+    file.write_all(bytes).map_err(|e| io("writing", e))?;
+    file.sync_all().map_err(|e| io("syncing", e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("renaming the temporary file into place", e)
+    })?;
+    // Make the rename itself durable (where directories can be synced).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The file's contents and its metadata.
+pub struct Contents {
+    bytes: Vec<u8>,
+    /// The metadata strings.
+    pub metadata: HashMap<String, String>,
+}
+
+impl Contents {
+    /// Reads and parses a checkpoint file.
+    pub fn read(path: &Path) -> Result<Self, Error> {
+        let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        SafeTensors::deserialize(&bytes).map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+        Ok(Contents { bytes, metadata })
+    }
+
+    fn tensors(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).unwrap_or_else(|_| unreachable!("checked in read"))
+    }
+
+    /// A tensor stored beside the parameters (f32), if present.
+    pub fn extra(&self, name: &str) -> Option<Result<ArrayD<f32>, String>> {
+        let st = self.tensors();
+        let t = st.tensor(name).ok()?;
+        Some(f32_tensor(&t).map_err(|m| format!("tensor {name}: {m}")))
+    }
+
+    /// The names of all tensors in the file.
+    pub fn names(&self) -> Vec<String> {
+        self.tensors().names().into_iter().map(String::from).collect()
+    }
+}
+
+fn f32_tensor(t: &TensorView<'_>) -> Result<ArrayD<f32>, String> {
+    if t.dtype() != Dtype::F32 {
+        return Err(format!("dtype {:?}, expected F32", t.dtype()));
+    }
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(t.shape()), values).map_err(|e| e.to_string())
+}
+
+/// Copies the checkpoint's parameters into `net`, refusing the first name,
+/// shape or dtype that does not match. Tensors whose names start with
+/// `extra_prefix` (training state) may be present and are ignored here; any
+/// other tensor the network lacks is a mismatch.
+pub fn load_contents_into<T: Float>(
+    net: &mut Network<T>,
+    contents: &Contents,
+    path: &Path,
+    extra_prefix: &str,
+) -> Result<(), Error> {
+    let st = contents.tensors();
+    let mut problem: Option<String> = None;
+    let mut expected = Vec::new();
+    net.visit_params_mut(&mut |name, mut value, _| {
+        expected.push(name.to_string());
+        if problem.is_some() {
+            return;
+        }
+        let want: Vec<usize> = if value.ndim() == 2 {
+            value.shape().iter().rev().copied().collect()
+        } else {
+            value.shape().to_vec()
+        };
+        let t = match st.tensor(name) {
+            Ok(t) => t,
+            Err(_) => {
+                problem = Some(format!(
+                    "tensor {name} is missing (the model needs shape {want:?})"
+                ));
+                return;
+            }
+        };
+        if t.shape() != want.as_slice() {
+            problem = Some(format!(
+                "tensor {name} has shape {:?}, the model needs {want:?}",
+                t.shape()
+            ));
+            return;
+        }
+        match f32_tensor(&t) {
+            Ok(a) => {
+                let a = if a.ndim() == 2 { a.reversed_axes() } else { a };
+                value.zip_mut_with(&a, |dst, &src| *dst = T::of(src as f64));
+            }
+            Err(m) => problem = Some(format!("tensor {name}: {m}")),
+        }
+    });
+    if problem.is_none()
+        && let Some(stray) = st
+            .names()
+            .into_iter()
+            .filter(|n| !n.starts_with(extra_prefix) || extra_prefix.is_empty())
+            .find(|n| !expected.iter().any(|e| e == n))
+    {
+        problem = Some(format!("tensor {stray} is not a parameter of {}", net.name()));
+    }
+    problem.map_or(Ok(()), |p| Err(err(path, p)))
+}
+
+/// [`load_contents_into`] from a path, allowing no extra tensors.
+pub fn load_into<T: Float>(net: &mut Network<T>, path: &Path) -> Result<(), Error> {
+    load_contents_into(net, &Contents::read(path)?, path, "")
+}
+
+/// Builds the network a checkpoint's metadata names and loads its weights.
+pub fn load<T: Float>(path: &Path) -> Result<Network<T>, Error> {
+    let contents = Contents::read(path)?;
+    let mut net = network_for(&contents, path)?;
+    load_contents_into(&mut net, &contents, path, "")?;
+    Ok(net)
+}
+
+/// The (untrained) network a checkpoint's metadata describes.
+pub fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network<T>, Error> {
+    let meta = |key: &str| {
+        contents
+            .metadata
+            .get(key)
+            .ok_or_else(|| err(path, format!("metadata has no {key:?} entry")))
+    };
+    let arch: Architecture = meta(META_MODEL)?
+        .parse()
+        .map_err(|e: Error| err(path, e.to_string()))?;
+    let input_text = meta(META_INPUT)?;
+    let input: Vec<usize> = input_text
+        .split(',')
+        .map(|v| v.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| err(path, format!("metadata {META_INPUT} {input_text:?} is not C,H,W")))?;
+    let &[c, h, w] = input.as_slice() else {
+        return Err(err(
+            path,
+            format!("metadata {META_INPUT} {input_text:?} is not C,H,W"),
+        ));
+    };
+    let classes_text = meta(META_CLASSES)?;
+    let classes = classes_text.parse().map_err(|_| {
+        err(
+            path,
+            format!("metadata {META_CLASSES} {classes_text:?} is not a number"),
+        )
+    })?;
+    arch.build([c, h, w], classes, 0)
+}
