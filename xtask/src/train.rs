@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{AdaGrad, Adam, Momentum, Optimizer, Parameters, Sgd};
-use models::{Architecture, Event, TrainConfig};
+use models::{Architecture, Event, Network, TrainConfig, checkpoint};
+use ndarray::Array4;
+
+use crate::pictures;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OptimizerKind {
@@ -46,7 +49,7 @@ pub struct Args {
     /// Seed of the weights and of the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Directory for metrics.csv and the other outputs.
+    /// Directory for model.safetensors, metrics.csv, curves.png and the filter pictures.
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
 }
@@ -155,6 +158,17 @@ impl Progress {
     }
 }
 
+/// The first convolution's filters, `(FN, C, FH, FW)`, if the network has one.
+pub fn first_filters(net: &Network<f32>) -> Option<Array4<f32>> {
+    let mut found = None;
+    net.visit_params(&mut |name, value, _| {
+        if found.is_none() && value.ndim() == 4 && name.ends_with(".weight") {
+            found = value.to_owned().into_dimensionality().ok();
+        }
+    });
+    found
+}
+
 pub fn run(args: Args) -> Result<()> {
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let mut net = args
@@ -170,6 +184,10 @@ pub fn run(args: Args) -> Result<()> {
         args.epochs,
         args.batch_size
     );
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    if let Some(w) = first_filters(&net) {
+        pictures::filters(w.view(), &args.out.join("filters-before.png"))?;
+    }
     let (train_x, train_y) = (data.train.images::<f32>(), data.train.labels_usize());
     let (test_x, test_y) = (data.test.images::<f32>(), data.test.labels_usize());
     let mut opt = optimizer(args.optimizer, args.lr);
@@ -192,7 +210,6 @@ pub fn run(args: Args) -> Result<()> {
         },
     )?;
 
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut csv = String::from("epoch,loss,train_accuracy,test_accuracy,seconds\n");
     for m in &history.epochs {
         writeln!(
@@ -203,7 +220,16 @@ pub fn run(args: Args) -> Result<()> {
     }
     let metrics = args.out.join("metrics.csv");
     std::fs::write(&metrics, csv).with_context(|| format!("writing {}", metrics.display()))?;
-    println!("wrote {}", metrics.display());
+
+    pictures::curves(&history.epochs, &args.out.join("curves.png"))?;
+    if let Some(w) = first_filters(&net) {
+        pictures::filters(w.view(), &args.out.join("filters-after.png"))?;
+    }
+    checkpoint::save(&net, &args.out.join("model.safetensors"))?;
+    println!(
+        "wrote model.safetensors, metrics.csv, curves.png, filters-before.png and filters-after.png to {}",
+        args.out.display()
+    );
     let last = history
         .epochs
         .last()

@@ -165,6 +165,18 @@ impl<T: Float> Network<T> {
         forward_all(&mut self.slots, x, mode)
     }
 
+    /// The output of the layer labelled `label` (`conv1`, `relu1`, ...) for
+    /// `x`, in inference mode: what section 7.6.2 draws.
+    pub fn forward_to(&mut self, x: ArrayViewD<'_, T>, label: &str) -> Result<&ArrayD<T>, Error> {
+        self.check_input(x.shape())?;
+        let end = self
+            .slots
+            .iter()
+            .position(|s| s.label == label)
+            .ok_or_else(|| Error::Config(format!("{} has no layer {label:?}", self.name)))?;
+        forward_all(&mut self.slots[..=end], x, Mode::Inference)
+    }
+
     /// The mean cross-entropy loss on `(x, labels)`, as in training (dropout on).
     pub fn loss(&mut self, x: ArrayViewD<'_, T>, labels: &[usize]) -> Result<T, Error> {
         self.check_input(x.shape())?;
