@@ -13,6 +13,13 @@
 //!   then transposes the pooled result back to NCHW; ordering rows by channel
 //!   first makes the pooled column already NCHW, with no transpose.
 //!
+//! - [`im2col_t_into`]: one image's windows as *columns*, shape
+//!   `(C*FH*FW, OH*OW)`, the transpose of that image's rows in the first
+//!   layout (Caffe's arrangement). Multiplying the `(FN, C*FH*FW)` filter
+//!   matrix by it gives the image's output already in NCHW order, and it is
+//!   filled by contiguous runs along each output row, so it is what
+//!   `layers::Convolution` uses.
+//!
 //! Each has a `col2im` adjoint and `_into` variants that write into a caller's
 //! buffer so that layers reuse memory across training steps. This crate knows
 //! nothing of layers; it only moves numbers.
@@ -28,7 +35,9 @@
 
 use std::ops::AddAssign;
 
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut4};
+use ndarray::{
+    Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3, ArrayViewMut4,
+};
 use num_traits::Zero;
 use tensor4d::{ShapeError, Window};
 
@@ -165,6 +174,21 @@ fn contiguous2<'a, 'b, T>(what: &str, v: &'a mut ArrayViewMut2<'b, T>) -> Result
 fn contiguous4<'a, 'b, T>(what: &str, v: &'a mut ArrayViewMut4<'b, T>) -> Result<&'a mut [T], ShapeError> {
     v.as_slice_mut()
         .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
+}
+
+/// Output height and width of `win` over an input of shape `shape` (NCHW),
+/// and the shape of its [`im2col`] matrix.
+///
+/// ```
+/// let (oh, ow, rows, cols) = im2col::col_shape((100, 1, 28, 28), tensor4d::Window::square(5)).unwrap();
+/// assert_eq!((oh, ow, rows, cols), (24, 24, 100 * 24 * 24, 25));
+/// ```
+pub fn col_shape(
+    shape: (usize, usize, usize, usize),
+    win: Window,
+) -> Result<(usize, usize, usize, usize), ShapeError> {
+    let g = Geometry::new(shape, win)?;
+    Ok((g.oh, g.ow, g.rows(), g.cols()))
 }
 
 /// Unrolls every window of `x` into a row: shape `(N*OH*OW, C*FH*FW)`, rows
@@ -332,5 +356,177 @@ pub fn col2im_per_channel_into<T: Copy + Zero + AddAssign>(
             add_window(plane, &g, pos / g.ow, pos % g.ow, v);
         }
     }
+    Ok(())
+}
+
+/// One image's windows as columns: `col` of shape `(C*FH*FW, OH*OW)` gets,
+/// in row `(c, ki, kj)` and column `(oh, ow)`, the padded input pixel that
+/// filter offset `(ki, kj)` of channel `c` sees at output `(oh, ow)`. It is
+/// the transpose of the rows [`im2col`] gives this image. Every element of
+/// `col` is overwritten.
+///
+/// ```
+/// use ndarray::{Array2, Array3};
+/// use tensor4d::Window;
+/// let x = Array3::from_shape_fn((1, 3, 3), |(_, i, j)| (3 * i + j) as f32);
+/// let mut col = Array2::zeros((4, 4));
+/// im2col::im2col_t_into(x.view(), Window::square(2), col.view_mut()).unwrap();
+/// assert_eq!(col.column(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]); // output (0, 0)
+/// assert_eq!(col.row(3).to_vec(), vec![4.0, 5.0, 7.0, 8.0]);    // offset (1, 1)
+/// ```
+pub fn im2col_t_into<T: Copy + Zero>(
+    x: ArrayView3<'_, T>,
+    win: Window,
+    mut col: ArrayViewMut2<'_, T>,
+) -> Result<(), ShapeError> {
+    let (c, h, w) = x.dim();
+    let g = Geometry::new((1, c, h, w), win)?;
+    check_dim("im2col_t buffer shape", (g.cols(), g.oh * g.ow), col.dim())?;
+    let dst = contiguous2("im2col_t buffer", &mut col)?;
+    let src = tensor4d::contiguous(&x);
+    im2col_t_slices(&src, &g, dst);
+    Ok(())
+}
+
+/// Which output columns `ow` read inside the image for filter column `kj`
+/// (the rest read padding): `ow_lo..ow_hi`, and the first input column.
+#[inline]
+fn inside_run(g: &Geometry, kj: usize) -> (usize, usize, isize) {
+    let x0 = kj as isize - g.win.pw as isize;
+    let sw = g.win.sw as isize;
+    // Smallest ow with x0 + ow*sw >= 0, and first ow with x0 + ow*sw >= w.
+    let lo = if x0 >= 0 {
+        0
+    } else {
+        ((-x0 + sw - 1) / sw) as usize
+    };
+    let hi = if (g.w as isize) <= x0 {
+        0
+    } else {
+        ((g.w as isize - x0 + sw - 1) / sw) as usize
+    };
+    (lo.min(g.ow), hi.min(g.ow).max(lo.min(g.ow)), x0)
+}
+
+fn im2col_t_slices<T: Copy + Zero>(src: &[T], g: &Geometry, dst: &mut [T]) {
+    let Window {
+        fh, fw, sh, sw, ph, ..
+    } = g.win;
+    let ohw = g.oh * g.ow;
+    let mut rows = dst.chunks_exact_mut(ohw);
+    for plane in src.chunks_exact(g.plane()).take(g.c) {
+        for ki in 0..fh {
+            for kj in 0..fw {
+                let row = rows.next().unwrap_or_else(|| unreachable!("C*FH*FW rows"));
+                let (lo, hi, x0) = inside_run(g, kj);
+                for (oh, out) in row.chunks_exact_mut(g.ow).enumerate() {
+                    let y = (oh * sh + ki) as isize - ph as isize;
+                    if y < 0 || y as usize >= g.h {
+                        out.fill(T::zero());
+                        continue;
+                    }
+                    let line = &plane[y as usize * g.w..(y as usize + 1) * g.w];
+                    out[..lo].fill(T::zero());
+                    out[hi..].fill(T::zero());
+                    if lo == hi {
+                        continue; // this filter column sees only padding
+                    }
+                    let first = (x0 + (lo * sw) as isize) as usize;
+                    if sw == 1 {
+                        out[lo..hi].copy_from_slice(&line[first..first + (hi - lo)]);
+                    } else {
+                        for (o, &v) in out[lo..hi].iter_mut().zip(line[first..].iter().step_by(sw)) {
+                            *o = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_t_into`]: folds one image's `(C*FH*FW, OH*OW)`
+/// columns back into `x` of shape `(C, H, W)`, summing overlaps and dropping
+/// padding. `x` is overwritten.
+pub fn col2im_t_into<T: Copy + Zero + AddAssign>(
+    col: ArrayView2<'_, T>,
+    win: Window,
+    mut x: ArrayViewMut3<'_, T>,
+) -> Result<(), ShapeError> {
+    let (c, h, w) = x.dim();
+    let g = Geometry::new((1, c, h, w), win)?;
+    check_dim("col2im_t column shape", (g.cols(), g.oh * g.ow), col.dim())?;
+    let dst = x.as_slice_mut().ok_or_else(|| {
+        ShapeError::mismatch(
+            "col2im_t output",
+            "a contiguous row-major buffer",
+            "a strided view",
+        )
+    })?;
+    let col = col.as_standard_layout();
+    let src = col
+        .as_slice()
+        .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
+    col2im_t_slices(src, &g, dst);
+    Ok(())
+}
+
+fn col2im_t_slices<T: Copy + Zero + AddAssign>(src: &[T], g: &Geometry, dst: &mut [T]) {
+    let Window {
+        fh, fw, sh, sw, ph, ..
+    } = g.win;
+    dst.fill(T::zero());
+    let ohw = g.oh * g.ow;
+    let mut rows = src.chunks_exact(ohw);
+    for plane in dst.chunks_exact_mut(g.plane()).take(g.c) {
+        for ki in 0..fh {
+            for kj in 0..fw {
+                let row = rows.next().unwrap_or_else(|| unreachable!("C*FH*FW rows"));
+                let (lo, hi, x0) = inside_run(g, kj);
+                for (oh, vals) in row.chunks_exact(g.ow).enumerate() {
+                    let y = (oh * sh + ki) as isize - ph as isize;
+                    if y < 0 || y as usize >= g.h || lo == hi {
+                        continue;
+                    }
+                    let line = &mut plane[y as usize * g.w..(y as usize + 1) * g.w];
+                    let first = (x0 + (lo * sw) as isize) as usize;
+                    for (d, &v) in line[first..].iter_mut().step_by(sw).zip(&vals[lo..hi]) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col_t_into`] on plain slices, for callers that have already checked
+/// the shapes (a layer's hot loop): `x` is one image `(C, H, W)` row-major,
+/// `col` is `(C*FH*FW, OH*OW)` row-major.
+///
+/// Panics if the slice lengths do not match the shapes.
+pub fn im2col_t_slice<T: Copy + Zero>(
+    x: &[T],
+    shape: (usize, usize, usize),
+    win: Window,
+    col: &mut [T],
+) -> Result<(), ShapeError> {
+    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
+    assert_eq!(x.len(), g.c * g.plane(), "im2col_t_slice: input length");
+    assert_eq!(col.len(), g.cols() * g.oh * g.ow, "im2col_t_slice: column length");
+    im2col_t_slices(x, &g, col);
+    Ok(())
+}
+
+/// [`col2im_t_into`] on plain slices; see [`im2col_t_slice`].
+pub fn col2im_t_slice<T: Copy + Zero + AddAssign>(
+    col: &[T],
+    shape: (usize, usize, usize),
+    win: Window,
+    x: &mut [T],
+) -> Result<(), ShapeError> {
+    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
+    assert_eq!(x.len(), g.c * g.plane(), "col2im_t_slice: output length");
+    assert_eq!(col.len(), g.cols() * g.oh * g.ow, "col2im_t_slice: column length");
+    col2im_t_slices(col, &g, x);
     Ok(())
 }

@@ -218,3 +218,44 @@ fn errors_name_the_sizes() {
     .unwrap_err();
     assert!(e.to_string().contains("(9, 4)"), "{e}");
 }
+
+mod transposed {
+    use super::*;
+    use im2col::{col2im_t_into, im2col_t_into};
+    use ndarray::{Array3, Axis};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        // The per-image column layout is the transpose of that image's rows
+        // in the chapter's layout (checked against the naive definition).
+        #[test]
+        fn im2col_t_is_the_transpose_of_each_images_rows((shape, win) in case(), seed in any::<u64>()) {
+            let x = input(shape, seed);
+            let full = naive_im2col(&x, win);
+            let (n, c, h, w) = shape;
+            let (oh, ow) = win.output_size(h, w).unwrap();
+            for b in 0..n {
+                let mut col = Array2::zeros((c * win.fh * win.fw, oh * ow));
+                im2col_t_into(x.index_axis(Axis(0), b), win, col.view_mut()).unwrap();
+                let rows = full.slice(s![b * oh * ow..(b + 1) * oh * ow, ..]);
+                prop_assert_eq!(col.view(), rows.t());
+            }
+        }
+
+        #[test]
+        fn col2im_t_is_adjoint_of_im2col_t((shape, win) in case(), seed in any::<u64>()) {
+            let (_, c, h, w) = shape;
+            let x: Array3<f64> = input((1, c, h, w), seed).index_axis_move(Axis(0), 0);
+            let (oh, ow) = win.output_size(h, w).unwrap();
+            let mut col = Array2::zeros((c * win.fh * win.fw, oh * ow));
+            im2col_t_into(x.view(), win, col.view_mut()).unwrap();
+            let cm = input((1, 1, col.nrows(), col.ncols()), seed ^ 3).into_shape_with_order(col.dim()).unwrap();
+            let mut back = Array3::from_elem((c, h, w), f64::NAN); // overwritten, not added to
+            col2im_t_into(cm.view(), win, back.view_mut()).unwrap();
+            let lhs = dot(col.as_slice().unwrap(), cm.as_slice().unwrap());
+            let rhs = dot(x.as_slice().unwrap(), back.as_slice().unwrap());
+            prop_assert!((lhs - rhs).abs() <= 1e-9 * lhs.abs().max(rhs.abs()).max(1.0), "{} vs {}", lhs, rhs);
+        }
+    }
+}

@@ -64,7 +64,9 @@ macro_rules! elementwise {
 
             fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
                 reuse(&mut self.out, x.shape());
-                Zip::from(&mut self.out).and(&x).for_each(|o, &$x| *o = $f);
+                Zip::from(&mut self.out)
+                    .and(&x)
+                    .par_for_each(|o, &$x| *o = $f);
                 self.ran = true;
                 Ok(&self.out)
             }
@@ -80,7 +82,7 @@ macro_rules! elementwise {
                 Zip::from(&mut self.dx)
                     .and(&self.out)
                     .and(&dout)
-                    .for_each(|dx, &$y, &$d| *dx = $df);
+                    .par_for_each(|dx, &$y, &$d| *dx = $df);
                 Ok(&self.dx)
             }
         }

@@ -1,6 +1,8 @@
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
 use rand::Rng;
-use tensor4d::{Float, MatMut, MatRef, ShapeError, gemm, reuse, reuse2};
+use tensor4d::{Float, MatRef, ShapeError, reuse, reuse2};
+
+use crate::par::par_gemm;
 
 use crate::{Error, Init, Layer, Mode, ParamVisitor, ParamVisitorMut, Parameters, check_dout, shape_error};
 
@@ -31,6 +33,7 @@ pub struct Affine<T> {
     /// The last input's original shape, to give dx back in it.
     x_shape: Vec<usize>,
     out: ArrayD<T>,
+    input_grad: bool,
     dx: ArrayD<T>,
 }
 
@@ -65,6 +68,7 @@ impl<T: Float> Affine<T> {
                 source: ShapeError::mismatch("bias length", o, bias.len()),
             });
         }
+        let weight = weight.as_standard_layout().into_owned();
         Ok(Affine {
             dweight: Array2::zeros((i, o)),
             dbias: Array1::zeros(o),
@@ -73,6 +77,7 @@ impl<T: Float> Affine<T> {
             x: Array2::zeros((0, 0)),
             x_shape: Vec::new(),
             out: ArrayD::zeros(vec![0]),
+            input_grad: true,
             dx: ArrayD::zeros(vec![0]),
         })
     }
@@ -154,20 +159,18 @@ impl<T: Float> Layer<T> for Affine<T> {
         for mut row in self.out.axis_iter_mut(Axis(0)) {
             row.assign(&self.bias);
         }
-        gemm(
+        let weight = self
+            .weight
+            .as_slice()
+            .unwrap_or_else(|| unreachable!("kept contiguous"));
+        let x = self.x.as_slice().unwrap_or_else(|| unreachable!());
+        let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!());
+        par_gemm(
             T::one(),
-            MatRef::row_major(self.x.as_slice().unwrap_or_else(|| unreachable!()), n, inputs),
-            MatRef::row_major(
-                self.weight.as_slice().unwrap_or_else(|| unreachable!()),
-                inputs,
-                outputs,
-            ),
+            MatRef::row_major(x, n, inputs),
+            MatRef::row_major(weight, inputs, outputs),
             T::one(),
-            MatMut::row_major(
-                self.out.as_slice_mut().unwrap_or_else(|| unreachable!()),
-                n,
-                outputs,
-            ),
+            out,
         );
         Ok(&self.out)
     }
@@ -184,16 +187,12 @@ impl<T: Float> Layer<T> for Affine<T> {
         let dout_m = MatRef::row_major(&dout, n, outputs);
         let x = MatRef::row_major(self.x.as_slice().unwrap_or_else(|| unreachable!()), n, inputs);
         // dW = x^T dout, db = column sums of dout, dx = dout W^T.
-        gemm(
+        par_gemm(
             T::one(),
             x.t(),
             dout_m,
             T::zero(),
-            MatMut::row_major(
-                self.dweight.as_slice_mut().unwrap_or_else(|| unreachable!()),
-                inputs,
-                outputs,
-            ),
+            self.dweight.as_slice_mut().unwrap_or_else(|| unreachable!()),
         );
         self.dbias.fill(T::zero());
         for row in dout.chunks_exact(outputs) {
@@ -201,23 +200,27 @@ impl<T: Float> Layer<T> for Affine<T> {
                 *db += d;
             }
         }
+        if !self.input_grad {
+            reuse(&mut self.dx, &[0]);
+            return Ok(&self.dx);
+        }
         reuse(&mut self.dx, &self.x_shape);
-        gemm(
+        let weight = MatRef::row_major(
+            self.weight.as_slice().unwrap_or_else(|| unreachable!()),
+            inputs,
+            outputs,
+        );
+        par_gemm(
             T::one(),
             dout_m,
-            MatRef::row_major(
-                self.weight.as_slice().unwrap_or_else(|| unreachable!()),
-                inputs,
-                outputs,
-            )
-            .t(),
+            weight.t(),
             T::zero(),
-            MatMut::row_major(
-                self.dx.as_slice_mut().unwrap_or_else(|| unreachable!()),
-                n,
-                inputs,
-            ),
+            self.dx.as_slice_mut().unwrap_or_else(|| unreachable!()),
         );
         Ok(&self.dx)
+    }
+
+    fn set_input_grad(&mut self, needed: bool) {
+        self.input_grad = needed;
     }
 }

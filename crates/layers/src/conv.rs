@@ -1,19 +1,27 @@
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayViewD};
+use ndarray::{Array1, Array4, ArrayD, ArrayViewD};
 use rand::Rng;
-use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, as_nchw, gemm, reuse, reuse2};
+use rayon::prelude::*;
+use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, gemm, reuse};
 
+use crate::par::per_part;
 use crate::{Error, Init, Layer, Mode, ParamVisitor, ParamVisitorMut, Parameters, check_dout, shape_error};
 
 /// Convolution by im2col and matrix product (section 7.4.3).
 ///
 /// Weights have shape `(FN, C, FH, FW)` and biases `(FN,)`, as in the book
-/// (and in PyTorch). Forward unrolls the input with [`im2col::im2col`] into
-/// `col` of shape `(N*OH*OW, C*FH*FW)` and, image by image, multiplies the
-/// weights viewed as `(FN, C*FH*FW)` by that image's block of `col`
-/// transposed. The product is `(FN, OH*OW)`, already the image's NCHW
-/// output, so no transpose copy is needed; the transposes are stride swaps
-/// handed to `matrixmultiply`. Backward reuses `col` for the weight gradient
-/// and folds the column gradient back with `col2im`.
+/// (and PyTorch). For each image, forward unrolls the input's windows into
+/// the columns of a `(C*FH*FW, OH*OW)` matrix ([`im2col::im2col_t_slice`],
+/// the per-image transpose of the chapter's `im2col`) and multiplies the
+/// weights viewed as `(FN, C*FH*FW)` by it: the product `(FN, OH*OW)` is
+/// the image's output already in NCHW order, so nothing is transposed or
+/// copied after the GEMM. Backward reuses those columns for the weight
+/// gradient (`dW += dout_n col_n^T`, the transpose being a stride swap for
+/// `matrixmultiply`) and folds `W^T dout_n` back with `col2im` for the input
+/// gradient.
+///
+/// Images are processed in parallel on rayon's pool, and the weight
+/// gradient is split by filter rows, so results do not depend on the number
+/// of threads.
 ///
 /// ```
 /// use layers::{Convolution, Layer, Mode};
@@ -34,12 +42,15 @@ pub struct Convolution<T> {
     dbias: Array1<T>,
     /// Stride and padding; the filter size is the weight's.
     win: Window,
-    /// im2col of the last input: what backward needs for the weight gradient.
-    col: Array2<T>,
-    /// Shape of the last input, `None` before the first training forward.
+    /// Each image's columns, `N x (C*FH*FW, OH*OW)`: what backward needs
+    /// for the weight gradient.
+    col: Vec<T>,
+    /// Shape of the last input, `None` before the first forward.
     x_shape: Option<[usize; 4]>,
     out: ArrayD<T>,
-    dcol: Array2<T>,
+    input_grad: bool,
+    /// One `(C*FH*FW, OH*OW)` workspace per parallel part, for `W^T dout_n`.
+    dcol: Vec<Vec<T>>,
     dx: ArrayD<T>,
 }
 
@@ -97,16 +108,19 @@ impl<T: Float> Convolution<T> {
                 source: ShapeError::Zero { what: "stride" },
             });
         }
+        // Keep the weights contiguous whatever the caller passed.
+        let weight = weight.as_standard_layout().into_owned();
         Ok(Convolution {
             dweight: Array4::zeros((f, c, fh, fw)),
             dbias: Array1::zeros(f),
             weight,
             bias,
             win: window,
-            col: Array2::zeros((0, 0)),
+            col: Vec::new(),
             x_shape: None,
             out: ArrayD::zeros(vec![0]),
-            dcol: Array2::zeros((0, 0)),
+            input_grad: true,
+            dcol: Vec::new(),
             dx: ArrayD::zeros(vec![0]),
         })
     }
@@ -179,38 +193,47 @@ impl<T: Float> Layer<T> for Convolution<T> {
 
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
         let out_shape = self.output_shape(x.shape())?;
-        let x = as_nchw(x).map_err(|e| shape_error(self, e))?;
-        let (n, c, h, w) = x.dim();
-        let (fnum, oh, ow) = (out_shape[1], out_shape[2], out_shape[3]);
-        let (ohw, ckk) = (oh * ow, c * self.win.area());
-
-        reuse2(&mut self.col, (n * ohw, ckk));
-        im2col::im2col_into(x, self.win, self.col.view_mut()).map_err(|e| shape_error(self, e))?;
+        let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let (fnum, ohw) = (out_shape[1], out_shape[2] * out_shape[3]);
+        let (chw, ckk) = (c * h * w, c * self.win.area());
+        let xs = tensor4d::contiguous(&x);
+        self.col.resize(n * ckk * ohw, T::zero());
+        reuse(&mut self.out, &out_shape);
         self.x_shape = Some([n, c, h, w]);
 
-        reuse(&mut self.out, &out_shape);
+        let per = per_part(n);
+        let (win, wmat, bias) = (self.win, &self.weight, &self.bias);
+        let wmat = MatRef::row_major(
+            wmat.as_slice().unwrap_or_else(|| unreachable!("kept contiguous")),
+            fnum,
+            ckk,
+        );
         let out = self
             .out
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("owned buffers are contiguous"));
-        let wmat = self
-            .weight
-            .as_slice()
-            .unwrap_or_else(|| unreachable!("owned weights are contiguous"));
-        let col = self.col.as_slice().unwrap_or_else(|| unreachable!());
-        for (b, out_b) in out.chunks_exact_mut(fnum * ohw).enumerate() {
-            // Start from the bias, then out_b += W (FN x CKK) * col_b^T (CKK x OHW).
-            for (row, &bias) in out_b.chunks_exact_mut(ohw).zip(self.bias.iter()) {
-                row.fill(bias);
-            }
-            gemm(
-                T::one(),
-                MatRef::row_major(wmat, fnum, ckk),
-                MatRef::row_major(&col[b * ohw * ckk..(b + 1) * ohw * ckk], ohw, ckk).t(),
-                T::one(),
-                MatMut::row_major(out_b, fnum, ohw),
-            );
-        }
+        xs.par_chunks(per * chw)
+            .zip(self.col.par_chunks_mut(per * ckk * ohw))
+            .zip(out.par_chunks_mut(per * fnum * ohw))
+            .try_for_each(|((xs, cols), outs)| {
+                let images = xs.chunks_exact(chw).zip(cols.chunks_exact_mut(ckk * ohw));
+                for ((x, col), out) in images.zip(outs.chunks_exact_mut(fnum * ohw)) {
+                    im2col::im2col_t_slice(x, (c, h, w), win, col)?;
+                    // Start from the bias, then out += W (FN x CKK) * col (CKK x OHW).
+                    for (row, &b) in out.chunks_exact_mut(ohw).zip(bias.iter()) {
+                        row.fill(b);
+                    }
+                    gemm(
+                        T::one(),
+                        wmat,
+                        MatRef::row_major(col, ckk, ohw),
+                        T::one(),
+                        MatMut::row_major(out, fnum, ohw),
+                    );
+                }
+                Ok(())
+            })
+            .map_err(|e| shape_error(self, e))?;
         Ok(&self.out)
     }
 
@@ -222,52 +245,80 @@ impl<T: Float> Layer<T> for Convolution<T> {
             dout.shape(),
         )?;
         let [n, c, h, w] = self.x_shape.unwrap_or_else(|| unreachable!("checked above"));
-        let (fnum, ohw) = (self.filters(), self.out.len() / (n * self.filters()));
-        let ckk = c * self.win.area();
+        let fnum = self.filters();
+        let ohw = self.out.len() / (n * fnum);
+        let (chw, ckk) = (c * h * w, c * self.win.area());
         let dout = tensor4d::contiguous(&dout);
+        let col = &self.col;
 
-        // db = sum of dout over the batch and positions.
-        self.dbias.fill(T::zero());
-        for img in dout.chunks_exact(fnum * ohw) {
-            for (db, row) in self.dbias.iter_mut().zip(img.chunks_exact(ohw)) {
-                *db += row.iter().copied().sum::<T>();
-            }
-        }
-
-        let col = self.col.as_slice().unwrap_or_else(|| unreachable!());
-        let wmat = self.weight.as_slice().unwrap_or_else(|| unreachable!());
+        // dW (FN x CKK) = sum_n dout_n (FN x OHW) col_n^T, and db = sum of dout,
+        // split by filter rows so that no sum is divided between threads.
+        let fper = per_part(fnum);
         let dw = self.dweight.as_slice_mut().unwrap_or_else(|| unreachable!());
-        reuse2(&mut self.dcol, (n * ohw, ckk));
-        let dcol = self.dcol.as_slice_mut().unwrap_or_else(|| unreachable!());
-        for b in 0..n {
-            let dout_b = MatRef::row_major(&dout[b * fnum * ohw..(b + 1) * fnum * ohw], fnum, ohw);
-            let cols = b * ohw * ckk..(b + 1) * ohw * ckk;
-            // dW (FN x CKK) += dout_b (FN x OHW) * col_b (OHW x CKK)
-            let beta = if b == 0 { T::zero() } else { T::one() };
-            gemm(
-                T::one(),
-                dout_b,
-                MatRef::row_major(&col[cols.clone()], ohw, ckk),
-                beta,
-                MatMut::row_major(dw, fnum, ckk),
-            );
-            // dcol_b (OHW x CKK) = dout_b^T (OHW x FN) * W (FN x CKK)
-            gemm(
-                T::one(),
-                dout_b.t(),
-                MatRef::row_major(wmat, fnum, ckk),
-                T::zero(),
-                MatMut::row_major(&mut dcol[cols], ohw, ckk),
-            );
-        }
+        let db = self.dbias.as_slice_mut().unwrap_or_else(|| unreachable!());
+        dw.par_chunks_mut(fper * ckk)
+            .zip(db.par_chunks_mut(fper))
+            .enumerate()
+            .for_each(|(k, (dw, db))| {
+                let (f0, rows) = (k * fper, db.len());
+                db.fill(T::zero());
+                for b in 0..n {
+                    let d = &dout[(b * fnum + f0) * ohw..(b * fnum + f0 + rows) * ohw];
+                    let col_b = MatRef::row_major(&col[b * ckk * ohw..(b + 1) * ckk * ohw], ckk, ohw);
+                    let beta = if b == 0 { T::zero() } else { T::one() };
+                    gemm(
+                        T::one(),
+                        MatRef::row_major(d, rows, ohw),
+                        col_b.t(),
+                        beta,
+                        MatMut::row_major(dw, rows, ckk),
+                    );
+                    for (s, row) in db.iter_mut().zip(d.chunks_exact(ohw)) {
+                        *s += row.iter().copied().sum::<T>();
+                    }
+                }
+            });
 
+        if !self.input_grad {
+            reuse(&mut self.dx, &[0]);
+            return Ok(&self.dx);
+        }
+        // dx_n = col2im(W^T (CKK x FN) dout_n (FN x OHW)), image by image.
+        let per = per_part(n);
+        let parts = n.div_ceil(per);
+        self.dcol.resize_with(parts, Vec::new);
         reuse(&mut self.dx, &[n, c, h, w]);
-        let dx = self
-            .dx
-            .view_mut()
-            .into_dimensionality()
-            .unwrap_or_else(|_| unreachable!("shaped 4-D above"));
-        im2col::col2im_into(self.dcol.view(), self.win, dx).map_err(|e| shape_error(self, e))?;
+        let win = self.win;
+        let wt = MatRef::row_major(
+            self.weight.as_slice().unwrap_or_else(|| unreachable!()),
+            fnum,
+            ckk,
+        )
+        .t();
+        let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
+        self.dcol
+            .par_iter_mut()
+            .zip(dout.par_chunks(per * fnum * ohw))
+            .zip(dx.par_chunks_mut(per * chw))
+            .try_for_each(|((ws, douts), dxs)| {
+                ws.resize(ckk * ohw, T::zero());
+                for (d, dx) in douts.chunks_exact(fnum * ohw).zip(dxs.chunks_exact_mut(chw)) {
+                    gemm(
+                        T::one(),
+                        wt,
+                        MatRef::row_major(d, fnum, ohw),
+                        T::zero(),
+                        MatMut::row_major(ws, ckk, ohw),
+                    );
+                    im2col::col2im_t_slice(ws, (c, h, w), win, dx)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| shape_error(self, e))?;
         Ok(&self.dx)
+    }
+
+    fn set_input_grad(&mut self, needed: bool) {
+        self.input_grad = needed;
     }
 }

@@ -49,6 +49,7 @@ pub mod gradcheck;
 mod init;
 mod lrn;
 mod optim;
+mod par;
 mod pooling;
 mod softmax;
 
@@ -59,7 +60,7 @@ pub use dropout::Dropout;
 pub use init::Init;
 pub use lrn::Lrn;
 pub use optim::{AdaGrad, Adam, Momentum, Optimizer, Sgd};
-pub use pooling::{PoolKind, Pooling};
+pub use pooling::{PoolKind, PoolMethod, Pooling};
 pub use softmax::SoftmaxWithLoss;
 pub use tensor4d::{Float, ShapeError, Window};
 
@@ -177,6 +178,15 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
     /// gradient sees one fixed function. Other layers ignore it.
     fn hold_noise(&mut self, hold: bool) {
         let _ = hold;
+    }
+
+    /// Whether `backward` must compute the gradient with respect to the
+    /// input (the default). The first layer of a network has nothing below
+    /// it, and a convolution saves a third of its backward pass by skipping
+    /// it; layers that do skip it then return an empty tensor from
+    /// `backward`. Layers for which it costs little ignore this.
+    fn set_input_grad(&mut self, needed: bool) {
+        let _ = needed;
     }
 }
 

@@ -1,6 +1,8 @@
 use ndarray::{Array2, ArrayD, ArrayViewD};
+use rayon::prelude::*;
 use tensor4d::{Float, ShapeError, Window, as_nchw, reuse, reuse2};
 
+use crate::par::per_part;
 use crate::{Error, Layer, Mode, Parameters, check_dout, shape_error};
 
 /// Max or average pooling.
@@ -12,14 +14,26 @@ pub enum PoolKind {
     Average,
 }
 
-/// Pooling (section 7.4.4), built as the chapter builds it: expand each
-/// channel's windows into rows with [`im2col::im2col_per_channel`], reduce
-/// each row, and in backward scatter the gradient into those rows and fold
-/// them back with `col2im`.
+/// How [`Pooling`] computes: both give bit-identical results (a test holds
+/// them to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolMethod {
+    /// The chapter's way: expand each channel's windows into rows with
+    /// [`im2col::im2col_per_channel`], reduce each row, and in backward
+    /// scatter into those rows and fold them back with `col2im`.
+    Expansion,
+    /// The same arithmetic read straight from the input plane by plane, in
+    /// parallel, without the expanded matrix (the default: several times
+    /// faster).
+    Direct,
+}
+
+/// Pooling (section 7.4.4).
 ///
 /// Padding, if any, pads with zeros as im2col does (so a max over a window
 /// that overhangs the edge sees those zeros); the chapter's networks pool
-/// without padding.
+/// without padding. Max pooling keeps, for each output, which element of
+/// its window won: what backward needs.
 ///
 /// ```
 /// use layers::{Layer, Mode, Pooling};
@@ -35,12 +49,13 @@ pub enum PoolKind {
 #[derive(Clone, Debug)]
 pub struct Pooling<T> {
     kind: PoolKind,
+    method: PoolMethod,
     win: Window,
     /// Shape of the last input, `None` before the first forward.
     x_shape: Option<[usize; 4]>,
-    /// For max pooling, the winning column of each row: what backward needs.
-    argmax: Vec<usize>,
-    /// Workspace for the expansion (forward) and its gradient (backward).
+    /// For max pooling, the winning position within each window.
+    argmax: Vec<u32>,
+    /// Workspace of the expansion method.
     col: Array2<T>,
     out: ArrayD<T>,
     dx: ArrayD<T>,
@@ -51,6 +66,7 @@ impl<T: Float> Pooling<T> {
     pub fn new(kind: PoolKind, window: Window) -> Self {
         Pooling {
             kind,
+            method: PoolMethod::Direct,
             win: window,
             x_shape: None,
             argmax: Vec::new(),
@@ -70,10 +86,121 @@ impl<T: Float> Pooling<T> {
         Self::new(PoolKind::Average, window)
     }
 
+    /// The same layer computing by `method`.
+    pub fn with_method(self, method: PoolMethod) -> Self {
+        Pooling { method, ..self }
+    }
+
     /// Max or average.
     pub fn kind(&self) -> PoolKind {
         self.kind
     }
+}
+
+/// A running max with its position, written so that the compiler emits
+/// `maxss` and `cmov` rather than branches: on real data which element wins
+/// is unpredictable, and mispredicted branches would cost more than the
+/// arithmetic. NaN is tracked on the side, and a window holding one reduces
+/// to NaN at its first NaN, so divergence shows in the loss.
+#[derive(Clone, Copy)]
+struct RunningMax<T> {
+    best: T,
+    arg: u32,
+    nan: bool,
+}
+
+impl<T: Float> RunningMax<T> {
+    #[inline(always)]
+    fn new(v: T) -> Self {
+        RunningMax {
+            best: v,
+            arg: 0,
+            nan: v.is_nan(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, v: T, k: u32) {
+        let gt = v > self.best;
+        self.arg = if gt { k } else { self.arg };
+        self.best = if gt { v } else { self.best };
+        self.nan |= v.is_nan();
+    }
+
+    /// The result; `at` reads window element `k` again, only when a NaN was seen.
+    #[inline(always)]
+    fn finish(self, area: usize, at: impl Fn(usize) -> T) -> (T, u32) {
+        if self.nan {
+            let k = (0..area).find(|&k| at(k).is_nan()).unwrap_or(0);
+            return (T::nan(), k as u32);
+        }
+        (self.best, self.arg)
+    }
+}
+
+/// Reduces one window: (max, its position) or (sum, 0). `at(k)` reads
+/// element `k` of the window, zero in the padding. Shared by both methods so
+/// they agree bit for bit.
+#[inline]
+fn reduce<T: Float>(kind: PoolKind, area: usize, at: impl Fn(usize) -> T) -> (T, u32) {
+    match kind {
+        PoolKind::Max => {
+            let mut m = RunningMax::new(at(0));
+            for k in 1..area {
+                m.push(at(k), k as u32);
+            }
+            m.finish(area, at)
+        }
+        PoolKind::Average => ((0..area).map(at).sum::<T>(), 0),
+    }
+}
+
+/// The input offset of the window of output `(oh, ow)` when it lies wholly
+/// inside the plane (no padding read), so rows can be read directly.
+#[inline]
+fn inside(win: Window, h: usize, w: usize, oh: usize, ow: usize) -> Option<usize> {
+    let y0 = (oh * win.sh).checked_sub(win.ph)?;
+    let x0 = (ow * win.sw).checked_sub(win.pw)?;
+    (y0 + win.fh <= h && x0 + win.fw <= w).then_some(y0 * w + x0)
+}
+
+/// [`reduce`] over a window wholly inside the plane, reading its rows in
+/// the same order (so with the same result), without per-element index arithmetic.
+#[inline]
+fn reduce_inside<T: Float>(kind: PoolKind, plane: &[T], base: usize, w: usize, win: Window) -> (T, u32) {
+    let rows = (0..win.fh).map(|ki| &plane[base + ki * w..base + ki * w + win.fw]);
+    match kind {
+        PoolKind::Max => {
+            let (mut m, mut k) = (RunningMax::new(plane[base]), 0u32);
+            for row in rows {
+                for &v in row {
+                    if k > 0 {
+                        m.push(v, k);
+                    }
+                    k += 1;
+                }
+            }
+            m.finish(win.area(), |k| plane[base + (k / win.fw) * w + k % win.fw])
+        }
+        PoolKind::Average => {
+            let mut sum = T::zero();
+            for row in rows {
+                for &v in row {
+                    sum += v;
+                }
+            }
+            (sum, 0)
+        }
+    }
+}
+
+/// Where window element `k` of output `(oh, ow)` falls in the input plane,
+/// or `None` in the padding.
+#[inline]
+fn source(win: Window, h: usize, w: usize, oh: usize, ow: usize, k: usize) -> Option<usize> {
+    let y = (oh * win.sh + k / win.fw) as isize - win.ph as isize;
+    let x = (ow * win.sw + k % win.fw) as isize - win.pw as isize;
+    (y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w).then(|| y as usize * w + x as usize)
 }
 
 impl<T: Float> Parameters<T> for Pooling<T> {}
@@ -104,38 +231,53 @@ impl<T: Float> Layer<T> for Pooling<T> {
         let out_shape = self.output_shape(x.shape())?;
         let x = as_nchw(x).map_err(|e| shape_error(self, e))?;
         let (n, c, h, w) = x.dim();
-        let area = self.win.area();
-        let rows = out_shape.iter().product::<usize>();
-        reuse2(&mut self.col, (rows, area));
-        im2col::im2col_per_channel_into(x, self.win, self.col.view_mut())
-            .map_err(|e| shape_error(self, e))?;
+        let (oh, ow) = (out_shape[2], out_shape[3]);
+        let (area, kind, win) = (self.win.area(), self.kind, self.win);
+        let inv = T::one() / T::of(area as f64);
+        let finish = move |(v, _): (T, u32)| if kind == PoolKind::Average { v * inv } else { v };
         self.x_shape = Some([n, c, h, w]);
-
         reuse(&mut self.out, &out_shape);
-        let out = self
-            .out
-            .as_slice_mut()
-            .unwrap_or_else(|| unreachable!("owned buffers are contiguous"));
-        let col = self.col.as_slice().unwrap_or_else(|| unreachable!());
-        match self.kind {
-            PoolKind::Max => {
-                self.argmax.resize(rows, 0);
+        self.argmax.resize(self.out.len(), 0);
+        match self.method {
+            PoolMethod::Expansion => {
+                reuse2(&mut self.col, (self.out.len(), area));
+                im2col::im2col_per_channel_into(x, win, self.col.view_mut())
+                    .map_err(|e| shape_error(self, e))?;
+                let out = self
+                    .out
+                    .as_slice_mut()
+                    .unwrap_or_else(|| unreachable!("owned buffers are contiguous"));
+                let col = self.col.as_slice().unwrap_or_else(|| unreachable!());
                 for ((o, arg), row) in out.iter_mut().zip(&mut self.argmax).zip(col.chunks_exact(area)) {
-                    let (mut best, mut at) = (row[0], 0);
-                    for (k, &v) in row.iter().enumerate().skip(1) {
-                        // A NaN wins, so divergence shows in the loss.
-                        if v > best || v.is_nan() && !best.is_nan() {
-                            (best, at) = (v, k);
-                        }
-                    }
-                    (*o, *arg) = (best, at);
+                    let r = reduce(kind, area, |k| row[k]);
+                    (*o, *arg) = (finish(r), r.1);
                 }
             }
-            PoolKind::Average => {
-                let inv = T::one() / T::of(area as f64);
-                for (o, row) in out.iter_mut().zip(col.chunks_exact(area)) {
-                    *o = row.iter().copied().sum::<T>() * inv;
-                }
+            PoolMethod::Direct => {
+                let out = self
+                    .out
+                    .as_slice_mut()
+                    .unwrap_or_else(|| unreachable!("owned buffers are contiguous"));
+                let xs = tensor4d::contiguous(&x);
+                let per = per_part(n * c);
+                xs.par_chunks(per * h * w)
+                    .zip(out.par_chunks_mut(per * oh * ow))
+                    .zip(self.argmax.par_chunks_mut(per * oh * ow))
+                    .for_each(|((xs, outs), args)| {
+                        let planes = xs.chunks_exact(h * w).zip(outs.chunks_exact_mut(oh * ow));
+                        for ((plane, out), args) in planes.zip(args.chunks_exact_mut(oh * ow)) {
+                            for (p, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
+                                let (i, j) = (p / ow, p % ow);
+                                let r = match inside(win, h, w, i, j) {
+                                    Some(base) => reduce_inside(kind, plane, base, w, win),
+                                    None => reduce(kind, area, |k| {
+                                        source(win, h, w, i, j, k).map_or(T::zero(), |s| plane[s])
+                                    }),
+                                };
+                                (*o, *arg) = (finish(r), r.1);
+                            }
+                        }
+                    });
             }
         }
         Ok(&self.out)
@@ -148,33 +290,69 @@ impl<T: Float> Layer<T> for Pooling<T> {
             self.out.shape(),
             dout.shape(),
         )?;
-        let x_shape = self.x_shape.unwrap_or_else(|| unreachable!("checked above"));
-        let area = self.win.area();
+        let [n, c, h, w] = self.x_shape.unwrap_or_else(|| unreachable!("checked above"));
+        let (oh, ow) = (self.out.shape()[2], self.out.shape()[3]);
+        let (area, kind, win) = (self.win.area(), self.kind, self.win);
+        let inv = T::one() / T::of(area as f64);
         let dout = tensor4d::contiguous(&dout);
-        // The forward expansion is no longer needed: reuse it for dcol.
-        reuse2(&mut self.col, (dout.len(), area));
-        let dcol = self.col.as_slice_mut().unwrap_or_else(|| unreachable!());
-        match self.kind {
-            PoolKind::Max => {
-                dcol.fill(T::zero());
+        reuse(&mut self.dx, &[n, c, h, w]);
+        match self.method {
+            PoolMethod::Expansion => {
+                reuse2(&mut self.col, (dout.len(), area));
+                let dcol = self.col.as_slice_mut().unwrap_or_else(|| unreachable!());
                 for ((row, &d), &k) in dcol.chunks_exact_mut(area).zip(dout.iter()).zip(&self.argmax) {
-                    row[k] = d;
+                    match kind {
+                        PoolKind::Max => {
+                            row.fill(T::zero());
+                            row[k as usize] = d;
+                        }
+                        PoolKind::Average => row.fill(d * inv),
+                    }
                 }
+                let dx = self
+                    .dx
+                    .view_mut()
+                    .into_dimensionality()
+                    .unwrap_or_else(|_| unreachable!("4-D"));
+                im2col::col2im_per_channel_into(self.col.view(), win, dx)
+                    .map_err(|e| shape_error(self, e))?;
             }
-            PoolKind::Average => {
-                let inv = T::one() / T::of(area as f64);
-                for (row, &d) in dcol.chunks_exact_mut(area).zip(dout.iter()) {
-                    row.fill(d * inv);
-                }
+            PoolMethod::Direct => {
+                let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
+                let per = per_part(n * c);
+                dx.par_chunks_mut(per * h * w)
+                    .zip(dout.par_chunks(per * oh * ow))
+                    .zip(self.argmax.par_chunks(per * oh * ow))
+                    .for_each(|((dxs, douts), args)| {
+                        dxs.fill(T::zero());
+                        let planes = dxs.chunks_exact_mut(h * w).zip(douts.chunks_exact(oh * ow));
+                        for ((plane, d), args) in planes.zip(args.chunks_exact(oh * ow)) {
+                            for (p, (&g, &k)) in d.iter().zip(args).enumerate() {
+                                let (i, j) = (p / ow, p % ow);
+                                match kind {
+                                    PoolKind::Max => {
+                                        let k = k as usize;
+                                        let at = match inside(win, h, w, i, j) {
+                                            Some(base) => Some(base + (k / win.fw) * w + k % win.fw),
+                                            None => source(win, h, w, i, j, k),
+                                        };
+                                        if let Some(s) = at {
+                                            plane[s] += g;
+                                        }
+                                    }
+                                    PoolKind::Average => {
+                                        for k in 0..area {
+                                            if let Some(s) = source(win, h, w, i, j, k) {
+                                                plane[s] += g * inv;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    });
             }
         }
-        reuse(&mut self.dx, &x_shape);
-        let dx = self
-            .dx
-            .view_mut()
-            .into_dimensionality()
-            .unwrap_or_else(|_| unreachable!("shaped 4-D above"));
-        im2col::col2im_per_channel_into(self.col.view(), self.win, dx).map_err(|e| shape_error(self, e))?;
         Ok(&self.dx)
     }
 }

@@ -242,3 +242,95 @@ fn nan_propagates_through_relu_and_max_pooling() {
         .clone();
     assert!(p[[0, 0, 0, 0]].is_nan());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    // The fast direct pooling loop must equal the chapter's expansion, bit
+    // for bit, forward and backward, padding and NaN included.
+    #[test]
+    fn direct_pooling_equals_the_expansion((shape, win) in exact_case(3, 3), seed in any::<u64>(), nan in any::<bool>()) {
+        use layers::{PoolKind, PoolMethod};
+        let mut x = uniform4(shape, seed).into_dyn();
+        if nan {
+            let i = seed as usize % x.len();
+            x.as_slice_mut().unwrap()[i] = f64::NAN;
+        }
+        for kind in [PoolKind::Max, PoolKind::Average] {
+            let mut direct = Pooling::new(kind, win).with_method(PoolMethod::Direct);
+            let mut expand = Pooling::new(kind, win).with_method(PoolMethod::Expansion);
+            let a = direct.forward(x.view(), Mode::Train).unwrap().clone();
+            let b = expand.forward(x.view(), Mode::Train).unwrap().clone();
+            let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&a), bits(&b));
+            let g = uniform(a.shape(), seed ^ 9);
+            let da = direct.backward(g.view()).unwrap().clone();
+            let db = expand.backward(g.view()).unwrap().clone();
+            prop_assert_eq!(bits(&da), bits(&db));
+        }
+    }
+}
+
+#[test]
+fn skipping_the_input_gradient_keeps_parameter_gradients() {
+    let (shape, win) = ((3, 2, 7, 7), Window::square(3).with_pad(1).with_stride(2));
+    let x = uniform4(shape, 1).into_dyn();
+    let w = uniform4((4, 2, 3, 3), 2);
+    let b = uniform1(4, 3);
+    let mut full = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+    let mut skip = Convolution::from_weights(w, b, win).unwrap();
+    skip.set_input_grad(false);
+    let g = uniform(full.forward(x.view(), Mode::Train).unwrap().shape(), 4);
+    skip.forward(x.view(), Mode::Train).unwrap();
+    full.backward(g.view()).unwrap();
+    assert_eq!(skip.backward(g.view()).unwrap().len(), 0);
+    assert_eq!(
+        layers::gradcheck::param_grads(&full),
+        layers::gradcheck::param_grads(&skip)
+    );
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    // Every parallel loop owns its outputs and never splits a sum, so one
+    // thread and three give the same bits.
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let x = uniform4((5, 3, 9, 9), 7).into_dyn();
+            let mut conv = Convolution::from_weights(
+                uniform4((6, 3, 3, 3), 8),
+                uniform1(6, 9),
+                Window::square(3).with_pad(1),
+            )
+            .unwrap();
+            let mut pool = Pooling::max(Window::square(3).with_stride(2));
+            let mut lrn = Lrn::alexnet();
+            let mut fc = Affine::from_weights(
+                uniform(&[6 * 4 * 4, 5], 10).into_dimensionality().unwrap(),
+                uniform1(5, 11),
+            )
+            .unwrap();
+            let y = conv.forward(x.view(), Mode::Train).unwrap().clone();
+            let y = lrn.forward(y.view(), Mode::Train).unwrap().clone();
+            let y = pool.forward(y.view(), Mode::Train).unwrap().clone();
+            let y = fc.forward(y.view(), Mode::Train).unwrap().clone();
+            let g = fc.backward(uniform(y.shape(), 12).view()).unwrap().clone();
+            let g = pool.backward(g.view()).unwrap().clone();
+            let g = lrn.backward(g.view()).unwrap().clone();
+            let dx = conv.backward(g.view()).unwrap().clone();
+            let mut bits: Vec<u64> = y.iter().chain(dx.iter()).map(|v| v.to_bits()).collect();
+            for (_, grad) in layers::gradcheck::param_grads(&conv)
+                .into_iter()
+                .chain(layers::gradcheck::param_grads(&fc))
+            {
+                bits.extend(grad.iter().map(|v| v.to_bits()));
+            }
+            bits
+        })
+    };
+    assert_eq!(run(1), run(3));
+}

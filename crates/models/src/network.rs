@@ -348,9 +348,9 @@ impl<T: Float> Builder<T> {
 
     /// The finished network; refuses one without layers.
     pub fn build(mut self) -> Result<Network<T>, Error> {
-        if self.net.slots.is_empty() {
-            return Err(Error::NoLayers);
-        }
+        let first = self.net.slots.first_mut().ok_or(Error::NoLayers)?;
+        // Nothing lies below the first layer: its input gradient would be thrown away.
+        first.layer.set_input_grad(false);
         self.net.classes = self.shape[1..].iter().product();
         Ok(self.net)
     }

@@ -68,6 +68,26 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Rows `range` of this matrix, as a matrix of its own (no copy).
+    pub fn row_range(self, range: std::ops::Range<usize>) -> Self {
+        assert!(
+            range.start <= range.end && range.end <= self.rows,
+            "rows {range:?} of a {}-row matrix",
+            self.rows
+        );
+        let rows = range.end - range.start;
+        if rows == 0 {
+            return MatRef { rows: 0, ..self };
+        }
+        MatRef::new(
+            &self.data[range.start * self.rs..],
+            rows,
+            self.cols,
+            self.rs,
+            self.cs,
+        )
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
