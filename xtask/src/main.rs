@@ -4,6 +4,7 @@
 //! libraries it calls do none of that.
 
 mod embed;
+mod gradcheck;
 mod inspect;
 mod pictures;
 mod train;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Train a network and report its test accuracy (the README's main job).
     Train(train::Args),
+    /// Check every gradient against numerical differentiation (f64).
+    Gradcheck(gradcheck::Args),
     /// Accuracy and confusion matrix of a saved network on a test set.
     Eval(inspect::EvalArgs),
     /// Draw the first convolution's responses to one test image (section 7.6.2).
@@ -33,6 +36,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Gradcheck(args) => gradcheck::run(args),
         Command::Eval(args) => inspect::eval(args),
         Command::Features(args) => inspect::features(args),
         Command::EmbedMnist(args) => embed::run(args),

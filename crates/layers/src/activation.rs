@@ -33,7 +33,7 @@ pub struct Sigmoid<T> {
 }
 
 macro_rules! elementwise {
-    ($name:ident, $label:literal, |$x:ident| $f:expr, |$y:ident, $d:ident| $df:expr) => {
+    ($name:ident, $label:literal, |$x:ident| $f:expr, |$y:ident, $d:ident| $df:expr, $kinks:expr) => {
         impl<T: Float> $name<T> {
             /// A new layer; it has no parameters.
             pub fn new() -> Self {
@@ -85,6 +85,11 @@ macro_rules! elementwise {
                     .par_for_each(|dx, &$y, &$d| *dx = $df);
                 Ok(&self.dx)
             }
+
+            fn kink_state(&self) -> u64 {
+                let kinks: fn(&ArrayD<T>) -> u64 = $kinks;
+                kinks(&self.out)
+            }
         }
     };
 }
@@ -95,12 +100,14 @@ elementwise!(
     Relu,
     "ReLU",
     |x| if x < T::zero() { T::zero() } else { x },
-    |y, d| if y > T::zero() { d } else { T::zero() }
+    |y, d| if y > T::zero() { d } else { T::zero() },
+    |out| crate::fingerprint(out.iter().map(|&y| (y > T::zero()) as u64))
 );
 
 elementwise!(
     Sigmoid,
     "Sigmoid",
     |x| T::one() / (T::one() + (-x).exp()),
-    |y, d| d * y * (T::one() - y)
+    |y, d| d * y * (T::one() - y),
+    |_| 0
 );

@@ -188,6 +188,22 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
     fn set_input_grad(&mut self, needed: bool) {
         let _ = needed;
     }
+
+    /// A fingerprint of the discrete choices the last forward made (which
+    /// ReLU inputs were positive, which element won each max-pooling
+    /// window); 0 for smooth layers. Two forward passes with equal
+    /// fingerprints lie on the same linear piece, which is what a numerical
+    /// gradient check needs to know.
+    fn kink_state(&self) -> u64 {
+        0
+    }
+}
+
+/// FNV-1a over a stream of words: the fingerprint behind [`Layer::kink_state`].
+pub fn fingerprint(words: impl Iterator<Item = u64>) -> u64 {
+    words.fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        (h ^ w).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Checks that `dout` has the shape of the forward output, and that forward ran.

@@ -355,4 +355,11 @@ impl<T: Float> Layer<T> for Pooling<T> {
         }
         Ok(&self.dx)
     }
+
+    fn kink_state(&self) -> u64 {
+        match self.kind {
+            PoolKind::Max => crate::fingerprint(self.argmax.iter().map(|&k| k as u64)),
+            PoolKind::Average => 0,
+        }
+    }
 }

@@ -26,6 +26,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod gradcheck;
 mod network;
 mod train;
 mod zoo;

@@ -145,6 +145,13 @@ impl<T: Float> Network<T> {
         }
     }
 
+    /// The combined [`Layer::kink_state`] of every layer after the last
+    /// forward pass: equal fingerprints mean the same ReLU signs and pooling
+    /// winners.
+    pub fn kink_state(&self) -> u64 {
+        layers::fingerprint(self.slots.iter().map(|s| s.layer.kink_state()))
+    }
+
     fn check_input(&self, shape: &[usize]) -> Result<(), Error> {
         if shape.len() != 4 || shape[1..] != self.input || shape[0] == 0 {
             return Err(Error::Input {
