@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{AdaGrad, Adam, Momentum, Optimizer, Parameters, Sgd};
-use models::{Architecture, Event, Network, TrainConfig, checkpoint};
+use models::{Architecture, Event, Network, Pixels, TrainConfig, checkpoint};
 use ndarray::Array4;
 
 use crate::pictures;
@@ -49,32 +49,88 @@ pub struct Args {
     /// Seed of the weights and of the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Worker threads (default: one per core). Results are the same for any count.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Directory for model.safetensors, metrics.csv, curves.png and the filter pictures.
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
 }
 
-/// Finds the dataset the user named: a known name or a directory.
+/// Downloads `remote` into the cache (verifying each file), drawing a bar.
+fn download(remote: &datasets::download::Remote) -> Result<PathBuf> {
+    use datasets::download::Progress;
+    let cache =
+        datasets::download::default_cache_dir().context("no cache directory: set HOME or XDG_CACHE_HOME")?;
+    eprintln!(
+        "{}: not found locally; downloading into {}",
+        remote.name,
+        cache.join(remote.name).display()
+    );
+    let mut bar: Option<(String, ProgressBar)> = None;
+    let dir = datasets::download::fetch_remote(remote, &cache, &mut |p| match p {
+        Progress::Cached { file } => eprintln!("  {file}: cached, checksum verified"),
+        Progress::Bytes { file, done, total } => {
+            if bar.as_ref().is_none_or(|(f, _)| f != file) {
+                if let Some((_, b)) = bar.take() {
+                    b.finish();
+                }
+                let b = ProgressBar::new(total.unwrap_or(0));
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "  {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(file.to_string());
+                bar = Some((file.to_string(), b));
+            }
+            if let Some((_, b)) = &bar {
+                b.set_position(done);
+            }
+        }
+        Progress::MirrorFailed { url, reason } => eprintln!("  {url}: {reason}; trying the next mirror"),
+    })?;
+    if let Some((_, b)) = bar {
+        b.finish();
+    }
+    Ok(dir)
+}
+
+/// Finds the dataset the user named: a known name or a directory. MNIST and
+/// Fashion-MNIST are looked for in `--data-dir`, then `MNIST_DIR` /
+/// `FASHION_MNIST_DIR`, then (Fashion-MNIST) Debian's package, and
+/// downloaded into the cache as a last resort.
 pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<datasets::Dataset> {
-    let env_dir = |var: &str| std::env::var_os(var).map(PathBuf::from);
-    let dir = |var: &str, fallback: Option<&str>| -> Result<PathBuf> {
+    let local = |var: &str, fallback: Option<&str>| -> Option<PathBuf> {
         data_dir
             .map(Path::to_path_buf)
-            .or_else(|| env_dir(var))
+            .or_else(|| std::env::var_os(var).map(PathBuf::from))
             .or_else(|| fallback.map(PathBuf::from).filter(|p| p.is_dir()))
-            .with_context(|| {
-                format!("dataset {name}: give its directory with --data-dir or the {var} variable")
-            })
     };
     Ok(match name {
         "embedded" => datasets::embedded()?,
-        "mnist" => datasets::load_idx_dir(&dir("MNIST_DIR", None)?, "mnist", &datasets::MNIST_CLASSES)?,
-        "fashion-mnist" => datasets::load_idx_dir(
-            &dir("FASHION_MNIST_DIR", Some(datasets::DEBIAN_FASHION_MNIST))?,
-            "fashion-mnist",
-            &datasets::FASHION_MNIST_CLASSES,
-        )?,
-        "cifar10" => datasets::load_cifar10_dir(&dir("CIFAR10_DIR", None)?)?,
+        "mnist" => {
+            let dir = match local("MNIST_DIR", None) {
+                Some(d) => d,
+                None => download(&datasets::download::MNIST)?,
+            };
+            datasets::load_idx_dir(&dir, "mnist", &datasets::MNIST_CLASSES)?
+        }
+        "fashion-mnist" => {
+            let dir = match local("FASHION_MNIST_DIR", Some(datasets::DEBIAN_FASHION_MNIST)) {
+                Some(d) => d,
+                None => download(&datasets::download::FASHION_MNIST)?,
+            };
+            datasets::load_idx_dir(&dir, "fashion-mnist", &datasets::FASHION_MNIST_CLASSES)?
+        }
+        "cifar10" => {
+            let dir = local("CIFAR10_DIR", None).context(
+                "dataset cifar10: give its directory (the binary version) with --data-dir or CIFAR10_DIR",
+            )?;
+            datasets::load_cifar10_dir(&dir)?
+        }
         path if Path::new(path).is_dir() => {
             datasets::load_idx_dir(Path::new(path), path, &datasets::MNIST_CLASSES)?
         }
@@ -170,39 +226,49 @@ pub fn first_filters(net: &Network<f32>) -> Option<Array4<f32>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("setting the number of threads")?;
+    }
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let mut net = args
         .model
         .build::<f32>(data.input_shape(), data.classes.len(), args.seed)?;
     println!(
-        "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}",
+        "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}, {} threads",
         net.name(),
         net.param_count(),
         data.name,
         data.train.len(),
         data.test.len(),
         args.epochs,
-        args.batch_size
+        args.batch_size,
+        rayon::current_num_threads()
     );
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     if let Some(w) = first_filters(&net) {
         pictures::filters(w.view(), &args.out.join("filters-before.png"))?;
     }
-    let (train_x, train_y) = (data.train.images::<f32>(), data.train.labels_usize());
-    let (test_x, test_y) = (data.test.images::<f32>(), data.test.labels_usize());
+    // Keep the images as bytes and convert a batch at a time: a quarter of
+    // the memory of converting the whole dataset to f32.
+    let (train_x, train_y) = (Pixels(data.train.pixels().view()), data.train.labels_usize());
+    let (test_x, test_y) = (Pixels(data.test.pixels().view()), data.test.labels_usize());
     let mut opt = optimizer(args.optimizer, args.lr);
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         seed: args.seed,
+        eval_batch_size: args.batch_size,
         ..TrainConfig::default()
     };
     let mut progress = Progress::new();
     let history = models::train(
         &mut net,
         opt.as_mut(),
-        (train_x.view(), &train_y),
-        (test_x.view(), &test_y),
+        (&train_x, &train_y),
+        (&test_x, &test_y),
         &config,
         &mut |e| {
             progress.event(e);

@@ -25,6 +25,14 @@ pub enum Error {
         /// What disagrees, naming both files.
         message: String,
     },
+    /// No mirror delivered a file with the right checksum.
+    #[error("downloading {file} failed: {message}")]
+    Download {
+        /// The file.
+        file: String,
+        /// What each mirror did wrong.
+        message: String,
+    },
     /// A dataset directory lacks one of its files.
     #[error("{dir}: missing {file} (looked for {candidates})")]
     Missing {

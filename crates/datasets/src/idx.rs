@@ -27,7 +27,15 @@ pub fn maybe_gunzip(bytes: Vec<u8>, file: &str) -> Result<Vec<u8>, Error> {
     if bytes.len() < 2 || bytes[..2] != [0x1f, 0x8b] {
         return Ok(bytes);
     }
-    let mut out = Vec::new();
+    // The gzip trailer's last four bytes hold the uncompressed size (mod
+    // 2^32): reserving it up front avoids a doubling Vec's transient copies.
+    let n = bytes.len();
+    let isize = if n >= 4 {
+        u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]])
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity((isize as u64).min(MAX_DECOMPRESSED) as usize);
     let decoder = flate2::read::MultiGzDecoder::new(&bytes[..]);
     decoder
         .take(MAX_DECOMPRESSED + 1)
@@ -53,6 +61,24 @@ pub fn maybe_gunzip(bytes: Vec<u8>, file: &str) -> Result<Vec<u8>, Error> {
 /// assert_eq!(err.to_string(), "labels: truncated: the header declares 3 data bytes after offset 8, the file has 2");
 /// ```
 pub fn parse_idx(bytes: &[u8], file: &str) -> Result<Idx, Error> {
+    let dims = parse_header(bytes, file)?;
+    let header = 4 + 4 * dims.len();
+    Ok(Idx {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
+}
+
+/// [`parse_idx`] taking the bytes by value: the header is removed in place,
+/// so a 47 MB file is not copied.
+pub fn parse_idx_owned(mut bytes: Vec<u8>, file: &str) -> Result<Idx, Error> {
+    let dims = parse_header(&bytes, file)?;
+    bytes.drain(..4 + 4 * dims.len());
+    Ok(Idx { dims, data: bytes })
+}
+
+/// Checks the header and the data length against it; returns the dimensions.
+fn parse_header(bytes: &[u8], file: &str) -> Result<Vec<usize>, Error> {
     if bytes.len() < 4 {
         return Err(Error::format(
             file,
@@ -126,8 +152,5 @@ pub fn parse_idx(bytes: &[u8], file: &str) -> Result<Idx, Error> {
             ),
         ));
     }
-    Ok(Idx {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    Ok(dims)
 }

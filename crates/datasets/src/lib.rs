@@ -1,7 +1,9 @@
 //! Image datasets for the networks: a strict reader for the IDX format of
 //! MNIST and Fashion-MNIST (gzip or raw, detected from the bytes), a
 //! CIFAR-10 binary reader, and a 10,000-image MNIST subset compiled into the
-//! crate so that training runs offline on a fresh machine ([`embedded`]).
+//! crate so that training runs offline on a fresh machine ([`embedded`]);
+//! with the default `download` feature, MNIST and Fashion-MNIST are fetched
+//! from their public mirrors and verified by SHA-256 ([`download`]).
 //!
 //! Every malformed file is an [`Error`] naming the file and saying what is
 //! wrong where (offset or field, expected versus found); sizes declared in a
@@ -18,6 +20,8 @@
 //! ```
 
 mod cifar;
+#[cfg(feature = "download")]
+pub mod download;
 mod embedded;
 mod error;
 mod idx;
@@ -30,7 +34,7 @@ use tensor4d::Float;
 pub use cifar::{CIFAR10_CLASSES, load_cifar10_dir, parse_cifar10};
 pub use embedded::embedded;
 pub use error::Error;
-pub use idx::{Idx, MAX_DECOMPRESSED, maybe_gunzip, parse_idx};
+pub use idx::{Idx, MAX_DECOMPRESSED, maybe_gunzip, parse_idx, parse_idx_owned};
 
 /// The class names of MNIST.
 pub const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
@@ -153,7 +157,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 /// Reads an IDX image file (gzip or raw) as `(N, 1, H, W)` bytes.
 pub fn read_idx_images(path: &Path) -> Result<Array4<u8>, Error> {
     let file = path.display().to_string();
-    let idx = parse_idx(&maybe_gunzip(read_file(path)?, &file)?, &file)?;
+    let idx = parse_idx_owned(maybe_gunzip(read_file(path)?, &file)?, &file)?;
     idx_images(idx, &file)
 }
 
@@ -179,7 +183,7 @@ pub fn idx_images(idx: Idx, file: &str) -> Result<Array4<u8>, Error> {
 /// Reads an IDX label file (gzip or raw).
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, Error> {
     let file = path.display().to_string();
-    let idx = parse_idx(&maybe_gunzip(read_file(path)?, &file)?, &file)?;
+    let idx = parse_idx_owned(maybe_gunzip(read_file(path)?, &file)?, &file)?;
     idx_labels(idx, &file)
 }
 

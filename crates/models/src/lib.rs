@@ -18,7 +18,7 @@
 //! let labels: Vec<usize> = (0..40).map(|n| n % 2).collect();
 //! let mut net = Architecture::SimpleConvNet.build::<f32>([1, 28, 28], 2, 0)?;
 //! let config = TrainConfig { epochs: 2, batch_size: 10, seed: 0, ..TrainConfig::default() };
-//! let history = models::train(&mut net, &mut Adam::new(0.01), (x.view(), &labels), (x.view(), &labels), &config, &mut |_| std::ops::ControlFlow::Continue(()))?;
+//! let history = models::train(&mut net, &mut Adam::new(0.01), (&x.view(), &labels), (&x.view(), &labels), &config, &mut |_| std::ops::ControlFlow::Continue(()))?;
 //! assert_eq!(history.epochs.len(), 2);
 //! assert_eq!(history.epochs[1].test_accuracy, 1.0);
 //! # Ok::<(), models::Error>(())
@@ -28,10 +28,12 @@ pub mod checkpoint;
 mod error;
 pub mod gradcheck;
 mod network;
+mod source;
 mod train;
 mod zoo;
 
 pub use error::Error;
 pub use network::{Builder, Network, argmax_rows};
+pub use source::{ImageSource, Pixels};
 pub use train::{EpochMetrics, Event, History, TrainConfig, train};
 pub use zoo::Architecture;

@@ -2,10 +2,12 @@ use layers::{
     Affine, Convolution, Dropout, Init, Layer, Lrn, Mode, ParamVisitor, ParamVisitorMut, Parameters, Pooling,
     Relu, Sigmoid, SoftmaxWithLoss,
 };
-use ndarray::{ArrayD, ArrayView4, ArrayViewD, Axis, s};
+use ndarray::{Array4, ArrayD, ArrayViewD};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
-use tensor4d::{Float, Window};
+use tensor4d::{Float, Window, reuse4};
+
+use crate::ImageSource;
 
 use crate::Error;
 
@@ -209,25 +211,29 @@ impl<T: Float> Network<T> {
     }
 
     /// The fraction of `x` classified as `labels`, predicting `batch_size`
-    /// images at a time in inference mode.
+    /// images at a time in inference mode. `x` is an `ArrayView4` or any
+    /// other [`ImageSource`] (such as [`crate::Pixels`] over bytes).
     pub fn accuracy(
         &mut self,
-        x: ArrayView4<'_, T>,
+        x: &dyn ImageSource<T>,
         labels: &[usize],
         batch_size: usize,
     ) -> Result<f64, Error> {
-        if labels.len() != x.len_of(Axis(0)) || labels.is_empty() || batch_size == 0 {
+        if labels.len() != x.len() || labels.is_empty() || batch_size == 0 {
             return Err(Error::Input {
                 model: self.name.clone(),
-                expected: format!("{} labels and a batch size >= 1", x.len_of(Axis(0))),
+                expected: format!("{} labels and a batch size >= 1", x.len()),
                 found: vec![labels.len(), batch_size],
             });
         }
+        let [c, h, w] = x.image_shape();
+        let mut batch = Array4::<T>::zeros((0, c, h, w));
         let mut correct = 0usize;
         for start in (0..labels.len()).step_by(batch_size) {
             let end = (start + batch_size).min(labels.len());
-            let batch = x.slice(s![start..end, .., .., ..]).into_dyn();
-            let classes = self.classify(batch)?;
+            reuse4(&mut batch, (end - start, c, h, w));
+            x.copy_range(start, batch.view_mut());
+            let classes = self.classify(batch.view().into_dyn())?;
             correct += classes
                 .iter()
                 .zip(&labels[start..end])

@@ -2,13 +2,13 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use layers::{Optimizer, Parameters};
-use ndarray::{Array4, ArrayView4, Axis, s};
+use ndarray::{Array4, ArrayViewMut4};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_pcg::Pcg64;
 use tensor4d::{Float, reuse4};
 
-use crate::{Error, Network};
+use crate::{Error, ImageSource, Network};
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,14 +27,16 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// The book's recipe: batch 100; 5 epochs, 10,000 images scored.
+    /// The book's recipe: batch 100; 5 epochs, 10,000 images scored,
+    /// evaluating 100 at a time (the training batch size, so evaluation
+    /// reuses the training buffers instead of growing them).
     fn default() -> Self {
         TrainConfig {
             epochs: 5,
             batch_size: 100,
             seed: 0,
             train_eval_samples: 10_000,
-            eval_batch_size: 500,
+            eval_batch_size: 100,
         }
     }
 }
@@ -105,21 +107,21 @@ pub struct History {
 pub fn train<T: Float>(
     net: &mut Network<T>,
     optimizer: &mut dyn Optimizer<T>,
-    train_set: (ArrayView4<'_, T>, &[usize]),
-    test_set: (ArrayView4<'_, T>, &[usize]),
+    train_set: (&dyn ImageSource<T>, &[usize]),
+    test_set: (&dyn ImageSource<T>, &[usize]),
     config: &TrainConfig,
     on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
 ) -> Result<History, Error> {
     let (x, labels) = train_set;
-    let n = x.len_of(Axis(0));
+    let n = x.len();
     if config.batch_size == 0 || config.eval_batch_size == 0 {
         return Err(Error::Config("batch sizes must be at least 1".into()));
     }
-    if n == 0 || labels.len() != n || test_set.1.len() != test_set.0.len_of(Axis(0)) {
+    if n == 0 || labels.len() != n || test_set.1.len() != test_set.0.len() {
         return Err(Error::Config(format!(
             "{n} training images with {} labels, {} test images with {} labels",
             labels.len(),
-            test_set.0.len_of(Axis(0)),
+            test_set.0.len(),
             test_set.1.len()
         )));
     }
@@ -137,7 +139,7 @@ pub fn train<T: Float>(
 
     let mut rng = Pcg64::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..n).collect();
-    let (_, c, h, w) = x.dim();
+    let [c, h, w] = x.image_shape();
     let mut batch = Array4::<T>::zeros((0, c, h, w));
     let mut batch_labels = Vec::with_capacity(config.batch_size);
 
@@ -148,11 +150,9 @@ pub fn train<T: Float>(
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
             let step = step + 1;
             reuse4(&mut batch, (chunk.len(), c, h, w));
+            x.copy_batch(chunk, batch.view_mut());
             batch_labels.clear();
-            for (mut dst, &i) in batch.outer_iter_mut().zip(chunk) {
-                dst.assign(&x.index_axis(Axis(0), i));
-                batch_labels.push(labels[i]);
-            }
+            batch_labels.extend(chunk.iter().map(|&i| labels[i]));
             let loss = net.gradient(batch.view().into_dyn(), &batch_labels)?.as_f64();
             if !loss.is_finite() {
                 return Err(Error::NonFinite { epoch, step, loss });
@@ -180,11 +180,7 @@ pub fn train<T: Float>(
         let metrics = EpochMetrics {
             epoch,
             loss: loss_sum / steps as f64,
-            train_accuracy: net.accuracy(
-                x.slice(s![..k, .., .., ..]),
-                &labels[..k],
-                config.eval_batch_size,
-            )?,
+            train_accuracy: net.accuracy(&Head(x, k), &labels[..k], config.eval_batch_size)?,
             test_accuracy: net.accuracy(test_set.0, test_set.1, config.eval_batch_size)?,
             seconds,
             images_per_sec: n as f64 / seconds.max(1e-9),
@@ -197,4 +193,25 @@ pub fn train<T: Float>(
         }
     }
     Ok(history)
+}
+
+/// The first `.1` images of a source.
+struct Head<'a, T: Float>(&'a dyn ImageSource<T>, usize);
+
+impl<T: Float> ImageSource<T> for Head<'_, T> {
+    fn len(&self) -> usize {
+        self.1.min(self.0.len())
+    }
+
+    fn image_shape(&self) -> [usize; 3] {
+        self.0.image_shape()
+    }
+
+    fn copy_batch(&self, indices: &[usize], out: ArrayViewMut4<'_, T>) {
+        self.0.copy_batch(indices, out)
+    }
+
+    fn copy_range(&self, start: usize, out: ArrayViewMut4<'_, T>) {
+        self.0.copy_range(start, out)
+    }
 }

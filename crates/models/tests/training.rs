@@ -32,8 +32,8 @@ fn run(arch: Architecture, n: usize, epochs: usize, seed: u64) -> (Network<f32>,
     let history = train(
         &mut net,
         &mut Adam::new(0.001),
-        (x.view(), &y),
-        (tx.view(), &ty),
+        (&x.view(), &y),
+        (&tx.view(), &ty),
         &config,
         &mut |e| {
             events.push(match e {
@@ -90,8 +90,8 @@ fn a_callback_can_stop_training() {
     let history = train(
         &mut net,
         &mut Adam::new(0.001),
-        (x.view(), &y),
-        (tx.view(), &ty),
+        (&x.view(), &y),
+        (&tx.view(), &ty),
         &config,
         &mut |e| {
             if matches!(
@@ -129,8 +129,8 @@ fn a_diverging_loss_stops_with_epoch_and_step() {
     let e = train(
         &mut net,
         &mut Adam::new(0.001),
-        (poisoned.view(), &y),
-        (tx.view(), &ty),
+        (&poisoned.view(), &y),
+        (&tx.view(), &ty),
         &config,
         &mut |_| ControlFlow::Continue(()),
     )
