@@ -4,6 +4,7 @@
 //! libraries it calls do none of that.
 
 mod embed;
+mod fuzz;
 mod gradcheck;
 mod inspect;
 mod pictures;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Train a network and report its test accuracy (the README's main job).
     Train(train::Args),
+    /// Throw mutated and arbitrary files at the IDX, CIFAR-10 and checkpoint readers.
+    Fuzz(fuzz::Args),
     /// Check every gradient against numerical differentiation (f64).
     Gradcheck(gradcheck::Args),
     /// Accuracy and confusion matrix of a saved network on a test set.
@@ -36,6 +39,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Gradcheck(args) => gradcheck::run(args),
         Command::Eval(args) => inspect::eval(args),
         Command::Features(args) => inspect::features(args),

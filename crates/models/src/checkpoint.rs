@@ -138,6 +138,11 @@ impl Contents {
     /// Reads and parses a checkpoint file.
     pub fn read(path: &Path) -> Result<Self, Error> {
         let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+        Self::from_bytes(bytes, path)
+    }
+
+    /// Parses a checkpoint's bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, Error> {
         let (_, meta) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
         let metadata = meta.metadata().clone().unwrap_or_default();

@@ -167,3 +167,81 @@ fn saving_replaces_the_file_and_leaves_no_temporary() {
         .collect();
     assert_eq!(files, ["m.safetensors"]);
 }
+
+/// The child side of the kill test: save two checkpoints alternately, forever.
+fn save_loop_if_child() {
+    if let Some(path) = std::env::var_os("CHECKPOINT_SAVE_LOOP") {
+        let path = std::path::PathBuf::from(path);
+        let a = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 1).unwrap();
+        let b = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 2).unwrap();
+        loop {
+            checkpoint::save(&a, &path).unwrap();
+            checkpoint::save(&b, &path).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint() {
+    save_loop_if_child();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let a = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 1).unwrap();
+    let b = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 2).unwrap();
+    checkpoint::save(&a, &path).unwrap();
+    let (bits_a, bits_b) = (bits(&a), bits(&b));
+    let mut seen = [0usize; 2];
+    for round in 0..25u64 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint",
+                "--test-threads=1",
+            ])
+            .env("CHECKPOINT_SAVE_LOOP", &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill at a different moment each round, within the save loop.
+        std::thread::sleep(std::time::Duration::from_millis(20 + (round * 37) % 90));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let loaded: Network<f32> = checkpoint::load(&path).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let got = bits(&loaded);
+        assert!(
+            got == bits_a || got == bits_b,
+            "round {round}: a mixture of checkpoints"
+        );
+        seen[(got == bits_b) as usize] += 1;
+    }
+    assert!(seen[0] + seen[1] == 25);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    // A slice of `cargo xtask fuzz --target checkpoint`: mutated checkpoints
+    // are refused with an error, never a panic.
+    #[test]
+    fn mutated_checkpoints_never_panic(at in 0usize..300_000, val in proptest::prelude::any::<u8>(), cut in proptest::prelude::any::<bool>()) {
+        use models::checkpoint::{Contents, load_contents_into, network_for};
+        use std::sync::OnceLock;
+        static SEED: OnceLock<Vec<u8>> = OnceLock::new();
+        let seed = SEED.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("s");
+            checkpoint::save(&Architecture::LeNet.build::<f32>([1, 28, 28], 10, 0).unwrap(), &p).unwrap();
+            std::fs::read(p).unwrap()
+        });
+        let mut bytes = seed.clone();
+        let i = at % bytes.len();
+        if cut { bytes.truncate(i) } else { bytes[i] = val }
+        let path = std::path::Path::new("mutated");
+        if let Ok(c) = Contents::from_bytes(bytes, path)
+            && let Ok(mut net) = network_for::<f32>(&c, path)
+        {
+            let _ = load_contents_into(&mut net, &c, path, "");
+        }
+    }
+}
