@@ -80,12 +80,15 @@ fn mutate(rng: &mut impl Rng, seeds: &[Vec<u8>], gzip_too: bool) -> Vec<u8> {
     v
 }
 
+/// Parses one input; returns a short description of the outcome.
+type Parse = Box<dyn Fn(&[u8]) -> String>;
+
 struct Target {
     name: &'static str,
     seeds: Vec<Vec<u8>>,
     gzip: bool,
     /// Parses the bytes; Ok(label of the outcome) or the error's first words.
-    run: Box<dyn Fn(&[u8]) -> String>,
+    run: Parse,
 }
 
 fn targets() -> Result<Vec<Target>> {
@@ -211,7 +214,7 @@ pub fn run(args: Args) -> Result<()> {
             if panics > 0 { " -- except those above" } else { "" }
         );
         let mut sorted: Vec<_> = outcomes.into_iter().collect();
-        sorted.sort_by(|a, b| b.1.cmp(&a.1));
+        sorted.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
         for (outcome, n) in sorted.iter().take(10) {
             println!("  {n:>9}  {outcome}");
         }
