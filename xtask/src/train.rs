@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -34,9 +35,9 @@ pub struct Args {
     /// Where the dataset's files are (for mnist, fashion-mnist and cifar10).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
+    /// Passes over the training set [default: 10; when resuming, the run's own].
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Images per step.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
@@ -52,10 +53,23 @@ pub struct Args {
     /// Worker threads (default: one per core). Results are the same for any count.
     #[arg(long)]
     threads: Option<usize>,
-    /// Directory for model.safetensors, metrics.csv, curves.png and the filter pictures.
+    /// Directory for model.safetensors, checkpoint.safetensors, metrics.csv,
+    /// curves.png and the filter pictures.
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
+    /// Continue the run saved in this checkpoint.safetensors (written after
+    /// every epoch and on Ctrl-C). The model, data, optimizer, batch size and
+    /// seed come from the file; the result is bit-identical to a run never stopped.
+    #[arg(long)]
+    resume: Option<PathBuf>,
 }
+
+/// Set by Ctrl-C: finish the current step, save, stop.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Metadata keys xtask adds to checkpoints so that `--resume` finds the data.
+const META_DATASET: &str = "xtask.dataset";
+const META_DATA_DIR: &str = "xtask.data_dir";
 
 /// Downloads `remote` into the cache (verifying each file), drawing a bar.
 fn download(remote: &datasets::download::Remote) -> Result<PathBuf> {
@@ -225,6 +239,20 @@ pub fn first_filters(net: &Network<f32>) -> Option<Array4<f32>> {
     found
 }
 
+fn write_metrics(out: &Path, epochs: &[models::EpochMetrics]) -> Result<()> {
+    let mut csv = String::from("epoch,loss,train_accuracy,test_accuracy,seconds\n");
+    for m in epochs {
+        writeln!(
+            csv,
+            "{},{:.6},{:.6},{:.6},{:.3}",
+            m.epoch, m.loss, m.train_accuracy, m.test_accuracy, m.seconds
+        )?;
+    }
+    let path = out.join("metrics.csv");
+    std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
@@ -232,10 +260,64 @@ pub fn run(args: Args) -> Result<()> {
             .build_global()
             .context("setting the number of threads")?;
     }
-    let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
-    let mut net = args
-        .model
-        .build::<f32>(data.input_shape(), data.classes.len(), args.seed)?;
+    // The first Ctrl-C asks for a clean stop; a second one stops at once.
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to quit without saving)");
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let (mut net, mut opt, mut config, dataset, data_dir) = match &args.resume {
+        Some(path) => {
+            let t = checkpoint::load_training::<f32>(path)?;
+            let dataset = t
+                .metadata
+                .get(META_DATASET)
+                .cloned()
+                .unwrap_or_else(|| "embedded".into());
+            let data_dir = args
+                .data_dir
+                .clone()
+                .or_else(|| t.metadata.get(META_DATA_DIR).map(PathBuf::from));
+            let mut config = t.config;
+            if let Some(e) = args.epochs {
+                config.epochs = e;
+            }
+            println!(
+                "resuming {} on {dataset} at epoch {} step {} ({}, batch {}, seed {})",
+                t.net.name(),
+                config.start.epoch,
+                config.start.step,
+                t.optimizer.describe(),
+                config.batch_size,
+                config.seed
+            );
+            (t.net, t.optimizer, config, dataset, data_dir)
+        }
+        None => {
+            let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+            let net = args
+                .model
+                .build::<f32>(data.input_shape(), data.classes.len(), args.seed)?;
+            let config = TrainConfig {
+                epochs: args.epochs.unwrap_or(10),
+                batch_size: args.batch_size,
+                seed: args.seed,
+                eval_batch_size: args.batch_size,
+                ..TrainConfig::default()
+            };
+            (
+                net,
+                optimizer(args.optimizer, args.lr),
+                config,
+                args.dataset.clone(),
+                args.data_dir.clone(),
+            )
+        }
+    };
+    let data = load_dataset(&dataset, data_dir.as_deref())?;
     println!(
         "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}, {} threads",
         net.name(),
@@ -243,63 +325,100 @@ pub fn run(args: Args) -> Result<()> {
         data.name,
         data.train.len(),
         data.test.len(),
-        args.epochs,
-        args.batch_size,
+        config.epochs,
+        config.batch_size,
         rayon::current_num_threads()
     );
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    if let Some(w) = first_filters(&net) {
+    if args.resume.is_none()
+        && let Some(w) = first_filters(&net)
+    {
         pictures::filters(w.view(), &args.out.join("filters-before.png"))?;
     }
     // Keep the images as bytes and convert a batch at a time: a quarter of
     // the memory of converting the whole dataset to f32.
     let (train_x, train_y) = (Pixels(data.train.pixels().view()), data.train.labels_usize());
     let (test_x, test_y) = (Pixels(data.test.pixels().view()), data.test.labels_usize());
-    let mut opt = optimizer(args.optimizer, args.lr);
-    let config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        eval_batch_size: args.batch_size,
-        ..TrainConfig::default()
-    };
-    let mut progress = Progress::new();
-    let history = models::train(
-        &mut net,
-        opt.as_mut(),
-        (&train_x, &train_y),
-        (&test_x, &test_y),
-        &config,
-        &mut |e| {
-            progress.event(e);
-            ControlFlow::Continue(())
-        },
-    )?;
-
-    let mut csv = String::from("epoch,loss,train_accuracy,test_accuracy,seconds\n");
-    for m in &history.epochs {
-        writeln!(
-            csv,
-            "{},{:.6},{:.6},{:.6},{:.3}",
-            m.epoch, m.loss, m.train_accuracy, m.test_accuracy, m.seconds
-        )?;
+    let mut meta = vec![(META_DATASET.to_string(), dataset.clone())];
+    if let Some(d) = &data_dir {
+        meta.push((META_DATA_DIR.to_string(), d.display().to_string()));
     }
-    let metrics = args.out.join("metrics.csv");
-    std::fs::write(&metrics, csv).with_context(|| format!("writing {}", metrics.display()))?;
+    let (model_path, state_path) = (
+        args.out.join("model.safetensors"),
+        args.out.join("checkpoint.safetensors"),
+    );
+    let mut progress = Progress::new();
+    let total_epochs = config.epochs;
+    // One epoch at a time, saving after each, so that the last good
+    // checkpoint survives a crash or a diverging loss.
+    let mut epochs = config.start.completed.clone();
+    for epoch in config.start.epoch..=total_epochs {
+        let run = TrainConfig {
+            epochs: epoch,
+            ..config.clone()
+        };
+        let history = models::train(
+            &mut net,
+            opt.as_mut(),
+            (&train_x, &train_y),
+            (&test_x, &test_y),
+            &run,
+            &mut |e| {
+                progress.event(e);
+                if STOP.load(Ordering::SeqCst) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        let history = match history {
+            Ok(h) => h,
+            Err(e @ models::Error::NonFinite { .. }) => {
+                bail!(
+                    "{e}\nthe last good checkpoint is {} (after epoch {})",
+                    state_path.display(),
+                    epoch - 1
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        epochs = history.epochs.clone();
+        if let Some(at) = history.stopped_at {
+            if let Some(bar) = progress.bar.take() {
+                bar.finish_and_clear();
+            }
+            checkpoint::save_training(&net, opt.as_ref(), &config, &at, &state_path, &meta)?;
+            write_metrics(&args.out, &epochs)?;
+            eprintln!(
+                "interrupted at epoch {}, step {}; saved {}\nresume with: cargo xtask train --resume {}",
+                at.epoch,
+                at.step,
+                state_path.display(),
+                state_path.display()
+            );
+            std::process::exit(130);
+        }
+        config.start = models::Resume {
+            epoch: epoch + 1,
+            completed: epochs.clone(),
+            ..models::Resume::default()
+        };
+        checkpoint::save_training(&net, opt.as_ref(), &config, &config.start, &state_path, &meta)?;
+        checkpoint::save(&net, &model_path)?;
+        write_metrics(&args.out, &epochs)?;
+    }
 
-    pictures::curves(&history.epochs, &args.out.join("curves.png"))?;
+    pictures::curves(&epochs, &args.out.join("curves.png"))?;
     if let Some(w) = first_filters(&net) {
         pictures::filters(w.view(), &args.out.join("filters-after.png"))?;
     }
-    checkpoint::save(&net, &args.out.join("model.safetensors"))?;
+    checkpoint::save(&net, &model_path)?;
     println!(
-        "wrote model.safetensors, metrics.csv, curves.png, filters-before.png and filters-after.png to {}",
+        "wrote model.safetensors, checkpoint.safetensors, metrics.csv, curves.png, filters-before.png and filters-after.png to {}",
         args.out.display()
     );
-    let last = history
-        .epochs
-        .last()
-        .context("no epoch was trained (--epochs 0?)")?;
+    let last = epochs.last().context("no epoch was trained (--epochs 0?)")?;
     println!("test accuracy: {:.2}%", 100.0 * last.test_accuracy);
     Ok(())
 }

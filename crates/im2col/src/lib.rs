@@ -166,6 +166,13 @@ fn check_dim(what: &str, expected: (usize, usize), found: (usize, usize)) -> Res
     Ok(())
 }
 
+fn check_len(what: &str, expected: usize, found: usize) -> Result<(), ShapeError> {
+    if expected != found {
+        return Err(ShapeError::mismatch(what, expected, found));
+    }
+    Ok(())
+}
+
 fn contiguous2<'a, 'b, T>(what: &str, v: &'a mut ArrayViewMut2<'b, T>) -> Result<&'a mut [T], ShapeError> {
     v.as_slice_mut()
         .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
@@ -503,7 +510,7 @@ fn col2im_t_slices<T: Copy + Zero + AddAssign>(src: &[T], g: &Geometry, dst: &mu
 /// the shapes (a layer's hot loop): `x` is one image `(C, H, W)` row-major,
 /// `col` is `(C*FH*FW, OH*OW)` row-major.
 ///
-/// Panics if the slice lengths do not match the shapes.
+/// Slices of the wrong length are an error.
 pub fn im2col_t_slice<T: Copy + Zero>(
     x: &[T],
     shape: (usize, usize, usize),
@@ -511,8 +518,8 @@ pub fn im2col_t_slice<T: Copy + Zero>(
     col: &mut [T],
 ) -> Result<(), ShapeError> {
     let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    assert_eq!(x.len(), g.c * g.plane(), "im2col_t_slice: input length");
-    assert_eq!(col.len(), g.cols() * g.oh * g.ow, "im2col_t_slice: column length");
+    check_len("im2col_t input length", g.c * g.plane(), x.len())?;
+    check_len("im2col_t column length", g.cols() * g.oh * g.ow, col.len())?;
     im2col_t_slices(x, &g, col);
     Ok(())
 }
@@ -525,8 +532,8 @@ pub fn col2im_t_slice<T: Copy + Zero + AddAssign>(
     x: &mut [T],
 ) -> Result<(), ShapeError> {
     let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    assert_eq!(x.len(), g.c * g.plane(), "col2im_t_slice: output length");
-    assert_eq!(col.len(), g.cols() * g.oh * g.ow, "col2im_t_slice: column length");
+    check_len("col2im_t output length", g.c * g.plane(), x.len())?;
+    check_len("col2im_t column length", g.cols() * g.oh * g.ow, col.len())?;
     col2im_t_slices(col, &g, x);
     Ok(())
 }

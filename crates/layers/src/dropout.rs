@@ -9,8 +9,9 @@ use crate::{Error, Layer, Mode, Parameters, check_dout};
 /// input is zeroed with probability `ratio` and the survivors are scaled by
 /// `1 / (1 - ratio)`, so inference is the identity. Keeps the scaled mask.
 ///
-/// The mask comes from the layer's own generator, seeded at construction:
-/// the same seed gives the same masks.
+/// The n-th training mask comes from a generator seeded with the layer's
+/// seed and n, so the same seed gives the same masks, and the whole state
+/// of the noise is one counter ([`Layer::noise_state`]).
 ///
 /// ```
 /// use layers::{Dropout, Layer, Mode};
@@ -25,7 +26,9 @@ use crate::{Error, Layer, Mode, Parameters, check_dout};
 #[derive(Clone, Debug)]
 pub struct Dropout<T> {
     ratio: f64,
-    rng: Pcg64,
+    seed: u64,
+    /// Masks drawn so far.
+    drawn: u64,
     hold: bool,
     /// 0 or 1/(1-ratio) per element in training; empty after inference.
     mask: ArrayD<T>,
@@ -46,7 +49,8 @@ impl<T: Float> Dropout<T> {
         }
         Ok(Dropout {
             ratio,
-            rng: Pcg64::seed_from_u64(seed),
+            seed,
+            drawn: 0,
             hold: false,
             mask: ArrayD::zeros(vec![0]),
             trained: false,
@@ -81,8 +85,11 @@ impl<T: Float> Layer<T> for Dropout<T> {
             if !keep_mask {
                 reuse(&mut self.mask, x.shape());
                 let scale = T::of(1.0 / (1.0 - self.ratio));
+                let mut rng =
+                    Pcg64::seed_from_u64(self.seed ^ self.drawn.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                self.drawn += 1;
                 for m in self.mask.iter_mut() {
-                    *m = if self.rng.random::<f64>() >= self.ratio {
+                    *m = if rng.random::<f64>() >= self.ratio {
                         scale
                     } else {
                         T::zero()
@@ -116,5 +123,13 @@ impl<T: Float> Layer<T> for Dropout<T> {
 
     fn hold_noise(&mut self, hold: bool) {
         self.hold = hold;
+    }
+
+    fn noise_state(&self) -> u64 {
+        self.drawn
+    }
+
+    fn set_noise_state(&mut self, state: u64) {
+        self.drawn = state;
     }
 }

@@ -59,7 +59,7 @@ pub use conv::Convolution;
 pub use dropout::Dropout;
 pub use init::Init;
 pub use lrn::Lrn;
-pub use optim::{AdaGrad, Adam, Momentum, Optimizer, Sgd};
+pub use optim::{AdaGrad, Adam, Momentum, Optimizer, OptimizerSpec, OptimizerState, Sgd};
 pub use pooling::{PoolKind, PoolMethod, Pooling};
 pub use softmax::SoftmaxWithLoss;
 pub use tensor4d::{Float, ShapeError, Window};
@@ -196,6 +196,18 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
     /// gradient check needs to know.
     fn kink_state(&self) -> u64 {
         0
+    }
+
+    /// The state of the layer's random noise (how many masks a dropout
+    /// layer has drawn), so a stopped training run can resume exactly; 0
+    /// for layers without noise.
+    fn noise_state(&self) -> u64 {
+        0
+    }
+
+    /// Restores what [`Layer::noise_state`] returned.
+    fn set_noise_state(&mut self, state: u64) {
+        let _ = state;
     }
 }
 

@@ -21,12 +21,141 @@ use crate::{Error, Parameters};
 /// assert!((&before - fc.weight()).iter().all(|d| (d - 0.4).abs() < 1e-12));
 /// # Ok::<(), layers::Error>(())
 /// ```
-pub trait Optimizer<T: Float> {
+pub trait Optimizer<T: Float>: Send {
     /// Name and hyper-parameters, e.g. `Adam lr=0.001`.
-    fn describe(&self) -> String;
+    fn describe(&self) -> String {
+        self.spec().to_string()
+    }
+
+    /// The rule and its hyper-parameters, enough to make a fresh copy.
+    fn spec(&self) -> OptimizerSpec;
 
     /// One update of every parameter `params` visits.
     fn step(&mut self, params: &mut dyn Parameters<T>) -> Result<(), Error>;
+
+    /// Everything the optimizer has accumulated (steps taken, per-parameter
+    /// tensors), so that training can stop and resume exactly.
+    fn state(&self) -> OptimizerState<T>;
+
+    /// Restores what [`Optimizer::state`] returned.
+    fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error>;
+}
+
+/// An optimizer's accumulated state: tensors named `<slot>.<parameter>`
+/// (`m.conv1.weight`, `v.conv1.weight` for Adam) and the step count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState<T> {
+    /// Steps taken.
+    pub steps: u64,
+    /// Per-parameter tensors, in the parameters' visiting order.
+    pub tensors: Vec<(String, ArrayD<T>)>,
+}
+
+/// Which update rule, with its hyper-parameters; `Display` and `FromStr`
+/// round-trip (`adam lr=0.001 beta1=0.9 beta2=0.999`), so a checkpoint can
+/// record it.
+///
+/// ```
+/// use layers::OptimizerSpec;
+/// let spec: OptimizerSpec = "momentum lr=0.01 momentum=0.9".parse().unwrap();
+/// assert_eq!(spec, OptimizerSpec::Momentum { lr: 0.01, momentum: 0.9 });
+/// assert_eq!(spec.to_string().parse::<OptimizerSpec>().unwrap(), spec);
+/// let adam = OptimizerSpec::adam(0.001).build::<f32>();
+/// assert_eq!(adam.describe(), "adam lr=0.001 beta1=0.9 beta2=0.999");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerSpec {
+    /// [`Sgd`].
+    Sgd {
+        /// Learning rate.
+        lr: f64,
+    },
+    /// [`Momentum`].
+    Momentum {
+        /// Learning rate.
+        lr: f64,
+        /// Momentum coefficient.
+        momentum: f64,
+    },
+    /// [`AdaGrad`].
+    AdaGrad {
+        /// Learning rate.
+        lr: f64,
+    },
+    /// [`Adam`].
+    Adam {
+        /// Learning rate.
+        lr: f64,
+        /// First-moment decay.
+        beta1: f64,
+        /// Second-moment decay.
+        beta2: f64,
+    },
+}
+
+impl OptimizerSpec {
+    /// Adam with the usual betas.
+    pub fn adam(lr: f64) -> Self {
+        OptimizerSpec::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+        }
+    }
+
+    /// A fresh optimizer of this kind.
+    pub fn build<T: Float>(&self) -> Box<dyn Optimizer<T>> {
+        match *self {
+            OptimizerSpec::Sgd { lr } => Box::new(Sgd::new(lr)),
+            OptimizerSpec::Momentum { lr, momentum } => Box::new(Momentum::new(lr, momentum)),
+            OptimizerSpec::AdaGrad { lr } => Box::new(AdaGrad::new(lr)),
+            OptimizerSpec::Adam { lr, beta1, beta2 } => Box::new(Adam::with_betas(lr, beta1, beta2)),
+        }
+    }
+}
+
+impl std::fmt::Display for OptimizerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptimizerSpec::Sgd { lr } => write!(f, "sgd lr={lr}"),
+            OptimizerSpec::Momentum { lr, momentum } => write!(f, "momentum lr={lr} momentum={momentum}"),
+            OptimizerSpec::AdaGrad { lr } => write!(f, "adagrad lr={lr}"),
+            OptimizerSpec::Adam { lr, beta1, beta2 } => write!(f, "adam lr={lr} beta1={beta1} beta2={beta2}"),
+        }
+    }
+}
+
+impl std::str::FromStr for OptimizerSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |why: String| Error::invalid("optimizer", format!("{s:?}: {why}"));
+        let mut words = s.split_whitespace();
+        let kind = words.next().ok_or_else(|| bad("empty".into()))?;
+        let mut values = std::collections::HashMap::new();
+        for w in words {
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{w:?} is not key=value")))?;
+            let v: f64 = v.parse().map_err(|_| bad(format!("{v:?} is not a number")))?;
+            values.insert(k, v);
+        }
+        let get = |k: &str| values.get(k).copied().ok_or_else(|| bad(format!("missing {k}")));
+        Ok(match kind {
+            "sgd" => OptimizerSpec::Sgd { lr: get("lr")? },
+            "momentum" => OptimizerSpec::Momentum {
+                lr: get("lr")?,
+                momentum: get("momentum")?,
+            },
+            "adagrad" => OptimizerSpec::AdaGrad { lr: get("lr")? },
+            "adam" => OptimizerSpec::Adam {
+                lr: get("lr")?,
+                beta1: get("beta1")?,
+                beta2: get("beta2")?,
+            },
+            other => return Err(bad(format!("unknown optimizer {other:?}"))),
+        })
+    }
 }
 
 /// Per-parameter state tensors (`K` of them per parameter), created on the
@@ -41,6 +170,61 @@ struct Slots<T, const K: usize> {
 }
 
 impl<T: Float, const K: usize> Slots<T, K> {
+    /// The state tensors, named `<slot name>.<parameter>`.
+    fn export(&self, slot_names: [&str; K]) -> Vec<(String, ArrayD<T>)> {
+        let mut out = Vec::new();
+        for (k, slot) in slot_names.iter().enumerate() {
+            for (name, st) in self.names.iter().zip(&self.state) {
+                out.push((format!("{slot}.{name}"), st[k].clone()));
+            }
+        }
+        out
+    }
+
+    /// Restores exported tensors (slot by slot, as [`Slots::export`] lists
+    /// them); every slot must hold the same parameters with the same shapes.
+    fn import(&mut self, slot_names: [&str; K], tensors: Vec<(String, ArrayD<T>)>) -> Result<(), String> {
+        let per_slot = tensors.len().checked_div(K).unwrap_or(0);
+        if per_slot * K != tensors.len() {
+            return Err(format!(
+                "{} state tensors for {K} slots per parameter",
+                tensors.len()
+            ));
+        }
+        let mut groups: Vec<std::vec::IntoIter<(String, ArrayD<T>)>> = Vec::with_capacity(K);
+        let mut rest = tensors.into_iter();
+        for _ in 0..K {
+            groups.push(rest.by_ref().take(per_slot).collect::<Vec<_>>().into_iter());
+        }
+        let (mut names, mut shapes, mut state) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..per_slot {
+            let mut param: Option<(String, Vec<usize>)> = None;
+            let mut tensors: Vec<ArrayD<T>> = Vec::with_capacity(K);
+            for (group, slot) in groups.iter_mut().zip(slot_names) {
+                let (name, t) = group.next().ok_or("state tensors ran out")?;
+                let p = name
+                    .strip_prefix(slot)
+                    .and_then(|p| p.strip_prefix('.'))
+                    .ok_or_else(|| format!("state tensor {name} is not of slot {slot}"))?;
+                match &param {
+                    None => param = Some((p.to_string(), t.shape().to_vec())),
+                    Some((q, shape)) if q == p && shape.as_slice() == t.shape() => {}
+                    Some((q, _)) => return Err(format!("state tensor {name} does not match {slot}.{q}")),
+                }
+                tensors.push(t);
+            }
+            let (name, shape) = param.unwrap_or_default();
+            names.push(name);
+            shapes.push(shape);
+            let mut it = tensors.into_iter();
+            state.push(std::array::from_fn(|_| {
+                it.next().unwrap_or_else(|| unreachable!("K tensors pushed"))
+            }));
+        }
+        (self.names, self.shapes, self.state) = (names, shapes, state);
+        Ok(())
+    }
+
     /// Calls `update(value, grad, state)` for each parameter; on a mismatch,
     /// returns what is wrong (the caller adds its name).
     fn visit(
@@ -96,7 +280,7 @@ impl<T: Float, const K: usize> Slots<T, K> {
 /// Stochastic gradient descent: `p -= lr * g`.
 #[derive(Clone, Debug)]
 pub struct Sgd<T> {
-    lr: T,
+    lr: f64,
     slots: Slots<T, 0>,
 }
 
@@ -104,19 +288,32 @@ impl<T: Float> Sgd<T> {
     /// SGD with learning rate `lr` (the book's default is 0.01).
     pub fn new(lr: f64) -> Self {
         Sgd {
-            lr: T::of(lr),
+            lr,
             slots: Slots::default(),
         }
     }
 }
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
-    fn describe(&self) -> String {
-        format!("SGD lr={}", self.lr)
+    fn spec(&self) -> OptimizerSpec {
+        OptimizerSpec::Sgd { lr: self.lr }
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            steps: 0,
+            tensors: Vec::new(),
+        }
+    }
+
+    fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {
+        self.slots
+            .import([], state.tensors)
+            .map_err(|m| Error::invalid(self.describe(), m))
     }
 
     fn step(&mut self, params: &mut dyn Parameters<T>) -> Result<(), Error> {
-        let lr = self.lr;
+        let lr = T::of(self.lr);
         // No state, but visiting through Slots still checks the names.
         let result = self.slots.visit(params, |mut p, g, _| {
             Zip::from(&mut p).and(&g).for_each(|p, &g| *p -= lr * g)
@@ -128,8 +325,8 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
 /// Momentum: `v = momentum * v - lr * g; p += v`.
 #[derive(Clone, Debug)]
 pub struct Momentum<T> {
-    lr: T,
-    momentum: T,
+    lr: f64,
+    momentum: f64,
     slots: Slots<T, 1>,
 }
 
@@ -137,20 +334,36 @@ impl<T: Float> Momentum<T> {
     /// Momentum with learning rate `lr` and coefficient `momentum` (book: 0.01, 0.9).
     pub fn new(lr: f64, momentum: f64) -> Self {
         Momentum {
-            lr: T::of(lr),
-            momentum: T::of(momentum),
+            lr,
+            momentum,
             slots: Slots::default(),
         }
     }
 }
 
 impl<T: Float> Optimizer<T> for Momentum<T> {
-    fn describe(&self) -> String {
-        format!("Momentum lr={} momentum={}", self.lr, self.momentum)
+    fn spec(&self) -> OptimizerSpec {
+        OptimizerSpec::Momentum {
+            lr: self.lr,
+            momentum: self.momentum,
+        }
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            steps: 0,
+            tensors: self.slots.export(["v"]),
+        }
+    }
+
+    fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {
+        self.slots
+            .import(["v"], state.tensors)
+            .map_err(|m| Error::invalid(self.describe(), m))
     }
 
     fn step(&mut self, params: &mut dyn Parameters<T>) -> Result<(), Error> {
-        let (lr, mu) = (self.lr, self.momentum);
+        let (lr, mu) = (T::of(self.lr), T::of(self.momentum));
         let result = self.slots.visit(params, |mut p, g, [v]| {
             Zip::from(&mut p).and(&g).and(v).for_each(|p, &g, v| {
                 *v = mu * *v - lr * g;
@@ -164,7 +377,7 @@ impl<T: Float> Optimizer<T> for Momentum<T> {
 /// AdaGrad: `h += g^2; p -= lr * g / (sqrt(h) + 1e-7)`.
 #[derive(Clone, Debug)]
 pub struct AdaGrad<T> {
-    lr: T,
+    lr: f64,
     slots: Slots<T, 1>,
 }
 
@@ -172,19 +385,32 @@ impl<T: Float> AdaGrad<T> {
     /// AdaGrad with learning rate `lr` (book: 0.01).
     pub fn new(lr: f64) -> Self {
         AdaGrad {
-            lr: T::of(lr),
+            lr,
             slots: Slots::default(),
         }
     }
 }
 
 impl<T: Float> Optimizer<T> for AdaGrad<T> {
-    fn describe(&self) -> String {
-        format!("AdaGrad lr={}", self.lr)
+    fn spec(&self) -> OptimizerSpec {
+        OptimizerSpec::AdaGrad { lr: self.lr }
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            steps: 0,
+            tensors: self.slots.export(["h"]),
+        }
+    }
+
+    fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {
+        self.slots
+            .import(["h"], state.tensors)
+            .map_err(|m| Error::invalid(self.describe(), m))
     }
 
     fn step(&mut self, params: &mut dyn Parameters<T>) -> Result<(), Error> {
-        let lr = self.lr;
+        let lr = T::of(self.lr);
         let eps = T::of(1e-7);
         let result = self.slots.visit(params, |mut p, g, [h]| {
             Zip::from(&mut p).and(&g).and(h).for_each(|p, &g, h| {
@@ -232,8 +458,27 @@ impl<T: Float> Adam<T> {
 }
 
 impl<T: Float> Optimizer<T> for Adam<T> {
-    fn describe(&self) -> String {
-        format!("Adam lr={} beta1={} beta2={}", self.lr, self.beta1, self.beta2)
+    fn spec(&self) -> OptimizerSpec {
+        OptimizerSpec::Adam {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+        }
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            steps: self.t,
+            tensors: self.slots.export(["m", "v"]),
+        }
+    }
+
+    fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {
+        self.slots
+            .import(["m", "v"], state.tensors)
+            .map_err(|m| Error::invalid(self.describe(), m))?;
+        self.t = state.steps;
+        Ok(())
     }
 
     fn step(&mut self, params: &mut dyn Parameters<T>) -> Result<(), Error> {

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use layers::Parameters;
+use layers::{Optimizer, OptimizerSpec, OptimizerState, Parameters};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use tensor4d::Float;
 
-use crate::{Architecture, Error, Network};
+use crate::{Architecture, EpochMetrics, Error, Network, Resume, TrainConfig};
 
 /// Metadata key: the model's name (an [`Architecture`] name for the three networks).
 pub const META_MODEL: &str = "model";
@@ -23,6 +23,8 @@ pub const META_MODEL: &str = "model";
 pub const META_INPUT: &str = "input_shape";
 /// Metadata key: the number of classes.
 pub const META_CLASSES: &str = "classes";
+/// Metadata key: the seed of the network (its dropout masks derive from it).
+pub const META_SEED: &str = "seed";
 /// Metadata key: the format, [`FORMAT`].
 pub const META_FORMAT: &str = "format";
 /// This crate's checkpoint format.
@@ -73,6 +75,7 @@ pub fn save_with<T: Float>(
     info.insert(META_MODEL.into(), net.name().into());
     info.insert(META_INPUT.into(), format!("{c},{h},{w}"));
     info.insert(META_CLASSES.into(), net.classes().to_string());
+    info.insert(META_SEED.into(), net.seed().to_string());
     info.insert(META_FORMAT.into(), FORMAT.into());
     let views = tensors
         .iter()
@@ -281,5 +284,212 @@ pub fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network
             format!("metadata {META_CLASSES} {classes_text:?} is not a number"),
         )
     })?;
-    arch.build([c, h, w], classes, 0)
+    // A file written by another tool may lack it: seed 0 (only dropout masks depend on it).
+    let seed = match contents.metadata.get(META_SEED) {
+        Some(text) => text
+            .parse()
+            .map_err(|_| err(path, format!("metadata {META_SEED} {text:?} is not a number")))?,
+        None => 0,
+    };
+    arch.build([c, h, w], classes, seed)
+}
+
+/// Prefix of the tensors and metadata entries that hold a training run's
+/// state (optimizer tensors, position, configuration) beside the weights.
+pub const STATE_PREFIX: &str = "train.";
+
+fn write_f64(v: f64) -> String {
+    // Rust prints the shortest string that parses back to the same f64.
+    v.to_string()
+}
+
+fn history_to_text(epochs: &[EpochMetrics]) -> String {
+    epochs
+        .iter()
+        .map(|m| {
+            [
+                m.epoch as f64,
+                m.loss,
+                m.train_accuracy,
+                m.test_accuracy,
+                m.seconds,
+                m.images_per_sec,
+            ]
+            .map(write_f64)
+            .join(",")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn history_from_text(text: &str) -> Option<Vec<EpochMetrics>> {
+    text.split(';')
+        .filter(|r| !r.is_empty())
+        .map(|row| {
+            let v: Vec<f64> = row.split(',').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+            let &[
+                epoch,
+                loss,
+                train_accuracy,
+                test_accuracy,
+                seconds,
+                images_per_sec,
+            ] = v.as_slice()
+            else {
+                return None;
+            };
+            Some(EpochMetrics {
+                epoch: epoch as usize,
+                loss,
+                train_accuracy,
+                test_accuracy,
+                seconds,
+                images_per_sec,
+            })
+        })
+        .collect()
+}
+
+/// Writes a checkpoint that can continue training: the weights as [`save`]
+/// writes them, plus the optimizer's state as `train.optimizer.*` tensors
+/// and, as `train.*` metadata, the configuration, the position `at`, the
+/// dropout counters and the completed epochs' metrics. `metadata` adds
+/// entries of the caller's (such as the dataset's name).
+pub fn save_training<T: Float>(
+    net: &Network<T>,
+    optimizer: &dyn Optimizer<T>,
+    config: &TrainConfig,
+    at: &Resume,
+    path: &Path,
+    metadata: &[(String, String)],
+) -> Result<(), Error> {
+    let state = optimizer.state();
+    let tensors: Vec<(String, ArrayD<f32>)> = state
+        .tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                format!("{STATE_PREFIX}optimizer.{n}"),
+                t.mapv(|v| v.as_f64() as f32),
+            )
+        })
+        .collect();
+    let noise: Vec<String> = net.noise_states().iter().map(u64::to_string).collect();
+    let mut meta: Vec<(String, String)> = vec![
+        ("optimizer".into(), optimizer.spec().to_string()),
+        ("optimizer_steps".into(), state.steps.to_string()),
+        ("epochs".into(), config.epochs.to_string()),
+        ("batch_size".into(), config.batch_size.to_string()),
+        ("seed".into(), config.seed.to_string()),
+        ("train_eval_samples".into(), config.train_eval_samples.to_string()),
+        ("eval_batch_size".into(), config.eval_batch_size.to_string()),
+        ("epoch".into(), at.epoch.to_string()),
+        ("step".into(), at.step.to_string()),
+        ("loss_sum".into(), write_f64(at.loss_sum)),
+        ("seconds".into(), write_f64(at.seconds)),
+        ("completed".into(), history_to_text(&at.completed)),
+        ("noise".into(), noise.join(",")),
+    ];
+    for (k, _) in &mut meta {
+        *k = format!("{STATE_PREFIX}{k}");
+    }
+    meta.extend(metadata.iter().cloned());
+    save_with(net, path, &tensors, &meta)
+}
+
+/// A training run restored by [`load_training`].
+pub struct Training<T: Float> {
+    /// The network with its weights.
+    pub net: Network<T>,
+    /// The optimizer with its state.
+    pub optimizer: Box<dyn Optimizer<T>>,
+    /// The run's configuration, with `start` set to where it stopped.
+    pub config: TrainConfig,
+    /// All metadata entries of the file (including the caller's own).
+    pub metadata: HashMap<String, String>,
+}
+
+/// Reads a checkpoint written by [`save_training`] and restores the network,
+/// the optimizer and the configuration, ready for [`crate::train`].
+pub fn load_training<T: Float>(path: &Path) -> Result<Training<T>, Error> {
+    let contents = Contents::read(path)?;
+    let mut net = network_for::<T>(&contents, path)?;
+    load_contents_into(&mut net, &contents, path, STATE_PREFIX)?;
+    let meta = |key: &str| {
+        contents
+            .metadata
+            .get(&format!("{STATE_PREFIX}{key}"))
+            .ok_or_else(|| {
+                err(
+                    path,
+                    format!("no training state: metadata has no {STATE_PREFIX}{key} entry"),
+                )
+            })
+    };
+    fn num<N: std::str::FromStr>(path: &Path, key: &str, text: &str) -> Result<N, Error> {
+        text.parse().map_err(|_| {
+            err(
+                path,
+                format!("metadata {STATE_PREFIX}{key} {text:?} is not a number"),
+            )
+        })
+    }
+    let spec: OptimizerSpec = meta("optimizer")?
+        .parse()
+        .map_err(|e: layers::Error| err(path, e.to_string()))?;
+    let mut optimizer = spec.build::<T>();
+    let mut tensors = Vec::new();
+    for name in contents.names() {
+        if let Some(slot) = name.strip_prefix(&format!("{STATE_PREFIX}optimizer.")) {
+            let t = contents
+                .extra(&name)
+                .unwrap_or_else(|| Err(format!("tensor {name} vanished")))
+                .map_err(|m| err(path, m))?;
+            tensors.push((slot.to_string(), t.mapv(|v| T::of(v as f64))));
+        }
+    }
+    // Restore the optimizer's order: slot by slot, parameters in visiting order.
+    let mut order = Vec::new();
+    net.visit_params(&mut |n, _, _| order.push(n.to_string()));
+    let rank = |name: &str| {
+        let (slot, param) = name.split_once('.').unwrap_or((name, ""));
+        (
+            slot.to_string(),
+            order.iter().position(|p| p == param).unwrap_or(usize::MAX),
+        )
+    };
+    tensors.sort_by_key(|(n, _)| rank(n));
+    let steps = num(path, "optimizer_steps", meta("optimizer_steps")?)?;
+    optimizer
+        .set_state(OptimizerState { steps, tensors })
+        .map_err(|e| err(path, e.to_string()))?;
+    let noise: Vec<u64> = meta("noise")?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| num(path, "noise", s))
+        .collect::<Result<_, _>>()?;
+    net.set_noise_states(&noise)
+        .map_err(|e| err(path, e.to_string()))?;
+    let completed = history_from_text(meta("completed")?)
+        .ok_or_else(|| err(path, format!("metadata {STATE_PREFIX}completed is malformed")))?;
+    let config = TrainConfig {
+        epochs: num(path, "epochs", meta("epochs")?)?,
+        batch_size: num(path, "batch_size", meta("batch_size")?)?,
+        seed: num(path, "seed", meta("seed")?)?,
+        train_eval_samples: num(path, "train_eval_samples", meta("train_eval_samples")?)?,
+        eval_batch_size: num(path, "eval_batch_size", meta("eval_batch_size")?)?,
+        start: Resume {
+            epoch: num(path, "epoch", meta("epoch")?)?,
+            step: num(path, "step", meta("step")?)?,
+            loss_sum: num(path, "loss_sum", meta("loss_sum")?)?,
+            seconds: num(path, "seconds", meta("seconds")?)?,
+            completed,
+        },
+    };
+    Ok(Training {
+        net,
+        optimizer,
+        config,
+        metadata: contents.metadata.clone(),
+    })
 }

@@ -35,5 +35,5 @@ mod zoo;
 pub use error::Error;
 pub use network::{Builder, Network, argmax_rows};
 pub use source::{ImageSource, Pixels};
-pub use train::{EpochMetrics, Event, History, TrainConfig, train};
+pub use train::{EpochMetrics, Event, History, Resume, TrainConfig, epoch_order, train};
 pub use zoo::Architecture;

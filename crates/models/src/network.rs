@@ -50,6 +50,8 @@ pub struct Network<T: Float> {
     loss: SoftmaxWithLoss<T>,
     /// Scores per image: the product of the last layer's output axes.
     classes: usize,
+    /// The seed the weights and dropout masks were drawn from.
+    seed: u64,
 }
 
 /// Runs `x` through every slot; a free function so that the caller can
@@ -111,6 +113,7 @@ impl<T: Float> Network<T> {
                 slots: Vec::new(),
                 loss: SoftmaxWithLoss::new(),
                 classes: 0,
+                seed,
             },
             shape: vec![1, input[0], input[1], input[2]],
             rng: Pcg64::seed_from_u64(seed),
@@ -129,6 +132,11 @@ impl<T: Float> Network<T> {
         self.input
     }
 
+    /// The seed its weights and dropout masks were drawn from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// How many scores the network gives per image.
     pub fn classes(&self) -> usize {
         self.classes
@@ -145,6 +153,27 @@ impl<T: Float> Network<T> {
         for s in &mut self.slots {
             s.layer.hold_noise(hold);
         }
+    }
+
+    /// Each layer's [`Layer::noise_state`] (dropout masks drawn), in order.
+    pub fn noise_states(&self) -> Vec<u64> {
+        self.slots.iter().map(|s| s.layer.noise_state()).collect()
+    }
+
+    /// Restores what [`Network::noise_states`] returned.
+    pub fn set_noise_states(&mut self, states: &[u64]) -> Result<(), Error> {
+        if states.len() != self.slots.len() {
+            return Err(Error::Config(format!(
+                "{} noise states for the {} layers of {}",
+                states.len(),
+                self.slots.len(),
+                self.name
+            )));
+        }
+        for (slot, &s) in self.slots.iter_mut().zip(states) {
+            slot.layer.set_noise_state(s);
+        }
+        Ok(())
     }
 
     /// The combined [`Layer::kink_state`] of every layer after the last

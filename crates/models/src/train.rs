@@ -24,6 +24,47 @@ pub struct TrainConfig {
     pub train_eval_samples: usize,
     /// Images per forward pass when evaluating.
     pub eval_batch_size: usize,
+    /// Where to start: the beginning, or where a stopped run left off.
+    pub start: Resume,
+}
+
+/// A position in a training run, with what was accumulated up to it: enough
+/// to continue exactly where a run stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resume {
+    /// The 1-based epoch in progress.
+    pub epoch: usize,
+    /// Steps of that epoch already taken.
+    pub step: usize,
+    /// Sum of those steps' losses (for the epoch's mean loss).
+    pub loss_sum: f64,
+    /// Seconds spent training in that epoch so far.
+    pub seconds: f64,
+    /// The epochs completed before it.
+    pub completed: Vec<EpochMetrics>,
+}
+
+impl Default for Resume {
+    /// The beginning of a run.
+    fn default() -> Self {
+        Resume {
+            epoch: 1,
+            step: 0,
+            loss_sum: 0.0,
+            seconds: 0.0,
+            completed: Vec::new(),
+        }
+    }
+}
+
+/// The order in which epoch `epoch` visits the `n` training images: a
+/// permutation drawn from `seed` and the epoch alone, so a run can resume in
+/// any epoch without replaying the ones before.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Pcg64::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    order.shuffle(&mut rng);
+    order
 }
 
 impl Default for TrainConfig {
@@ -37,6 +78,7 @@ impl Default for TrainConfig {
             seed: 0,
             train_eval_samples: 10_000,
             eval_batch_size: 100,
+            start: Resume::default(),
         }
     }
 }
@@ -96,8 +138,9 @@ pub enum Event<'a> {
 pub struct History {
     /// One entry per completed epoch.
     pub epochs: Vec<EpochMetrics>,
-    /// Where the callback stopped training, as (epoch, step), if it did.
-    pub stopped_at: Option<(usize, usize)>,
+    /// Where the callback stopped training, if it did: pass it back as
+    /// [`TrainConfig::start`] to continue.
+    pub stopped_at: Option<Resume>,
 }
 
 /// Trains `net` with `optimizer` on `train_set` (images `(N, C, H, W)` and
@@ -126,28 +169,41 @@ pub fn train<T: Float>(
         )));
     }
     let steps = n.div_ceil(config.batch_size);
-    let mut history = History::default();
+    let start = &config.start;
+    let mut history = History {
+        epochs: start.completed.clone(),
+        stopped_at: None,
+    };
+    if start.epoch == 0 || start.step > steps {
+        return Err(Error::Config(format!(
+            "cannot resume at epoch {} step {}: an epoch has {steps} steps",
+            start.epoch, start.step
+        )));
+    }
     if on_event(Event::Start {
         epochs: config.epochs,
         steps_per_epoch: steps,
     })
     .is_break()
     {
-        history.stopped_at = Some((1, 0));
+        history.stopped_at = Some(start.clone());
         return Ok(history);
     }
 
-    let mut rng = Pcg64::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..n).collect();
     let [c, h, w] = x.image_shape();
     let mut batch = Array4::<T>::zeros((0, c, h, w));
     let mut batch_labels = Vec::with_capacity(config.batch_size);
 
-    for epoch in 1..=config.epochs {
-        order.shuffle(&mut rng);
+    for epoch in start.epoch..=config.epochs {
+        let order = epoch_order(n, config.seed, epoch);
+        let (skip, mut loss_sum, before) = if epoch == start.epoch {
+            (start.step, start.loss_sum, start.seconds)
+        } else {
+            (0, 0.0, 0.0)
+        };
         let started = Instant::now();
-        let mut loss_sum = 0.0;
-        for (step, chunk) in order.chunks(config.batch_size).enumerate() {
+        let seconds = |started: &Instant| before + started.elapsed().as_secs_f64();
+        for (step, chunk) in order.chunks(config.batch_size).enumerate().skip(skip) {
             let step = step + 1;
             reuse4(&mut batch, (chunk.len(), c, h, w));
             x.copy_batch(chunk, batch.view_mut());
@@ -161,20 +217,26 @@ pub fn train<T: Float>(
                 .step(net as &mut dyn Parameters<T>)
                 .map_err(Error::Optimizer)?;
             loss_sum += loss;
-            let done = (step - 1) * config.batch_size + chunk.len();
+            let done = ((step - skip - 1) * config.batch_size + chunk.len()) as f64;
             let event = Event::Step {
                 epoch,
                 step,
                 steps_per_epoch: steps,
                 loss,
-                images_per_sec: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                images_per_sec: done / started.elapsed().as_secs_f64().max(1e-9),
             };
             if on_event(event).is_break() {
-                history.stopped_at = Some((epoch, step));
+                history.stopped_at = Some(Resume {
+                    epoch,
+                    step,
+                    loss_sum,
+                    seconds: seconds(&started),
+                    completed: history.epochs.clone(),
+                });
                 return Ok(history);
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = seconds(&started);
         let _ = on_event(Event::Evaluating { epoch });
         let k = config.train_eval_samples.clamp(1, n);
         let metrics = EpochMetrics {
@@ -188,7 +250,11 @@ pub fn train<T: Float>(
         let stop = on_event(Event::Epoch(&metrics)).is_break();
         history.epochs.push(metrics);
         if stop && epoch < config.epochs {
-            history.stopped_at = Some((epoch + 1, 0));
+            history.stopped_at = Some(Resume {
+                epoch: epoch + 1,
+                completed: history.epochs.clone(),
+                ..Resume::default()
+            });
             break;
         }
     }

@@ -27,6 +27,7 @@ fn run(arch: Architecture, n: usize, epochs: usize, seed: u64) -> (Network<f32>,
         seed,
         train_eval_samples: 500,
         eval_batch_size: 250,
+        ..TrainConfig::default()
     };
     let mut events = Vec::new();
     let history = train(
@@ -110,7 +111,8 @@ fn a_callback_can_stop_training() {
     )
     .unwrap();
     assert_eq!(history.epochs.len(), 1);
-    assert_eq!(history.stopped_at, Some((2, 1)));
+    let at = history.stopped_at.unwrap();
+    assert_eq!((at.epoch, at.step, at.completed.len()), (2, 1, 1));
 }
 
 #[test]
@@ -140,4 +142,96 @@ fn a_diverging_loss_stops_with_epoch_and_step() {
         "loss became NaN at epoch 1, step 1; stopping (the last good weights are kept)"
     );
     let _ = x;
+}
+
+/// Trains AlexNet-lite (dropout: its masks are part of the state) for two
+/// epochs, stopping wherever `stop` says, saving, loading into fresh
+/// objects and resuming, until done; returns the final weights' bits.
+fn train_with_stops(stop: impl Fn(&Event<'_>) -> bool) -> (Vec<u32>, History) {
+    let (x, y, tx, ty) = subset(150);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.safetensors");
+    let mut net = Architecture::AlexNetLite
+        .build::<f32>([1, 28, 28], 10, 3)
+        .unwrap();
+    let mut opt: Box<dyn layers::Optimizer<f32>> = Box::new(Adam::new(0.001));
+    let mut config = TrainConfig {
+        epochs: 2,
+        batch_size: 40,
+        seed: 5,
+        train_eval_samples: 50,
+        eval_batch_size: 40,
+        ..TrainConfig::default()
+    };
+    loop {
+        let history = train(
+            &mut net,
+            opt.as_mut(),
+            (&x.view(), &y),
+            (&tx.view(), &ty),
+            &config,
+            &mut |e| {
+                if stop(&e) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .unwrap();
+        let Some(at) = history.stopped_at.clone() else {
+            return (weights(&net), history);
+        };
+        models::checkpoint::save_training(&net, opt.as_ref(), &config, &at, &path, &[]).unwrap();
+        // Everything from the file: nothing carried over in memory.
+        let restored = models::checkpoint::load_training::<f32>(&path).unwrap();
+        (net, opt, config) = (restored.net, restored.optimizer, restored.config);
+    }
+}
+
+#[test]
+fn a_run_stopped_and_resumed_ends_bit_identical() {
+    let (straight, full) = train_with_stops(|_| false);
+    // Stopped once mid-epoch, once between epochs (after evaluation), and
+    // at the last step of an epoch (before its evaluation).
+    let stops = [
+        |e: &Event<'_>| {
+            matches!(
+                e,
+                Event::Step {
+                    epoch: 1,
+                    step: 2,
+                    ..
+                }
+            )
+        },
+        |e: &Event<'_>| matches!(e, Event::Epoch(m) if m.epoch == 1),
+        |e: &Event<'_>| {
+            matches!(
+                e,
+                Event::Step {
+                    epoch: 2,
+                    step: 4,
+                    ..
+                }
+            )
+        },
+    ];
+    for (k, stop) in stops.into_iter().enumerate() {
+        let fired = std::cell::Cell::new(false);
+        let (resumed, history) = train_with_stops(|e| {
+            let now = !fired.get() && stop(e);
+            fired.set(fired.get() || now);
+            now
+        });
+        assert!(fired.get(), "stop {k} never fired");
+        assert_eq!(resumed, straight, "stop {k}: weights differ");
+        let losses = |h: &History| {
+            h.epochs
+                .iter()
+                .map(|m| (m.loss.to_bits(), m.test_accuracy.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(losses(&history), losses(&full), "stop {k}: metrics differ");
+    }
 }
