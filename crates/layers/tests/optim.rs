@@ -94,7 +94,7 @@ fn state_made_for_another_network_is_refused() {
     let e = adam.step(&mut other).unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.starts_with("Adam") && msg.contains("[2, 1]") && msg.contains("[1, 2]"),
+        msg.starts_with("adam lr=0.1") && msg.contains("[2, 1]") && msg.contains("[1, 2]"),
         "{msg}"
     );
     assert_eq!(adam.steps(), 1, "a refused step does not count");
