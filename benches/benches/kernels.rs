@@ -6,6 +6,7 @@ use benches::{CONV_CASES, input, tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use layers::{Affine, Convolution, Init, Layer, Mode, Pooling};
 use rand::SeedableRng;
+use rayon::prelude::*;
 use std::hint::black_box;
 use tensor4d::{MatMut, MatRef, Window, gemm};
 
@@ -29,22 +30,19 @@ fn convolutions(c: &mut Criterion) {
             b.iter(|| black_box(conv.backward(dout.view()).unwrap().len()))
         });
 
+        // The convolution's forward GEMMs alone: N products (FN x CKK)(CKK x OHW),
+        // shared among the threads as the convolution shares its images.
         let (m, n, k) = case.gemm_mnk();
         let a = tensor(&[m * k], 4);
-        let bm = tensor(&[k * n], 5);
-        let mut cm = vec![0.0f32; m * n];
+        let bm = tensor(&[case.input.0 * k * n], 5);
+        let mut cm = vec![0.0f32; case.input.0 * m * n];
         group.throughput(Throughput::Elements(case.forward_flops()));
         group.bench_function("sgemm-same-shape", |b| {
             b.iter(|| {
-                for _ in 0..case.input.0 {
-                    gemm(
-                        1.0,
-                        MatRef::row_major(a.as_slice().unwrap(), m, k),
-                        MatRef::row_major(bm.as_slice().unwrap(), k, n),
-                        0.0,
-                        MatMut::row_major(&mut cm, m, n),
-                    );
-                }
+                let (a, bm) = (a.as_slice().unwrap(), bm.as_slice().unwrap());
+                cm.par_chunks_mut(m * n).zip(bm.par_chunks(k * n)).for_each(|(c, b)| {
+                    gemm(1.0, MatRef::row_major(a, m, k), MatRef::row_major(b, k, n), 0.0, MatMut::row_major(c, m, n));
+                });
                 black_box(cm[0])
             })
         });

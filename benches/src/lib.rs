@@ -95,3 +95,81 @@ pub fn tensor(shape: &[usize], seed: u64) -> ArrayD<f32> {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random::<f32>())
 }
+
+/// One benchmark the report knows how to read: its criterion id, the
+/// images one iteration processes, the FLOPs it performs (multiply-adds
+/// counted as two), and the sgemm benchmark of the same shape, if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Criterion's full id, e.g. `conv/simple-conv1/forward`.
+    pub id: String,
+    /// Images per iteration (0 where it means nothing, as for im2col).
+    pub images: usize,
+    /// FLOPs per iteration counted from the shapes.
+    pub flops: u64,
+    /// The sgemm benchmark to compare with.
+    pub sgemm: Option<String>,
+}
+
+/// FLOPs of a network's forward pass and of a training step (forward, the
+/// weight gradients, the input gradients of every layer but the first) on a
+/// batch of `batch`, counted from the convolution and affine shapes.
+pub fn model_flops(arch: models::Architecture, batch: usize) -> (u64, u64) {
+    let net = arch.build::<f32>([1, 28, 28], 10, 0).unwrap_or_else(|e| panic!("{arch}: {e}"));
+    let mut shape = vec![batch, 1, 28, 28];
+    let mut per_layer = Vec::new();
+    for (_, layer) in net.layers() {
+        let out = layer.output_shape(&shape).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        let mut w = Vec::new();
+        layer.visit_params(&mut |n, v, _| {
+            if n == "weight" {
+                w = v.shape().to_vec();
+            }
+        });
+        let flops = match w.len() {
+            // (FN, C, FH, FW) over (N, FN, OH, OW): one multiply-add per weight per output pixel.
+            4 => 2 * (out[0] * w[0] * w[1] * w[2] * w[3] * out[2] * out[3]) as u64,
+            2 => 2 * (batch * w[0] * w[1]) as u64,
+            _ => 0,
+        };
+        if flops > 0 {
+            per_layer.push(flops);
+        }
+        shape = out;
+    }
+    let forward: u64 = per_layer.iter().sum();
+    (forward, 3 * forward - per_layer.first().copied().unwrap_or(0))
+}
+
+/// Every benchmark in `benches/` with its work, for `cargo xtask bench`.
+pub fn catalog() -> Vec<Entry> {
+    let mut out = Vec::new();
+    for c in CONV_CASES {
+        let (m, n, k) = c.gemm_mnk();
+        let sgemm = Some(format!("conv/{}/sgemm-same-shape", c.name));
+        let images = c.input.0;
+        let entry = |what: &str, flops: u64, sgemm: Option<String>| Entry {
+            id: format!("conv/{}/{what}", c.name),
+            images,
+            flops,
+            sgemm,
+        };
+        out.push(entry("forward", c.forward_flops(), sgemm.clone()));
+        out.push(entry("backward", 2 * c.forward_flops(), sgemm.clone()));
+        out.push(entry("sgemm-same-shape", 2 * (images * m * n * k) as u64, None));
+        out.push(Entry { id: format!("conv/{}/im2col", c.name), images, flops: 0, sgemm: None });
+    }
+    for what in ["forward", "backward"] {
+        out.push(Entry { id: format!("pool/max2x2-100x30x24x24/{what}"), images: 100, flops: 0, sgemm: None });
+    }
+    out.push(Entry { id: "affine/4320x100-batch100/forward".into(), images: 100, flops: 2 * 100 * 4320 * 100, sgemm: None });
+    out.push(Entry { id: "affine/4320x100-batch100/backward".into(), images: 100, flops: 4 * 100 * 4320 * 100, sgemm: None });
+    for arch in models::Architecture::ALL {
+        let (fwd100, step100) = model_flops(arch, 100);
+        let (fwd1, _) = model_flops(arch, 1);
+        out.push(Entry { id: format!("model/{arch}/train-step-batch100"), images: 100, flops: step100, sgemm: None });
+        out.push(Entry { id: format!("model/{arch}/inference-batch100"), images: 100, flops: fwd100, sgemm: None });
+        out.push(Entry { id: format!("model/{arch}/inference-batch1"), images: 1, flops: fwd1, sgemm: None });
+    }
+    out
+}

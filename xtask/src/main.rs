@@ -3,6 +3,7 @@
 //! and writes reports and pictures, draws progress bars and prints; the
 //! libraries it calls do none of that.
 
+mod bench;
 mod embed;
 mod fuzz;
 mod gradcheck;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Train a network and report its test accuracy (the README's main job).
     Train(train::Args),
+    /// Run the criterion benchmarks and write target/bench-report.md.
+    Bench(bench::Args),
     /// Throw mutated and arbitrary files at the IDX, CIFAR-10 and checkpoint readers.
     Fuzz(fuzz::Args),
     /// Check every gradient against numerical differentiation (f64).
@@ -39,6 +42,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Gradcheck(args) => gradcheck::run(args),
         Command::Eval(args) => inspect::eval(args),

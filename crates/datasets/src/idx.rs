@@ -27,15 +27,14 @@ pub fn maybe_gunzip(bytes: Vec<u8>, file: &str) -> Result<Vec<u8>, Error> {
     if bytes.len() < 2 || bytes[..2] != [0x1f, 0x8b] {
         return Ok(bytes);
     }
-    // The gzip trailer's last four bytes hold the uncompressed size (mod
-    // 2^32): reserving it up front avoids a doubling Vec's transient copies.
+    // The gzip trailer's last four bytes claim the uncompressed size (mod
+    // 2^32); reserving it avoids a growing Vec's transient copies. A hostile
+    // file can claim anything, so trust the claim only as far as deflate
+    // can expand (at most 1032:1) what is actually there.
     let n = bytes.len();
-    let isize = if n >= 4 {
-        u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]])
-    } else {
-        0
-    };
-    let mut out = Vec::with_capacity((isize as u64).min(MAX_DECOMPRESSED) as usize);
+    let claimed = if n >= 4 { u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]) } else { 0 };
+    let reserve = (claimed as u64).min(1032 * n as u64).min(MAX_DECOMPRESSED);
+    let mut out = Vec::with_capacity(reserve as usize);
     let decoder = flate2::read::MultiGzDecoder::new(&bytes[..]);
     decoder
         .take(MAX_DECOMPRESSED + 1)

@@ -43,6 +43,8 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use tensor4d::Window;
 
+use tensor4d::Float;
+
 use crate::{
     Affine, Convolution, Dropout, Error, Init, Layer, Lrn, Mode, Parameters, Pooling, Relu, Sigmoid,
     SoftmaxWithLoss,
@@ -221,18 +223,37 @@ impl Check {
     }
 }
 
-/// Adds `delta` to element `coord` (row-major) of the parameter at position
-/// `index` in `params`' visiting order.
-pub fn nudge_param<P: Parameters<f64> + ?Sized>(params: &mut P, index: usize, coord: usize, delta: f64) {
+/// Sets element `coord` (row-major) of the parameter at position `index` in
+/// `params`' visiting order to `value`; returns the old value.
+pub fn set_param<T: Float, P: Parameters<T> + ?Sized>(params: &mut P, index: usize, coord: usize, value: T) -> T {
     let mut k = 0;
-    params.visit_params_mut(&mut |_, mut value, _| {
+    let mut old = value;
+    params.visit_params_mut(&mut |_, mut tensor, _| {
         if k == index
-            && let Some(v) = value.iter_mut().nth(coord)
+            && let Some(v) = tensor.iter_mut().nth(coord)
         {
-            *v += delta;
+            old = std::mem::replace(v, value);
         }
         k += 1;
     });
+    old
+}
+
+/// Evaluates `f` with parameter `index`, element `coord`, shifted by
+/// `delta`, then restores the exact old value (adding and subtracting
+/// `delta` would not always give it back).
+pub fn with_nudged<T: Float, P: Parameters<T> + ?Sized, R>(
+    params: &mut P,
+    index: usize,
+    coord: usize,
+    delta: T,
+    f: impl FnOnce(&mut P) -> R,
+) -> R {
+    let old = set_param(params, index, coord, T::zero());
+    set_param(params, index, coord, old + delta);
+    let result = f(params);
+    set_param(params, index, coord, old);
+    result
 }
 
 /// The gradients `params` currently holds, by name, in visiting order.
@@ -298,12 +319,7 @@ fn check_layer_held(
             settings,
             index as u64 + 1,
             base_kinks,
-            |i, d| {
-                nudge_param(layer, index, i, d);
-                let p = probe(layer, x);
-                nudge_param(layer, index, i, -d);
-                p
-            },
+            |i, d| with_nudged(layer, index, i, d, |layer| probe(layer, x)),
         )?);
     }
     Ok(checks)

@@ -13,7 +13,7 @@
 
 use layers::Parameters;
 use layers::gradcheck::{
-    Check, Probe, Settings, candidates, compare_at, kink_free_input, nudge_param, param_grads,
+    Check, Probe, Settings, candidates, compare_at, kink_free_input, param_grads, with_nudged,
 };
 use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
@@ -47,10 +47,8 @@ fn check_on(
         let mut out = Vec::new();
         for (index, (name, grad)) in grads.iter().enumerate() {
             let mut probe = |i: usize, d: f64| {
-                nudge_param(net, index, i, d);
-                let loss = net.loss(x.view(), labels);
-                let kinks = net.kink_state();
-                nudge_param(net, index, i, -d);
+                let (loss, kinks) =
+                    with_nudged(&mut *net, index, i, d, |net| (net.loss(x.view(), labels), net.kink_state()));
                 Ok(Probe {
                     loss: loss.map_err(probe_err)?,
                     kinks,
@@ -156,21 +154,8 @@ pub fn chapter_figure(seed: u64) -> Result<Vec<(String, String, f64)>, Error> {
     for (index, (name, analytic)) in grads.iter().enumerate() {
         let mut sum = 0.0f64;
         for (i, &a) in analytic.iter().enumerate() {
-            let mut at = |d: f32| -> Result<f32, Error> {
-                let mut k = 0;
-                net.visit_params_mut(&mut |_, mut v, _| {
-                    if k == index
-                        && let Some(p) = v.iter_mut().nth(i)
-                    {
-                        *p += d;
-                    }
-                    k += 1;
-                });
-                net.loss(x.view(), &labels)
-            };
-            let plus = at(h)?;
-            let minus = at(-2.0 * h)?;
-            at(h)?;
+            let plus = with_nudged(&mut net, index, i, h, |net| net.loss(x.view(), &labels))?;
+            let minus = with_nudged(&mut net, index, i, -h, |net| net.loss(x.view(), &labels))?;
             let numeric = (plus - minus) / (2.0 * h);
             sum += (numeric - a).abs() as f64;
         }

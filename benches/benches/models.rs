@@ -1,0 +1,41 @@
+//! Whole networks: a training step (forward, backward, Adam) at batch 100,
+//! and inference at batch 100 and batch 1.
+
+use benches::tensor;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use layers::{Adam, Mode, Optimizer};
+use models::Architecture;
+use std::hint::black_box;
+
+fn networks(c: &mut Criterion) {
+    for arch in Architecture::ALL {
+        let mut group = c.benchmark_group(format!("model/{arch}"));
+        if arch == Architecture::AlexNetLite {
+            group.sample_size(10);
+        }
+        let mut net = arch.build::<f32>([1, 28, 28], 10, 0).unwrap();
+        let x = tensor(&[100, 1, 28, 28], 1);
+        let labels: Vec<usize> = (0..100).map(|i| i % 10).collect();
+        let mut adam = Adam::new(0.001);
+        group.throughput(Throughput::Elements(100));
+        group.bench_function("train-step-batch100", |b| {
+            b.iter(|| {
+                let loss = net.gradient(x.view(), &labels).unwrap();
+                adam.step(&mut net).unwrap();
+                black_box(loss)
+            })
+        });
+        group.bench_function("inference-batch100", |b| {
+            b.iter(|| black_box(net.predict(x.view(), Mode::Inference).unwrap().len()))
+        });
+        let one = tensor(&[1, 1, 28, 28], 2);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("inference-batch1", |b| {
+            b.iter(|| black_box(net.predict(one.view(), Mode::Inference).unwrap().len()))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, networks);
+criterion_main!(benches);
