@@ -40,9 +40,17 @@ fn convolutions(c: &mut Criterion) {
         group.bench_function("sgemm-same-shape", |b| {
             b.iter(|| {
                 let (a, bm) = (a.as_slice().unwrap(), bm.as_slice().unwrap());
-                cm.par_chunks_mut(m * n).zip(bm.par_chunks(k * n)).for_each(|(c, b)| {
-                    gemm(1.0, MatRef::row_major(a, m, k), MatRef::row_major(b, k, n), 0.0, MatMut::row_major(c, m, n));
-                });
+                cm.par_chunks_mut(m * n)
+                    .zip(bm.par_chunks(k * n))
+                    .for_each(|(c, b)| {
+                        gemm(
+                            1.0,
+                            MatRef::row_major(a, m, k),
+                            MatRef::row_major(b, k, n),
+                            0.0,
+                            MatMut::row_major(c, m, n),
+                        );
+                    });
                 black_box(cm[0])
             })
         });

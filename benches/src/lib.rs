@@ -115,11 +115,15 @@ pub struct Entry {
 /// weight gradients, the input gradients of every layer but the first) on a
 /// batch of `batch`, counted from the convolution and affine shapes.
 pub fn model_flops(arch: models::Architecture, batch: usize) -> (u64, u64) {
-    let net = arch.build::<f32>([1, 28, 28], 10, 0).unwrap_or_else(|e| panic!("{arch}: {e}"));
+    let net = arch
+        .build::<f32>([1, 28, 28], 10, 0)
+        .unwrap_or_else(|e| panic!("{arch}: {e}"));
     let mut shape = vec![batch, 1, 28, 28];
     let mut per_layer = Vec::new();
     for (_, layer) in net.layers() {
-        let out = layer.output_shape(&shape).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        let out = layer
+            .output_shape(&shape)
+            .unwrap_or_else(|e| panic!("{arch}: {e}"));
         let mut w = Vec::new();
         layer.visit_params(&mut |n, v, _| {
             if n == "weight" {
@@ -157,19 +161,54 @@ pub fn catalog() -> Vec<Entry> {
         out.push(entry("forward", c.forward_flops(), sgemm.clone()));
         out.push(entry("backward", 2 * c.forward_flops(), sgemm.clone()));
         out.push(entry("sgemm-same-shape", 2 * (images * m * n * k) as u64, None));
-        out.push(Entry { id: format!("conv/{}/im2col", c.name), images, flops: 0, sgemm: None });
+        out.push(Entry {
+            id: format!("conv/{}/im2col", c.name),
+            images,
+            flops: 0,
+            sgemm: None,
+        });
     }
     for what in ["forward", "backward"] {
-        out.push(Entry { id: format!("pool/max2x2-100x30x24x24/{what}"), images: 100, flops: 0, sgemm: None });
+        out.push(Entry {
+            id: format!("pool/max2x2-100x30x24x24/{what}"),
+            images: 100,
+            flops: 0,
+            sgemm: None,
+        });
     }
-    out.push(Entry { id: "affine/4320x100-batch100/forward".into(), images: 100, flops: 2 * 100 * 4320 * 100, sgemm: None });
-    out.push(Entry { id: "affine/4320x100-batch100/backward".into(), images: 100, flops: 4 * 100 * 4320 * 100, sgemm: None });
+    out.push(Entry {
+        id: "affine/4320x100-batch100/forward".into(),
+        images: 100,
+        flops: 2 * 100 * 4320 * 100,
+        sgemm: None,
+    });
+    out.push(Entry {
+        id: "affine/4320x100-batch100/backward".into(),
+        images: 100,
+        flops: 4 * 100 * 4320 * 100,
+        sgemm: None,
+    });
     for arch in models::Architecture::ALL {
         let (fwd100, step100) = model_flops(arch, 100);
         let (fwd1, _) = model_flops(arch, 1);
-        out.push(Entry { id: format!("model/{arch}/train-step-batch100"), images: 100, flops: step100, sgemm: None });
-        out.push(Entry { id: format!("model/{arch}/inference-batch100"), images: 100, flops: fwd100, sgemm: None });
-        out.push(Entry { id: format!("model/{arch}/inference-batch1"), images: 1, flops: fwd1, sgemm: None });
+        out.push(Entry {
+            id: format!("model/{arch}/train-step-batch100"),
+            images: 100,
+            flops: step100,
+            sgemm: None,
+        });
+        out.push(Entry {
+            id: format!("model/{arch}/inference-batch100"),
+            images: 100,
+            flops: fwd100,
+            sgemm: None,
+        });
+        out.push(Entry {
+            id: format!("model/{arch}/inference-batch1"),
+            images: 1,
+            flops: fwd1,
+            sgemm: None,
+        });
     }
     out
 }

@@ -21,7 +21,10 @@ pub struct Args {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Median nanoseconds per iteration of every benchmark criterion has results for.
@@ -29,16 +32,22 @@ fn read_estimates(dir: &Path) -> Result<HashMap<String, f64>> {
     let mut out = HashMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "benchmark.json") && p.parent().is_some_and(|q| q.ends_with("new")) {
+            } else if p.file_name().is_some_and(|n| n == "benchmark.json")
+                && p.parent().is_some_and(|q| q.ends_with("new"))
+            {
                 let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p)?)?;
                 let est_path = p.with_file_name("estimates.json");
                 let est: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&est_path)?)?;
-                if let (Some(id), Some(ns)) = (meta["full_id"].as_str(), est["median"]["point_estimate"].as_f64()) {
+                if let (Some(id), Some(ns)) =
+                    (meta["full_id"].as_str(), est["median"]["point_estimate"].as_f64())
+                {
                     out.insert(id.to_string(), ns);
                 }
             }
@@ -61,7 +70,14 @@ pub fn run(args: Args) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&root).args(["bench", "-p", "benches", "--"]);
     if args.quick {
-        cmd.args(["--warm-up-time", "0.3", "--measurement-time", "1", "--sample-size", "10"]);
+        cmd.args([
+            "--warm-up-time",
+            "0.3",
+            "--measurement-time",
+            "1",
+            "--sample-size",
+            "10",
+        ]);
     }
     if let Some(f) = &args.filter {
         cmd.arg(f);
@@ -71,12 +87,18 @@ pub fn run(args: Args) -> Result<()> {
         bail!("cargo bench failed");
     }
 
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let medians = read_estimates(&target.join("criterion"))?;
     let threads = rayon::current_num_threads();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let mut report = String::new();
     writeln!(report, "# Benchmark report\n")?;
@@ -85,21 +107,46 @@ pub fn run(args: Args) -> Result<()> {
         "`cargo xtask bench{}`: criterion medians, {threads} threads, {cpu}. FLOPs are counted from the shapes (a multiply-add is 2); \"share of sgemm\" divides a convolution's GFLOP/s by that of `matrixmultiply`'s sgemm on the same (M, N, K), measured in the same run. Criterion's HTML report: `target/criterion/report/index.html`.\n",
         if args.quick { " --quick" } else { "" }
     )?;
-    writeln!(report, "| benchmark | median | images/s | GFLOP/s | share of sgemm |")?;
+    writeln!(
+        report,
+        "| benchmark | median | images/s | GFLOP/s | share of sgemm |"
+    )?;
     writeln!(report, "|---|---:|---:|---:|---:|")?;
     for e in benches::catalog() {
         let Some(&ns) = medians.get(&e.id) else { continue };
         let secs = ns / 1e9;
-        let images = if e.images > 0 { format!("{:.0}", e.images as f64 / secs) } else { "".into() };
-        let gflops = if e.flops > 0 { e.flops as f64 / secs / 1e9 } else { 0.0 };
-        let gflops_text = if e.flops > 0 { format!("{gflops:.1}") } else { "".into() };
+        let images = if e.images > 0 {
+            format!("{:.0}", e.images as f64 / secs)
+        } else {
+            "".into()
+        };
+        let gflops = if e.flops > 0 {
+            e.flops as f64 / secs / 1e9
+        } else {
+            0.0
+        };
+        let gflops_text = if e.flops > 0 {
+            format!("{gflops:.1}")
+        } else {
+            "".into()
+        };
         let share = e
             .sgemm
             .as_ref()
-            .and_then(|s| benches::catalog().into_iter().find(|x| &x.id == s).zip(medians.get(s)))
+            .and_then(|s| {
+                benches::catalog()
+                    .into_iter()
+                    .find(|x| &x.id == s)
+                    .zip(medians.get(s))
+            })
             .map(|(s, &sns)| format!("{:.0}%", 100.0 * gflops / (s.flops as f64 / (sns / 1e9) / 1e9)))
             .unwrap_or_default();
-        writeln!(report, "| {} | {} | {images} | {gflops_text} | {share} |", e.id, human(ns))?;
+        writeln!(
+            report,
+            "| {} | {} | {images} | {gflops_text} | {share} |",
+            e.id,
+            human(ns)
+        )?;
     }
     let path = target.join("bench-report.md");
     std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;

@@ -32,7 +32,11 @@ pub fn maybe_gunzip(bytes: Vec<u8>, file: &str) -> Result<Vec<u8>, Error> {
     // file can claim anything, so trust the claim only as far as deflate
     // can expand (at most 1032:1) what is actually there.
     let n = bytes.len();
-    let claimed = if n >= 4 { u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]) } else { 0 };
+    let claimed = if n >= 4 {
+        u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]])
+    } else {
+        0
+    };
     let reserve = (claimed as u64).min(1032 * n as u64).min(MAX_DECOMPRESSED);
     let mut out = Vec::with_capacity(reserve as usize);
     let decoder = flate2::read::MultiGzDecoder::new(&bytes[..]);

@@ -4,7 +4,7 @@ use tensor4d::{Float, MatRef, ShapeError, reuse, reuse2};
 
 use crate::par::par_gemm;
 
-use crate::{Error, Init, Layer, Mode, ParamVisitor, ParamVisitorMut, Parameters, check_dout, shape_error};
+use crate::{Error, Init, Layer, Mode, check_dout, shape_error};
 
 /// Fully connected layer, `y = x W + b` (section 5.6 of the book, used by
 /// chapter 7's networks after the convolutions).
@@ -93,29 +93,7 @@ impl<T: Float> Affine<T> {
     }
 }
 
-impl<T: Float> Parameters<T> for Affine<T> {
-    fn visit_params(&self, f: &mut ParamVisitor<'_, T>) {
-        f(
-            "weight",
-            self.weight.view().into_dyn(),
-            self.dweight.view().into_dyn(),
-        );
-        f("bias", self.bias.view().into_dyn(), self.dbias.view().into_dyn());
-    }
-
-    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
-        f(
-            "weight",
-            self.weight.view_mut().into_dyn(),
-            self.dweight.view().into_dyn(),
-        );
-        f(
-            "bias",
-            self.bias.view_mut().into_dyn(),
-            self.dbias.view().into_dyn(),
-        );
-    }
-}
+crate::weight_and_bias_params!(Affine);
 
 impl<T: Float> Layer<T> for Affine<T> {
     fn describe(&self) -> String {

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, gemm, reuse};
 
 use crate::par::per_part;
-use crate::{Error, Init, Layer, Mode, ParamVisitor, ParamVisitorMut, Parameters, check_dout, shape_error};
+use crate::{Error, Init, Layer, Mode, check_dout, expect_nchw, shape_error};
 
 /// Convolution by im2col and matrix product (section 7.4.3).
 ///
@@ -145,29 +145,7 @@ impl<T: Float> Convolution<T> {
     }
 }
 
-impl<T: Float> Parameters<T> for Convolution<T> {
-    fn visit_params(&self, f: &mut ParamVisitor<'_, T>) {
-        f(
-            "weight",
-            self.weight.view().into_dyn(),
-            self.dweight.view().into_dyn(),
-        );
-        f("bias", self.bias.view().into_dyn(), self.dbias.view().into_dyn());
-    }
-
-    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
-        f(
-            "weight",
-            self.weight.view_mut().into_dyn(),
-            self.dweight.view().into_dyn(),
-        );
-        f(
-            "bias",
-            self.bias.view_mut().into_dyn(),
-            self.dbias.view().into_dyn(),
-        );
-    }
-}
+crate::weight_and_bias_params!(Convolution);
 
 impl<T: Float> Layer<T> for Convolution<T> {
     fn describe(&self) -> String {
@@ -176,13 +154,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
         let err = |e| shape_error(self, e);
-        let &[n, c, h, w] = input else {
-            return Err(err(ShapeError::Rank {
-                expected: "4 (N, C, H, W)",
-                found: input.to_vec(),
-            }));
-        };
-        tensor4d::check_nonempty(input).map_err(err)?;
+        let [n, c, h, w] = expect_nchw(self, input)?;
         let want_c = self.weight.dim().1;
         if c != want_c {
             return Err(err(ShapeError::mismatch("input channels", want_c, c)));

@@ -225,7 +225,12 @@ impl Check {
 
 /// Sets element `coord` (row-major) of the parameter at position `index` in
 /// `params`' visiting order to `value`; returns the old value.
-pub fn set_param<T: Float, P: Parameters<T> + ?Sized>(params: &mut P, index: usize, coord: usize, value: T) -> T {
+pub fn set_param<T: Float, P: Parameters<T> + ?Sized>(
+    params: &mut P,
+    index: usize,
+    coord: usize,
+    value: T,
+) -> T {
     let mut k = 0;
     let mut old = value;
     params.visit_params_mut(&mut |_, mut tensor, _| {

@@ -241,6 +241,60 @@ pub(crate) fn check_dout(
     Ok(())
 }
 
+/// The `(N, C, H, W)` of an input shape, or the error naming the layer:
+/// wrong rank or an empty axis.
+pub(crate) fn expect_nchw<T: Float, L: Layer<T> + ?Sized>(
+    layer: &L,
+    input: &[usize],
+) -> Result<[usize; 4], Error> {
+    let &[n, c, h, w] = input else {
+        return Err(shape_error(
+            layer,
+            ShapeError::Rank {
+                expected: "4 (N, C, H, W)",
+                found: input.to_vec(),
+            },
+        ));
+    };
+    tensor4d::check_nonempty(input).map_err(|e| shape_error(layer, e))?;
+    Ok([n, c, h, w])
+}
+
+/// `Parameters` for a layer with fields `weight`, `bias` and their
+/// gradients `dweight`, `dbias` (Convolution, Affine).
+macro_rules! weight_and_bias_params {
+    ($layer:ident) => {
+        impl<T: Float> $crate::Parameters<T> for $layer<T> {
+            fn visit_params(&self, f: &mut $crate::ParamVisitor<'_, T>) {
+                f(
+                    "weight",
+                    self.weight.view().into_dyn(),
+                    self.dweight.view().into_dyn(),
+                );
+                f(
+                    "bias",
+                    self.bias.view().into_dyn(),
+                    self.dbias.view().into_dyn(),
+                );
+            }
+
+            fn visit_params_mut(&mut self, f: &mut $crate::ParamVisitorMut<'_, T>) {
+                f(
+                    "weight",
+                    self.weight.view_mut().into_dyn(),
+                    self.dweight.view().into_dyn(),
+                );
+                f(
+                    "bias",
+                    self.bias.view_mut().into_dyn(),
+                    self.dbias.view().into_dyn(),
+                );
+            }
+        }
+    };
+}
+pub(crate) use weight_and_bias_params;
+
 /// Wraps a shape error with the layer's description; call it inside
 /// `map_err` so the description is only formatted when there is an error.
 pub(crate) fn shape_error<T: Float, L: Layer<T> + ?Sized>(layer: &L, source: ShapeError) -> Error {

@@ -1,9 +1,9 @@
 use ndarray::{ArrayD, ArrayViewD};
 use rayon::prelude::*;
-use tensor4d::{Float, ShapeError, reuse};
+use tensor4d::{Float, reuse};
 
 use crate::par::per_part;
-use crate::{Error, Layer, Mode, Parameters, check_dout, shape_error};
+use crate::{Error, Layer, Mode, Parameters, check_dout, expect_nchw};
 
 /// Local response normalisation across channels, as AlexNet uses it:
 /// `b_c = a_c / (k + alpha * sum of a_j^2 over the n channels centred on c)^beta`
@@ -102,16 +102,7 @@ impl<T: Float> Layer<T> for Lrn<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
-        if input.len() != 4 {
-            return Err(shape_error(
-                self,
-                ShapeError::Rank {
-                    expected: "4 (N, C, H, W)",
-                    found: input.to_vec(),
-                },
-            ));
-        }
-        tensor4d::check_nonempty(input).map_err(|e| shape_error(self, e))?;
+        expect_nchw(self, input)?;
         Ok(input.to_vec())
     }
 

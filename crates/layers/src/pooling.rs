@@ -1,9 +1,9 @@
 use ndarray::{Array2, ArrayD, ArrayViewD};
 use rayon::prelude::*;
-use tensor4d::{Float, ShapeError, Window, as_nchw, reuse, reuse2};
+use tensor4d::{Float, Window, as_nchw, reuse, reuse2};
 
 use crate::par::per_part;
-use crate::{Error, Layer, Mode, Parameters, check_dout, shape_error};
+use crate::{Error, Layer, Mode, Parameters, check_dout, expect_nchw, shape_error};
 
 /// Max or average pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,13 +216,7 @@ impl<T: Float> Layer<T> for Pooling<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
         let err = |e| shape_error(self, e);
-        let &[n, c, h, w] = input else {
-            return Err(err(ShapeError::Rank {
-                expected: "4 (N, C, H, W)",
-                found: input.to_vec(),
-            }));
-        };
-        tensor4d::check_nonempty(input).map_err(err)?;
+        let [n, c, h, w] = expect_nchw(self, input)?;
         let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
         Ok(vec![n, c, oh, ow])
     }

@@ -47,8 +47,9 @@ fn check_on(
         let mut out = Vec::new();
         for (index, (name, grad)) in grads.iter().enumerate() {
             let mut probe = |i: usize, d: f64| {
-                let (loss, kinks) =
-                    with_nudged(&mut *net, index, i, d, |net| (net.loss(x.view(), labels), net.kink_state()));
+                let (loss, kinks) = with_nudged(&mut *net, index, i, d, |net| {
+                    (net.loss(x.view(), labels), net.kink_state())
+                });
                 Ok(Probe {
                     loss: loss.map_err(probe_err)?,
                     kinks,
