@@ -241,16 +241,18 @@ pub fn load_contents_into<T: Float>(
     problem.map_or(Ok(()), |p| Err(err(path, p)))
 }
 
-/// [`load_contents_into`] from a path, allowing no extra tensors.
+/// [`load_contents_into`] from a path. A training checkpoint's state
+/// tensors ([`STATE_PREFIX`]) are ignored; any other extra tensor is refused.
 pub fn load_into<T: Float>(net: &mut Network<T>, path: &Path) -> Result<(), Error> {
-    load_contents_into(net, &Contents::read(path)?, path, "")
+    load_contents_into(net, &Contents::read(path)?, path, STATE_PREFIX)
 }
 
-/// Builds the network a checkpoint's metadata names and loads its weights.
+/// Builds the network a checkpoint's metadata names and loads its weights
+/// (from `model.safetensors` or a training `checkpoint.safetensors`).
 pub fn load<T: Float>(path: &Path) -> Result<Network<T>, Error> {
     let contents = Contents::read(path)?;
     let mut net = network_for(&contents, path)?;
-    load_contents_into(&mut net, &contents, path, "")?;
+    load_contents_into(&mut net, &contents, path, STATE_PREFIX)?;
     Ok(net)
 }
 

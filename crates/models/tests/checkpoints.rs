@@ -245,3 +245,24 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_training_checkpoint_loads_as_weights_but_strangers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    let net = Architecture::SimpleConvNet
+        .build::<f32>([1, 28, 28], 10, 4)
+        .unwrap();
+    let opt = layers::Adam::<f32>::new(0.001);
+    let config = models::TrainConfig::default();
+    checkpoint::save_training(&net, &opt, &config, &config.start, &path, &[]).unwrap();
+    let back: Network<f32> = checkpoint::load(&path).unwrap();
+    assert_eq!(bits(&back), bits(&net));
+    let stranger = ndarray::ArrayD::<f32>::zeros(vec![2]);
+    checkpoint::save_with(&net, &path, &[("extra.thing".into(), stranger)], &[]).unwrap();
+    let e = checkpoint::load::<f32>(&path).err().unwrap().to_string();
+    assert!(
+        e.ends_with("tensor extra.thing is not a parameter of simple-conv-net"),
+        "{e}"
+    );
+}
