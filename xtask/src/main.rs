@@ -14,7 +14,11 @@ mod train;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Train, check and measure the CNN workspace")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Train, check and measure the CNN workspace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
