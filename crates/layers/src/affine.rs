@@ -4,7 +4,7 @@ use tensor4d::{Float, MatRef, ShapeError, reuse, reuse2};
 
 use crate::par::par_gemm;
 
-use crate::{Error, Init, Layer, Mode, check_dout, shape_error};
+use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, shape_error};
 
 /// Fully connected layer, `y = x W + b` (section 5.6 of the book, used by
 /// chapter 7's networks after the convolutions).
@@ -58,16 +58,7 @@ impl<T: Float> Affine<T> {
     pub fn from_weights(weight: Array2<T>, bias: Array1<T>) -> Result<Self, Error> {
         let (i, o) = weight.dim();
         let layer = || format!("Affine {i} -> {o}");
-        tensor4d::check_nonempty(weight.shape()).map_err(|source| Error::Shape {
-            layer: layer(),
-            source,
-        })?;
-        if bias.len() != o {
-            return Err(Error::Shape {
-                layer: layer(),
-                source: ShapeError::mismatch("bias length", o, bias.len()),
-            });
-        }
+        check_weight_bias(&layer, weight.shape(), o, bias.len())?;
         let weight = weight.as_standard_layout().into_owned();
         Ok(Affine {
             dweight: Array2::zeros((i, o)),

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, gemm, reuse};
 
 use crate::par::per_part;
-use crate::{Error, Init, Layer, Mode, check_dout, expect_nchw, shape_error};
+use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw, shape_error};
 
 /// Convolution by im2col and matrix product (section 7.4.3).
 ///
@@ -82,16 +82,7 @@ impl<T: Float> Convolution<T> {
     pub fn from_weights(weight: Array4<T>, bias: Array1<T>, window: Window) -> Result<Self, Error> {
         let (f, c, fh, fw) = weight.dim();
         let layer = || format!("Convolution {f}@{fh}x{fw}");
-        tensor4d::check_nonempty(weight.shape()).map_err(|source| Error::Shape {
-            layer: layer(),
-            source,
-        })?;
-        if bias.len() != f {
-            return Err(Error::Shape {
-                layer: layer(),
-                source: ShapeError::mismatch("bias length", f, bias.len()),
-            });
-        }
+        check_weight_bias(&layer, weight.shape(), f, bias.len())?;
         if (window.fh, window.fw) != (fh, fw) {
             return Err(Error::Shape {
                 layer: layer(),

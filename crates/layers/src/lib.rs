@@ -260,6 +260,27 @@ pub(crate) fn expect_nchw<T: Float, L: Layer<T> + ?Sized>(
     Ok([n, c, h, w])
 }
 
+/// Checks a layer's weights and biases: the weight tensor has no empty axis
+/// and there is one bias per output. `layer` names the layer in errors.
+pub(crate) fn check_weight_bias(
+    layer: &dyn Fn() -> String,
+    weight: &[usize],
+    outputs: usize,
+    bias_len: usize,
+) -> Result<(), Error> {
+    tensor4d::check_nonempty(weight).map_err(|source| Error::Shape {
+        layer: layer(),
+        source,
+    })?;
+    if bias_len != outputs {
+        return Err(Error::Shape {
+            layer: layer(),
+            source: ShapeError::mismatch("bias length", outputs, bias_len),
+        });
+    }
+    Ok(())
+}
+
 /// `Parameters` for a layer with fields `weight`, `bias` and their
 /// gradients `dweight`, `dbias` (Convolution, Affine).
 macro_rules! weight_and_bias_params {
