@@ -391,7 +391,7 @@ pub fn im2col_t_into<T: Copy + Zero>(
     check_dim("im2col_t buffer shape", (g.cols(), g.oh * g.ow), col.dim())?;
     let dst = contiguous2("im2col_t buffer", &mut col)?;
     let src = tensor4d::contiguous(&x);
-    im2col_t_slices(&src, &g, dst);
+    im2col_t_slices(&src, &g, dst, g.oh * g.ow);
     Ok(())
 }
 
@@ -415,12 +415,13 @@ fn inside_run(g: &Geometry, kj: usize) -> (usize, usize, isize) {
     (lo.min(g.ow), hi.min(g.ow).max(lo.min(g.ow)), x0)
 }
 
-fn im2col_t_slices<T: Copy + Zero>(src: &[T], g: &Geometry, dst: &mut [T]) {
+/// `dst` holds `C*FH*FW` rows of `OH*OW` values, `ld` apart.
+fn im2col_t_slices<T: Copy + Zero>(src: &[T], g: &Geometry, dst: &mut [T], ld: usize) {
     let Window {
         fh, fw, sh, sw, ph, ..
     } = g.win;
     let ohw = g.oh * g.ow;
-    let mut rows = dst.chunks_exact_mut(ohw);
+    let mut rows = dst.chunks_mut(ld).map(|r| &mut r[..ohw]);
     for plane in src.chunks_exact(g.plane()).take(g.c) {
         for ki in 0..fh {
             for kj in 0..fw {
@@ -474,17 +475,18 @@ pub fn col2im_t_into<T: Copy + Zero + AddAssign>(
     let src = col
         .as_slice()
         .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
-    col2im_t_slices(src, &g, dst);
+    col2im_t_slices(src, &g, dst, g.oh * g.ow);
     Ok(())
 }
 
-fn col2im_t_slices<T: Copy + Zero + AddAssign>(src: &[T], g: &Geometry, dst: &mut [T]) {
+/// `src` holds `C*FH*FW` rows of `OH*OW` values, `ld` apart.
+fn col2im_t_slices<T: Copy + Zero + AddAssign>(src: &[T], g: &Geometry, dst: &mut [T], ld: usize) {
     let Window {
         fh, fw, sh, sw, ph, ..
     } = g.win;
     dst.fill(T::zero());
     let ohw = g.oh * g.ow;
-    let mut rows = src.chunks_exact(ohw);
+    let mut rows = src.chunks(ld).map(|r| &r[..ohw]);
     for plane in dst.chunks_exact_mut(g.plane()).take(g.c) {
         for ki in 0..fh {
             for kj in 0..fw {
@@ -518,9 +520,37 @@ pub fn im2col_t_slice<T: Copy + Zero>(
     col: &mut [T],
 ) -> Result<(), ShapeError> {
     let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    check_len("im2col_t input length", g.c * g.plane(), x.len())?;
     check_len("im2col_t column length", g.cols() * g.oh * g.ow, col.len())?;
-    im2col_t_slices(x, &g, col);
+    im2col_t_strided(x, shape, win, col, g.oh * g.ow)
+}
+
+/// [`im2col_t_slice`] into a block of a wider matrix: row `r` of the
+/// image's `(C*FH*FW, OH*OW)` columns goes to `col[r*ld..r*ld + OH*OW]`, and
+/// the elements between rows are left alone. Several images side by side
+/// in one matrix (`ld = G*OH*OW`, image `g` starting at `col[g*OH*OW..]`)
+/// make one large matrix product instead of `G` small ones.
+///
+/// ```
+/// use tensor4d::Window;
+/// // Two 1x2x2 images, 1x1 filter: each image's 4 pixels side by side.
+/// let (a, b) = ([1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]);
+/// let mut col = [0.0; 8];
+/// im2col::im2col_t_strided(&a, (1, 2, 2), Window::square(1), &mut col[..], 8)?;
+/// im2col::im2col_t_strided(&b, (1, 2, 2), Window::square(1), &mut col[4..], 8)?;
+/// assert_eq!(col, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
+pub fn im2col_t_strided<T: Copy + Zero>(
+    x: &[T],
+    shape: (usize, usize, usize),
+    win: Window,
+    col: &mut [T],
+    ld: usize,
+) -> Result<(), ShapeError> {
+    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
+    check_len("im2col_t input length", g.c * g.plane(), x.len())?;
+    check_block("im2col_t", &g, col.len(), ld)?;
+    im2col_t_slices(x, &g, col, ld);
     Ok(())
 }
 
@@ -532,8 +562,46 @@ pub fn col2im_t_slice<T: Copy + Zero + AddAssign>(
     x: &mut [T],
 ) -> Result<(), ShapeError> {
     let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    check_len("col2im_t output length", g.c * g.plane(), x.len())?;
     check_len("col2im_t column length", g.cols() * g.oh * g.ow, col.len())?;
-    col2im_t_slices(col, &g, x);
+    col2im_t_strided(col, shape, win, x, g.oh * g.ow)
+}
+
+/// The adjoint of [`im2col_t_strided`]: folds the image's columns, rows
+/// `ld` apart in `col`, back into `x` `(C, H, W)` (overwritten).
+pub fn col2im_t_strided<T: Copy + Zero + AddAssign>(
+    col: &[T],
+    shape: (usize, usize, usize),
+    win: Window,
+    x: &mut [T],
+    ld: usize,
+) -> Result<(), ShapeError> {
+    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
+    check_len("col2im_t output length", g.c * g.plane(), x.len())?;
+    check_block("col2im_t", &g, col.len(), ld)?;
+    col2im_t_slices(col, &g, x, ld);
     Ok(())
+}
+
+/// A block of `C*FH*FW` rows of `OH*OW` values, `ld` apart, fits in `len`.
+fn check_block(what: &str, g: &Geometry, len: usize, ld: usize) -> Result<(), ShapeError> {
+    let ohw = g.oh * g.ow;
+    if ld < ohw {
+        return Err(ShapeError::mismatch(
+            format!("{what} row stride"),
+            format!("at least OH*OW = {ohw}"),
+            ld,
+        ));
+    }
+    let need = g
+        .cols()
+        .checked_sub(1)
+        .map_or(Some(0), |r| r.checked_mul(ld)?.checked_add(ohw));
+    match need {
+        Some(need) if need <= len => Ok(()),
+        _ => Err(ShapeError::mismatch(
+            format!("{what} column block length"),
+            format!("at least {} rows {ld} apart", g.cols()),
+            len,
+        )),
+    }
 }

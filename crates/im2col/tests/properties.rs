@@ -257,5 +257,58 @@ mod transposed {
             let rhs = dot(x.as_slice().unwrap(), back.as_slice().unwrap());
             prop_assert!((lhs - rhs).abs() <= 1e-9 * lhs.abs().max(rhs.abs()).max(1.0), "{} vs {}", lhs, rhs);
         }
+
+        // The strided variants write and read a block of a wider matrix:
+        // every image of the batch side by side gives exactly each image's
+        // own columns, nothing outside the blocks is touched, and folding
+        // back from the block equals folding back from the image's own.
+        #[test]
+        fn strided_blocks_hold_each_images_columns((shape, win) in case(), seed in any::<u64>(), spare in 0usize..3) {
+            use im2col::{col2im_t_slice, col2im_t_strided, im2col_t_slice, im2col_t_strided};
+            let x = input(shape, seed);
+            let (n, c, h, w) = shape;
+            let (oh, ow) = win.output_size(h, w).unwrap();
+            let (rows, ohw) = (c * win.fh * win.fw, oh * ow);
+            let ld = n * ohw + spare; // spare columns must stay untouched
+            let mut wide = vec![f64::NAN; rows * ld];
+            let xs = x.as_slice().unwrap();
+            for (b, img) in xs.chunks_exact(c * h * w).enumerate() {
+                im2col_t_strided(img, (c, h, w), win, &mut wide[b * ohw..], ld).unwrap();
+            }
+            for (b, img) in xs.chunks_exact(c * h * w).enumerate() {
+                let mut own = vec![0.0; rows * ohw];
+                im2col_t_slice(img, (c, h, w), win, &mut own).unwrap();
+                for r in 0..rows {
+                    prop_assert_eq!(&wide[r * ld + b * ohw..r * ld + (b + 1) * ohw], &own[r * ohw..(r + 1) * ohw]);
+                }
+                let g = input((1, 1, rows, ohw), seed ^ b as u64);
+                let g = g.as_slice().unwrap();
+                let mut block = wide.clone();
+                for r in 0..rows {
+                    block[r * ld + b * ohw..r * ld + (b + 1) * ohw].copy_from_slice(&g[r * ohw..(r + 1) * ohw]);
+                }
+                let (mut a, mut e) = (vec![f64::NAN; c * h * w], vec![f64::NAN; c * h * w]);
+                col2im_t_strided(&block[b * ohw..], (c, h, w), win, &mut a, ld).unwrap();
+                col2im_t_slice(g, (c, h, w), win, &mut e).unwrap();
+                prop_assert_eq!(a, e);
+            }
+            for r in 0..rows {
+                prop_assert!(wide[r * ld + n * ohw..r * ld + ld].iter().all(|v| v.is_nan()));
+            }
+        }
     }
+}
+
+#[test]
+fn strided_blocks_that_do_not_fit_are_errors() {
+    let x = [0.0f32; 9];
+    let win = Window::square(2); // 4 rows of 4 columns
+    let mut col = [0.0f32; 16];
+    let e = im2col::im2col_t_strided(&x, (1, 3, 3), win, &mut col, 3).unwrap_err();
+    assert!(e.to_string().contains("row stride"), "{e}");
+    let e = im2col::im2col_t_strided(&x, (1, 3, 3), win, &mut col, 5).unwrap_err();
+    assert!(e.to_string().contains("column block length"), "{e}");
+    let e = im2col::col2im_t_strided(&col[..15], (1, 3, 3), win, &mut [0.0; 9], 4).unwrap_err();
+    assert!(e.to_string().contains("column block length"), "{e}");
+    im2col::im2col_t_strided(&x, (1, 3, 3), win, &mut col, 4).unwrap();
 }

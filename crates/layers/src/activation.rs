@@ -1,4 +1,4 @@
-use ndarray::{ArrayD, ArrayViewD, Zip};
+use ndarray::{ArrayD, ArrayViewD};
 use tensor4d::{Float, reuse};
 
 use crate::{Error, Layer, Mode, Parameters, check_dout};
@@ -64,9 +64,12 @@ macro_rules! elementwise {
 
             fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
                 reuse(&mut self.out, x.shape());
-                Zip::from(&mut self.out)
-                    .and(&x)
-                    .par_for_each(|o, &$x| *o = $f);
+                let x = tensor4d::contiguous(&x);
+                let out = self
+                    .out
+                    .as_slice_mut()
+                    .unwrap_or_else(|| unreachable!("owned"));
+                crate::par::par_map(out, &x, |$x| $f);
                 self.ran = true;
                 Ok(&self.out)
             }
@@ -79,10 +82,13 @@ macro_rules! elementwise {
                     dout.shape(),
                 )?;
                 reuse(&mut self.dx, dout.shape());
-                Zip::from(&mut self.dx)
-                    .and(&self.out)
-                    .and(&dout)
-                    .par_for_each(|dx, &$y, &$d| *dx = $df);
+                let dout = tensor4d::contiguous(&dout);
+                let dx = self
+                    .dx
+                    .as_slice_mut()
+                    .unwrap_or_else(|| unreachable!("owned"));
+                let out = self.out.as_slice().unwrap_or_else(|| unreachable!("owned"));
+                crate::par::par_map2(dx, out, &dout, |$y, $d| $df);
                 Ok(&self.dx)
             }
 

@@ -3,7 +3,7 @@ use rand::Rng;
 use rayon::prelude::*;
 use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, gemm, reuse};
 
-use crate::par::per_part;
+use crate::par::{lane_sum, per_part};
 use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw, shape_error};
 
 /// Convolution by im2col and matrix product (section 7.4.3).
@@ -19,9 +19,13 @@ use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw
 /// `matrixmultiply`) and folds `W^T dout_n` back with `col2im` for the input
 /// gradient.
 ///
-/// Images are processed in parallel on rayon's pool, and the weight
-/// gradient is split by filter rows, so results do not depend on the number
-/// of threads.
+/// Backward batches small outputs: when `OH*OW` is small, `G` images'
+/// columns and gradients are put side by side, so that one larger product
+/// replaces `G` small ones (whose fixed costs dominate); `G` depends only on
+/// the shapes. Images and groups are processed in parallel on rayon's pool;
+/// each group's share of the weight gradient is kept apart and the shares
+/// are summed in group order, so results do not depend on the number of
+/// threads.
 ///
 /// ```
 /// use layers::{Convolution, Layer, Mode};
@@ -49,8 +53,11 @@ pub struct Convolution<T> {
     x_shape: Option<[usize; 4]>,
     out: ArrayD<T>,
     input_grad: bool,
-    /// One `(C*FH*FW, OH*OW)` workspace per parallel part, for `W^T dout_n`.
-    dcol: Vec<Vec<T>>,
+    /// One workspace per parallel part of backward: a group's `dout` and
+    /// columns side by side, and `W^T dout`.
+    work: Vec<Vec<T>>,
+    /// Each image group's `dW` and `db`, before they are summed in order.
+    partial: Vec<T>,
     dx: ArrayD<T>,
 }
 
@@ -111,7 +118,8 @@ impl<T: Float> Convolution<T> {
             x_shape: None,
             out: ArrayD::zeros(vec![0]),
             input_grad: true,
-            dcol: Vec::new(),
+            work: Vec::new(),
+            partial: Vec::new(),
             dx: ArrayD::zeros(vec![0]),
         })
     }
@@ -212,45 +220,18 @@ impl<T: Float> Layer<T> for Convolution<T> {
         let ohw = self.out.len() / (n * fnum);
         let (chw, ckk) = (c * h * w, c * self.win.area());
         let dout = tensor4d::contiguous(&dout);
-        let col = &self.col;
-
-        // dW (FN x CKK) = sum_n dout_n (FN x OHW) col_n^T, and db = sum of dout,
-        // split by filter rows so that no sum is divided between threads.
-        let fper = per_part(fnum);
-        let dw = self.dweight.as_slice_mut().unwrap_or_else(|| unreachable!());
-        let db = self.dbias.as_slice_mut().unwrap_or_else(|| unreachable!());
-        dw.par_chunks_mut(fper * ckk)
-            .zip(db.par_chunks_mut(fper))
-            .enumerate()
-            .for_each(|(k, (dw, db))| {
-                let (f0, rows) = (k * fper, db.len());
-                db.fill(T::zero());
-                for b in 0..n {
-                    let d = &dout[(b * fnum + f0) * ohw..(b * fnum + f0 + rows) * ohw];
-                    let col_b = MatRef::row_major(&col[b * ckk * ohw..(b + 1) * ckk * ohw], ckk, ohw);
-                    let beta = if b == 0 { T::zero() } else { T::one() };
-                    gemm(
-                        T::one(),
-                        MatRef::row_major(d, rows, ohw),
-                        col_b.t(),
-                        beta,
-                        MatMut::row_major(dw, rows, ckk),
-                    );
-                    for (s, row) in db.iter_mut().zip(d.chunks_exact(ohw)) {
-                        *s += row.iter().copied().sum::<T>();
-                    }
-                }
-            });
-
-        if !self.input_grad {
+        let g = group_size(ohw, n);
+        let groups = n.div_ceil(g);
+        let per = per_part(groups);
+        self.work.resize_with(groups.div_ceil(per), Vec::new);
+        // Each group's share of dW and db, summed in group order below.
+        self.partial.resize(groups * (fnum * ckk + fnum), T::zero());
+        let input_grad = self.input_grad;
+        if input_grad {
+            reuse(&mut self.dx, &[n, c, h, w]);
+        } else {
             reuse(&mut self.dx, &[0]);
-            return Ok(&self.dx);
         }
-        // dx_n = col2im(W^T (CKK x FN) dout_n (FN x OHW)), image by image.
-        let per = per_part(n);
-        let parts = n.div_ceil(per);
-        self.dcol.resize_with(parts, Vec::new);
-        reuse(&mut self.dx, &[n, c, h, w]);
         let win = self.win;
         let wt = MatRef::row_major(
             self.weight.as_slice().unwrap_or_else(|| unreachable!()),
@@ -258,30 +239,123 @@ impl<T: Float> Layer<T> for Convolution<T> {
             ckk,
         )
         .t();
-        let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
-        self.dcol
-            .par_iter_mut()
-            .zip(dout.par_chunks(per * fnum * ohw))
-            .zip(dx.par_chunks_mut(per * chw))
-            .try_for_each(|((ws, douts), dxs)| {
-                ws.resize(ckk * ohw, T::zero());
-                for (d, dx) in douts.chunks_exact(fnum * ohw).zip(dxs.chunks_exact_mut(chw)) {
+        // Per group: dout_g (FN x gs*OHW) and col_g (CKK x gs*OHW), the
+        // group's images side by side; dW_g = dout_g col_g^T, db_g = row sums
+        // of dout_g, and dx = col2im(W^T dout_g) image by image.
+        let body =
+            |ws: &mut Vec<T>, douts: &[T], cols: &[T], partials: &mut [T], mut dxs: Option<&mut [T]>| {
+                let groups = douts
+                    .chunks(g * fnum * ohw)
+                    .zip(cols.chunks(g * ckk * ohw))
+                    .zip(partials.chunks_exact_mut(fnum * ckk + fnum));
+                for (i, ((d, col), partial)) in groups.enumerate() {
+                    let ld = d.len() / fnum;
+                    ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
+                    let (dg, rest) = ws.split_at_mut(fnum * ld);
+                    let (cg, dcol) = rest.split_at_mut(ckk * ld);
+                    let d = side_by_side(d, dg, (fnum, ohw));
+                    let col = side_by_side(col, cg, (ckk, ohw));
+                    let (dw, db) = partial.split_at_mut(fnum * ckk);
+                    gemm(
+                        T::one(),
+                        MatRef::row_major(d, fnum, ld),
+                        MatRef::row_major(col, ckk, ld).t(),
+                        T::zero(),
+                        MatMut::row_major(dw, fnum, ckk),
+                    );
+                    for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
+                        *s = lane_sum(row);
+                    }
+                    let Some(dxs) = dxs.as_deref_mut() else {
+                        continue;
+                    };
+                    let dcol = &mut dcol[..ckk * ld];
                     gemm(
                         T::one(),
                         wt,
-                        MatRef::row_major(d, fnum, ohw),
+                        MatRef::row_major(d, fnum, ld),
                         T::zero(),
-                        MatMut::row_major(ws, ckk, ohw),
+                        MatMut::row_major(dcol, ckk, ld),
                     );
-                    im2col::col2im_t_slice(ws, (c, h, w), win, dx)?;
+                    let dxs = &mut dxs[i * g * chw..i * g * chw + ld / ohw * chw];
+                    for (j, dx) in dxs.chunks_exact_mut(chw).enumerate() {
+                        im2col::col2im_t_strided(&dcol[j * ohw..], (c, h, w), win, dx, ld)?;
+                    }
                 }
                 Ok(())
-            })
-            .map_err(|e| shape_error(self, e))?;
+            };
+        let parts = self
+            .work
+            .par_iter_mut()
+            .zip(dout.par_chunks(per * g * fnum * ohw))
+            .zip(self.col.par_chunks(per * g * ckk * ohw))
+            .zip(self.partial.par_chunks_mut(per * (fnum * ckk + fnum)));
+        let done = if input_grad {
+            let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
+            parts
+                .zip(dx.par_chunks_mut(per * g * chw))
+                .try_for_each(|((((ws, d), col), p), dx)| body(ws, d, col, p, Some(dx)))
+        } else {
+            parts.try_for_each(|(((ws, d), col), p)| body(ws, d, col, p, None))
+        };
+        done.map_err(|e| shape_error(self, e))?;
+
+        // dW, db = the groups' shares summed in group order, split by
+        // elements: the same sums whatever the number of threads.
+        let (dw, db) = (&mut self.dweight, &mut self.dbias);
+        let parts = &self.partial;
+        let sum_into = |dst: &mut [T], offset: usize| {
+            let stride = fnum * ckk + fnum;
+            let chunk = per_part(dst.len()).max(1024);
+            dst.par_chunks_mut(chunk).enumerate().for_each(|(k, dst)| {
+                let at = offset + k * chunk;
+                dst.copy_from_slice(&parts[at..at + dst.len()]);
+                for grp in 1..groups {
+                    let src = &parts[grp * stride + at..grp * stride + at + dst.len()];
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+            });
+        };
+        sum_into(dw.as_slice_mut().unwrap_or_else(|| unreachable!()), 0);
+        sum_into(db.as_slice_mut().unwrap_or_else(|| unreachable!()), fnum * ckk);
         Ok(&self.dx)
     }
 
     fn set_input_grad(&mut self, needed: bool) {
         self.input_grad = needed;
     }
+}
+
+/// Columns a group of images aims for: products with fewer columns than
+/// this spend more on fixed costs (packing, edge tiles) than on arithmetic.
+const GROUP_COLUMNS: usize = 1024;
+
+/// Images per group for outputs of `ohw` pixels in a batch of `n`. Only
+/// small outputs are grouped: for larger ones (AlexNet-lite's 14x14) the
+/// copies cost what grouping saves (measured with `cargo xtask bench`).
+fn group_size(ohw: usize, n: usize) -> usize {
+    if ohw > GROUP_COLUMNS / 8 {
+        return 1;
+    }
+    (GROUP_COLUMNS / ohw.max(1)).clamp(1, n.max(1))
+}
+
+/// A group's per-image `(rows, ohw)` matrices, stored one after another in
+/// `src`, as one `(rows, count*ohw)` matrix with the images side by side:
+/// `src` itself for one image, else copied into `ws` (long enough).
+fn side_by_side<'a, T: Float>(src: &'a [T], ws: &'a mut [T], (rows, ohw): (usize, usize)) -> &'a [T] {
+    let count = src.len() / (rows * ohw);
+    if count == 1 {
+        return src;
+    }
+    let ld = count * ohw;
+    for (r, dst) in ws[..rows * ld].chunks_exact_mut(ld).enumerate() {
+        for (i, dst) in dst.chunks_exact_mut(ohw).enumerate() {
+            let at = (i * rows + r) * ohw;
+            dst.copy_from_slice(&src[at..at + ohw]);
+        }
+    }
+    &ws[..rows * ld]
 }

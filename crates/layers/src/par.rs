@@ -29,3 +29,41 @@ pub(crate) fn par_gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, b
         );
     });
 }
+
+/// The sum of `xs` over eight interleaved partial sums, combined in a
+/// fixed order: the compiler can vectorise it (a single running sum is a
+/// chain of dependent adds that it may not reorder), and the result is the
+/// same on every run.
+pub(crate) fn lane_sum<T: Float>(xs: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let tail: T = chunks.remainder().iter().copied().sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `out[i] = f(a[i])` over contiguous slices, in parallel parts.
+pub(crate) fn par_map<T: Float>(out: &mut [T], a: &[T], f: impl Fn(T) -> T + Sync) {
+    let per = per_part(out.len()).max(4096);
+    out.par_chunks_mut(per).zip(a.par_chunks(per)).for_each(|(o, a)| {
+        for (o, &a) in o.iter_mut().zip(a) {
+            *o = f(a);
+        }
+    });
+}
+
+/// `out[i] = f(a[i], b[i])` over contiguous slices, in parallel parts.
+pub(crate) fn par_map2<T: Float>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) {
+    let per = per_part(out.len()).max(4096);
+    out.par_chunks_mut(per)
+        .zip(a.par_chunks(per).zip(b.par_chunks(per)))
+        .for_each(|(o, (a, b))| {
+            for (o, (&a, &b)) in o.iter_mut().zip(a.iter().zip(b)) {
+                *o = f(a, b);
+            }
+        });
+}

@@ -203,6 +203,81 @@ fn source(win: Window, h: usize, w: usize, oh: usize, ow: usize, k: usize) -> Op
     (y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w).then(|| y as usize * w + x as usize)
 }
 
+/// Forward over one plane when no window reads padding (the chapter's
+/// networks): rows are walked directly, with no per-output division or
+/// bounds test, and 2x2 max windows (every max pool of SimpleConvNet, the
+/// first two of AlexNet-lite) get their four reads spelled out. Same
+/// comparisons in the same order as [`reduce`], so the same bits.
+fn forward_unpadded<T: Float>(
+    kind: PoolKind,
+    win: Window,
+    plane: &[T],
+    (w, ow): (usize, usize),
+    out: &mut [T],
+    args: &mut [u32],
+    finish: impl Fn((T, u32)) -> T,
+) {
+    let rows = out.chunks_exact_mut(ow).zip(args.chunks_exact_mut(ow));
+    for (i, (out, args)) in rows.enumerate() {
+        let top = &plane[i * win.sh * w..];
+        if kind == PoolKind::Max && win.fh == 2 && win.fw == 2 {
+            let (r0, r1) = (&top[..w], &top[w..2 * w]);
+            for (j, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
+                let x = j * win.sw;
+                let mut m = RunningMax::new(r0[x]);
+                m.push(r0[x + 1], 1);
+                m.push(r1[x], 2);
+                m.push(r1[x + 1], 3);
+                let r = m.finish(4, |k| [r0[x], r0[x + 1], r1[x], r1[x + 1]][k]);
+                (*o, *arg) = (r.0, r.1);
+            }
+        } else {
+            for (j, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
+                let r = reduce_inside(kind, top, j * win.sw, w, win);
+                (*o, *arg) = (finish(r), r.1);
+            }
+        }
+    }
+}
+
+/// Backward over one plane when no window reads padding; `dx` arrives zeroed.
+fn backward_unpadded<T: Float>(
+    kind: PoolKind,
+    win: Window,
+    dx: &mut [T],
+    (w, ow): (usize, usize),
+    dout: &[T],
+    args: &[u32],
+    inv: T,
+) {
+    let rows = dout.chunks_exact(ow).zip(args.chunks_exact(ow));
+    for (i, (dout, args)) in rows.enumerate() {
+        let top = i * win.sh * w;
+        for (j, (&g, &k)) in dout.iter().zip(args).enumerate() {
+            let base = top + j * win.sw;
+            match kind {
+                PoolKind::Max => {
+                    let k = k as usize;
+                    // fw is 2 or 3 in practice: a shift-free split for 2.
+                    let (ki, kj) = if win.fw == 2 {
+                        (k >> 1, k & 1)
+                    } else {
+                        (k / win.fw, k % win.fw)
+                    };
+                    dx[base + ki * w + kj] += g;
+                }
+                PoolKind::Average => {
+                    for ki in 0..win.fh {
+                        for v in &mut dx[base + ki * w..base + ki * w + win.fw] {
+                            *v += g * inv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl<T: Float> Parameters<T> for Pooling<T> {}
 
 impl<T: Float> Layer<T> for Pooling<T> {
@@ -260,6 +335,10 @@ impl<T: Float> Layer<T> for Pooling<T> {
                     .for_each(|((xs, outs), args)| {
                         let planes = xs.chunks_exact(h * w).zip(outs.chunks_exact_mut(oh * ow));
                         for ((plane, out), args) in planes.zip(args.chunks_exact_mut(oh * ow)) {
+                            if win.ph == 0 && win.pw == 0 {
+                                forward_unpadded(kind, win, plane, (w, ow), out, args, finish);
+                                continue;
+                            }
                             for (p, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
                                 let (i, j) = (p / ow, p % ow);
                                 let r = match inside(win, h, w, i, j) {
@@ -321,6 +400,10 @@ impl<T: Float> Layer<T> for Pooling<T> {
                         dxs.fill(T::zero());
                         let planes = dxs.chunks_exact_mut(h * w).zip(douts.chunks_exact(oh * ow));
                         for ((plane, d), args) in planes.zip(args.chunks_exact(oh * ow)) {
+                            if win.ph == 0 && win.pw == 0 {
+                                backward_unpadded(kind, win, plane, (w, ow), d, args, inv);
+                                continue;
+                            }
                             for (p, (&g, &k)) in d.iter().zip(args).enumerate() {
                                 let (i, j) = (p / ow, p % ow);
                                 match kind {

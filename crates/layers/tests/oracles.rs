@@ -82,6 +82,51 @@ fn naive_conv_backward(
     (dx, dw, db)
 }
 
+/// Backward puts small outputs' images side by side in groups (ten
+/// 10x10 outputs, eight 11x11 ones); batches that do not divide into whole
+/// groups, on one thread and on three, must still match the naive loops,
+/// and give the same bits whatever the thread count.
+#[test]
+fn grouped_convolution_backward_matches_nested_loops() {
+    let cases = [
+        ((25, 2, 10, 10), 3, Window::square(3).with_pad(1)),
+        ((21, 1, 23, 23), 2, Window::square(3).with_stride(2)),
+        ((13, 3, 12, 12), 4, Window::square(2).with_stride(1).with_pad(0)),
+    ];
+    for (k, (shape, filters, win)) in cases.into_iter().enumerate() {
+        let seed = 40 + k as u64;
+        let x = uniform4(shape, seed);
+        let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
+        let b = uniform1(filters, seed ^ 2);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+                let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
+                let g = uniform(y.shape(), seed ^ 3);
+                let dx = conv.backward(g.view()).unwrap().clone();
+                let grads = layers::gradcheck::param_grads(&conv);
+                (y, g, dx, grads)
+            })
+        };
+        let (y, g, dx, grads) = run(1);
+        assert_all_close(&y, &naive_conv(&x, &w, &b, win).into_dyn(), "forward");
+        let (ndx, ndw, ndb) = naive_conv_backward(&x, &w, &g.into_dimensionality().unwrap(), win);
+        assert_all_close(&dx, &ndx.into_dyn(), "dx");
+        assert_all_close(&grads[0].1, &ndw.into_dyn(), "dW");
+        assert_all_close(&grads[1].1, &ndb.into_dyn(), "db");
+        let (_, _, dx3, grads3) = run(3);
+        let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&dx), bits(&dx3), "dx, 1 and 3 threads");
+        for ((_, a), (_, b)) in grads.iter().zip(&grads3) {
+            assert_eq!(bits(a), bits(b), "parameter gradients, 1 and 3 threads");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -252,6 +297,39 @@ proptest! {
     fn direct_pooling_equals_the_expansion((shape, win) in exact_case(3, 3), seed in any::<u64>(), nan in any::<bool>()) {
         use layers::{PoolKind, PoolMethod};
         let mut x = uniform4(shape, seed).into_dyn();
+        if nan {
+            let i = seed as usize % x.len();
+            x.as_slice_mut().unwrap()[i] = f64::NAN;
+        }
+        for kind in [PoolKind::Max, PoolKind::Average] {
+            let mut direct = Pooling::new(kind, win).with_method(PoolMethod::Direct);
+            let mut expand = Pooling::new(kind, win).with_method(PoolMethod::Expansion);
+            let a = direct.forward(x.view(), Mode::Train).unwrap().clone();
+            let b = expand.forward(x.view(), Mode::Train).unwrap().clone();
+            let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&a), bits(&b));
+            let g = uniform(a.shape(), seed ^ 9);
+            let da = direct.backward(g.view()).unwrap().clone();
+            let db = expand.backward(g.view()).unwrap().clone();
+            prop_assert_eq!(bits(&da), bits(&db));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    // The unpadded fast paths (2x2 windows spelled out, others row by row)
+    // against the expansion, with ties (values on a coarse grid) and NaN.
+    #[test]
+    fn unpadded_pooling_fast_paths_equal_the_expansion(
+        n in 1usize..3, c in 1usize..4, oh in 1usize..6, ow in 1usize..6,
+        which in 0usize..3, seed in any::<u64>(), nan in any::<bool>()
+    ) {
+        use layers::{PoolKind, PoolMethod};
+        let win = [Window::square(2).with_stride(2), Window::square(3).with_stride(2), Window::square(2)][which];
+        let shape = (n, c, (oh - 1) * win.sh + win.fh, (ow - 1) * win.sw + win.fw);
+        let mut x = uniform4(shape, seed).mapv(|v| (v * 4.0).round()).into_dyn();
         if nan {
             let i = seed as usize % x.len();
             x.as_slice_mut().unwrap()[i] = f64::NAN;
