@@ -18,18 +18,20 @@ use crate::{Error, Layer, Mode, Parameters, check_dout};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Relu<T> {
+    /// The output, then (after backward) the input gradient.
     out: ArrayD<T>,
+    /// Whether `out` holds a forward output that backward may use.
     ran: bool,
-    dx: ArrayD<T>,
 }
 
 /// `1 / (1 + exp(-x))` (section 5.5.2). Keeps its output `y`, since
 /// `dy/dx = y (1 - y)`.
 #[derive(Clone, Debug)]
 pub struct Sigmoid<T> {
+    /// The output, then (after backward) the input gradient.
     out: ArrayD<T>,
+    /// Whether `out` holds a forward output that backward may use.
     ran: bool,
-    dx: ArrayD<T>,
 }
 
 macro_rules! elementwise {
@@ -40,7 +42,6 @@ macro_rules! elementwise {
                 $name {
                     out: ArrayD::zeros(vec![0]),
                     ran: false,
-                    dx: ArrayD::zeros(vec![0]),
                 }
             }
         }
@@ -74,6 +75,9 @@ macro_rules! elementwise {
                 Ok(&self.out)
             }
 
+            /// Computes the input gradient in place of the kept output (which
+            /// nothing needs after backward): one activation-sized buffer
+            /// fewer. A second backward therefore needs a new forward.
             fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
                 check_dout(
                     &|| self.describe(),
@@ -81,15 +85,14 @@ macro_rules! elementwise {
                     self.out.shape(),
                     dout.shape(),
                 )?;
-                reuse(&mut self.dx, dout.shape());
                 let dout = tensor4d::contiguous(&dout);
-                let dx = self
-                    .dx
+                let out = self
+                    .out
                     .as_slice_mut()
                     .unwrap_or_else(|| unreachable!("owned"));
-                let out = self.out.as_slice().unwrap_or_else(|| unreachable!("owned"));
-                crate::par::par_map2(dx, out, &dout, |$y, $d| $df);
-                Ok(&self.dx)
+                crate::par::par_update(out, &dout, |$y, $d| $df);
+                self.ran = false;
+                Ok(&self.out)
             }
 
             fn kink_state(&self) -> u64 {

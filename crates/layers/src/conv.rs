@@ -14,10 +14,12 @@ use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw
 /// the per-image transpose of the chapter's `im2col`) and multiplies the
 /// weights viewed as `(FN, C*FH*FW)` by it: the product `(FN, OH*OW)` is
 /// the image's output already in NCHW order, so nothing is transposed or
-/// copied after the GEMM. Backward reuses those columns for the weight
-/// gradient (`dW += dout_n col_n^T`, the transpose being a stride swap for
-/// `matrixmultiply`) and folds `W^T dout_n` back with `col2im` for the input
-/// gradient.
+/// copied after the GEMM. Forward keeps its input, not the columns
+/// (`FH*FW` times larger): backward unrolls it again, into a workspace the
+/// product then reads from cache, for the weight gradient
+/// (`dW += dout_n col_n^T`, the transpose being a stride swap for
+/// `matrixmultiply`), and folds `W^T dout_n` back with `col2im` for the
+/// input gradient.
 ///
 /// Backward batches small outputs: when `OH*OW` is small, `G` images'
 /// columns and gradients are put side by side, so that one larger product
@@ -46,15 +48,18 @@ pub struct Convolution<T> {
     dbias: Array1<T>,
     /// Stride and padding; the filter size is the weight's.
     win: Window,
-    /// Each image's columns, `N x (C*FH*FW, OH*OW)`: what backward needs
-    /// for the weight gradient.
-    col: Vec<T>,
+    /// The last input, contiguous: what backward needs (it unrolls the
+    /// input again rather than keep the columns, `FH*FW` times larger).
+    x: Vec<T>,
     /// Shape of the last input, `None` before the first forward.
     x_shape: Option<[usize; 4]>,
     out: ArrayD<T>,
     input_grad: bool,
-    /// One workspace per parallel part of backward: a group's `dout` and
-    /// columns side by side, and `W^T dout`.
+    /// A following ReLU applied to `out` ([`Layer::fuse_relu`]); `out` is
+    /// then also the mask backward needs.
+    relu: bool,
+    /// One workspace per parallel part: an image's columns (forward); a
+    /// group's `dout` and columns side by side, and `W^T dout` (backward).
     work: Vec<Vec<T>>,
     /// Each image group's `dW` and `db`, before they are summed in order.
     partial: Vec<T>,
@@ -114,10 +119,11 @@ impl<T: Float> Convolution<T> {
             weight,
             bias,
             win: window,
-            col: Vec::new(),
+            x: Vec::new(),
             x_shape: None,
             out: ArrayD::zeros(vec![0]),
             input_grad: true,
+            relu: false,
             work: Vec::new(),
             partial: Vec::new(),
             dx: ArrayD::zeros(vec![0]),
@@ -148,7 +154,8 @@ crate::weight_and_bias_params!(Convolution);
 
 impl<T: Float> Layer<T> for Convolution<T> {
     fn describe(&self) -> String {
-        format!("Convolution {}@{}", self.filters(), self.win)
+        let relu = if self.relu { " + ReLU" } else { "" };
+        format!("Convolution {}@{}{relu}", self.filters(), self.win)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
@@ -167,13 +174,15 @@ impl<T: Float> Layer<T> for Convolution<T> {
         let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let (fnum, ohw) = (out_shape[1], out_shape[2] * out_shape[3]);
         let (chw, ckk) = (c * h * w, c * self.win.area());
-        let xs = tensor4d::contiguous(&x);
-        self.col.resize(n * ckk * ohw, T::zero());
+        // Backward needs the input (to unroll it again), not the columns.
+        self.x.clear();
+        self.x.extend_from_slice(&tensor4d::contiguous(&x));
         reuse(&mut self.out, &out_shape);
         self.x_shape = Some([n, c, h, w]);
 
         let per = per_part(n);
-        let (win, wmat, bias) = (self.win, &self.weight, &self.bias);
+        self.work.resize_with(n.div_ceil(per), Vec::new);
+        let (win, wmat, bias, relu) = (self.win, &self.weight, &self.bias, self.relu);
         let wmat = MatRef::row_major(
             wmat.as_slice().unwrap_or_else(|| unreachable!("kept contiguous")),
             fnum,
@@ -183,12 +192,13 @@ impl<T: Float> Layer<T> for Convolution<T> {
             .out
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("owned buffers are contiguous"));
-        xs.par_chunks(per * chw)
-            .zip(self.col.par_chunks_mut(per * ckk * ohw))
+        self.x
+            .par_chunks(per * chw)
             .zip(out.par_chunks_mut(per * fnum * ohw))
-            .try_for_each(|((xs, cols), outs)| {
-                let images = xs.chunks_exact(chw).zip(cols.chunks_exact_mut(ckk * ohw));
-                for ((x, col), out) in images.zip(outs.chunks_exact_mut(fnum * ohw)) {
+            .zip(self.work.par_iter_mut())
+            .try_for_each(|((xs, outs), col)| {
+                col.resize(ckk * ohw, T::zero());
+                for (x, out) in xs.chunks_exact(chw).zip(outs.chunks_exact_mut(fnum * ohw)) {
                     im2col::im2col_t_slice(x, (c, h, w), win, col)?;
                     // Start from the bias, then out += W (FN x CKK) * col (CKK x OHW).
                     for (row, &b) in out.chunks_exact_mut(ohw).zip(bias.iter()) {
@@ -201,6 +211,12 @@ impl<T: Float> Layer<T> for Convolution<T> {
                         T::one(),
                         MatMut::row_major(out, fnum, ohw),
                     );
+                    if relu {
+                        // As `Relu` does, while the image is still in cache.
+                        for v in out.iter_mut() {
+                            *v = if *v < T::zero() { T::zero() } else { *v };
+                        }
+                    }
                 }
                 Ok(())
             })
@@ -242,61 +258,77 @@ impl<T: Float> Layer<T> for Convolution<T> {
         // Per group: dout_g (FN x gs*OHW) and col_g (CKK x gs*OHW), the
         // group's images side by side; dW_g = dout_g col_g^T, db_g = row sums
         // of dout_g, and dx = col2im(W^T dout_g) image by image.
-        let body =
-            |ws: &mut Vec<T>, douts: &[T], cols: &[T], partials: &mut [T], mut dxs: Option<&mut [T]>| {
-                let groups = douts
-                    .chunks(g * fnum * ohw)
-                    .zip(cols.chunks(g * ckk * ohw))
-                    .zip(partials.chunks_exact_mut(fnum * ckk + fnum));
-                for (i, ((d, col), partial)) in groups.enumerate() {
-                    let ld = d.len() / fnum;
-                    ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
-                    let (dg, rest) = ws.split_at_mut(fnum * ld);
-                    let (cg, dcol) = rest.split_at_mut(ckk * ld);
-                    let d = side_by_side(d, dg, (fnum, ohw));
-                    let col = side_by_side(col, cg, (ckk, ohw));
-                    let (dw, db) = partial.split_at_mut(fnum * ckk);
-                    gemm(
-                        T::one(),
-                        MatRef::row_major(d, fnum, ld),
-                        MatRef::row_major(col, ckk, ld).t(),
-                        T::zero(),
-                        MatMut::row_major(dw, fnum, ckk),
-                    );
-                    for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
-                        *s = lane_sum(row);
-                    }
-                    let Some(dxs) = dxs.as_deref_mut() else {
-                        continue;
-                    };
-                    let dcol = &mut dcol[..ckk * ld];
-                    gemm(
-                        T::one(),
-                        wt,
-                        MatRef::row_major(d, fnum, ld),
-                        T::zero(),
-                        MatMut::row_major(dcol, ckk, ld),
-                    );
-                    let dxs = &mut dxs[i * g * chw..i * g * chw + ld / ohw * chw];
-                    for (j, dx) in dxs.chunks_exact_mut(chw).enumerate() {
-                        im2col::col2im_t_strided(&dcol[j * ohw..], (c, h, w), win, dx, ld)?;
-                    }
+        let relu = self.relu;
+        let body = |ws: &mut Vec<T>,
+                    (douts, outs): (&[T], &[T]),
+                    xs: &[T],
+                    partials: &mut [T],
+                    mut dxs: Option<&mut [T]>| {
+            let groups = douts
+                .chunks(g * fnum * ohw)
+                .zip(outs.chunks(g * fnum * ohw))
+                .zip(xs.chunks(g * chw))
+                .zip(partials.chunks_exact_mut(fnum * ckk + fnum));
+            for (i, (((d, out), x), partial)) in groups.enumerate() {
+                let ld = d.len() / fnum;
+                ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
+                let (dg, rest) = ws.split_at_mut(fnum * ld);
+                let (col, dcol) = rest.split_at_mut(ckk * ld);
+                let d = if relu {
+                    // The fused ReLU's backward: dout where the output is positive.
+                    masked_side_by_side(d, out, dg, (fnum, ohw))
+                } else {
+                    side_by_side(d, dg, (fnum, ohw))
+                };
+                // The group's columns again, side by side: (CKK, gs*OHW).
+                for (j, img) in x.chunks_exact(chw).enumerate() {
+                    im2col::im2col_t_strided(img, (c, h, w), win, &mut col[j * ohw..], ld)?;
                 }
-                Ok(())
-            };
+                let col = &col[..ckk * ld];
+                let (dw, db) = partial.split_at_mut(fnum * ckk);
+                gemm(
+                    T::one(),
+                    MatRef::row_major(d, fnum, ld),
+                    MatRef::row_major(col, ckk, ld).t(),
+                    T::zero(),
+                    MatMut::row_major(dw, fnum, ckk),
+                );
+                for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
+                    *s = lane_sum(row);
+                }
+                let Some(dxs) = dxs.as_deref_mut() else {
+                    continue;
+                };
+                let dcol = &mut dcol[..ckk * ld];
+                gemm(
+                    T::one(),
+                    wt,
+                    MatRef::row_major(d, fnum, ld),
+                    T::zero(),
+                    MatMut::row_major(dcol, ckk, ld),
+                );
+                let dxs = &mut dxs[i * g * chw..i * g * chw + ld / ohw * chw];
+                for (j, dx) in dxs.chunks_exact_mut(chw).enumerate() {
+                    im2col::col2im_t_strided(&dcol[j * ohw..], (c, h, w), win, dx, ld)?;
+                }
+            }
+            Ok(())
+        };
+        let out = self.out.as_slice().unwrap_or_else(|| unreachable!("owned"));
         let parts = self
             .work
             .par_iter_mut()
             .zip(dout.par_chunks(per * g * fnum * ohw))
-            .zip(self.col.par_chunks(per * g * ckk * ohw))
+            .zip(out.par_chunks(per * g * fnum * ohw))
+            .zip(self.x.par_chunks(per * g * chw))
             .zip(self.partial.par_chunks_mut(per * (fnum * ckk + fnum)));
         let done = if input_grad {
             let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
             parts
                 .zip(dx.par_chunks_mut(per * g * chw))
-                .try_for_each(|((((ws, d), col), p), dx)| body(ws, d, col, p, Some(dx)))
+                .try_for_each(|(((((ws, d), o), x), p), dx)| body(ws, (d, o), x, p, Some(dx)))
         } else {
-            parts.try_for_each(|(((ws, d), col), p)| body(ws, d, col, p, None))
+            parts.try_for_each(|((((ws, d), o), x), p)| body(ws, (d, o), x, p, None))
         };
         done.map_err(|e| shape_error(self, e))?;
 
@@ -326,6 +358,18 @@ impl<T: Float> Layer<T> for Convolution<T> {
     fn set_input_grad(&mut self, needed: bool) {
         self.input_grad = needed;
     }
+
+    fn fuse_relu(&mut self) -> bool {
+        self.relu = true;
+        true
+    }
+
+    fn kink_state(&self) -> u64 {
+        if !self.relu {
+            return 0;
+        }
+        crate::fingerprint(self.out.iter().map(|&y| (y > T::zero()) as u64))
+    }
 }
 
 /// Columns a group of images aims for: products with fewer columns than
@@ -340,6 +384,28 @@ fn group_size(ohw: usize, n: usize) -> usize {
         return 1;
     }
     (GROUP_COLUMNS / ohw.max(1)).clamp(1, n.max(1))
+}
+
+/// [`side_by_side`] of `dout` where `out > 0`, zero elsewhere (a fused
+/// ReLU's backward, as `Relu` computes it), always copied into `ws`.
+fn masked_side_by_side<'a, T: Float>(
+    dout: &[T],
+    out: &[T],
+    ws: &'a mut [T],
+    (rows, ohw): (usize, usize),
+) -> &'a [T] {
+    let count = dout.len() / (rows * ohw);
+    let ld = count * ohw;
+    for (r, dst) in ws[..rows * ld].chunks_exact_mut(ld).enumerate() {
+        for (i, dst) in dst.chunks_exact_mut(ohw).enumerate() {
+            let at = (i * rows + r) * ohw;
+            let src = dout[at..at + ohw].iter().zip(&out[at..at + ohw]);
+            for (d, (&g, &y)) in dst.iter_mut().zip(src) {
+                *d = if y > T::zero() { g } else { T::zero() };
+            }
+        }
+    }
+    &ws[..rows * ld]
 }
 
 /// A group's per-image `(rows, ohw)` matrices, stored one after another in

@@ -385,6 +385,10 @@ pub fn layer_cases(seed: u64) -> Result<Vec<LayerCase>, Error> {
         let conv = Convolution::new(shape[1], filters, win, Init::He, &mut rng)?;
         add("convolution", Box::new(conv), &shape);
     }
+    // A convolution with its ReLU fused in: the masked backward.
+    let mut fused = Convolution::new(3, 4, Window::square(3).with_pad(1), Init::He, &mut rng)?;
+    fused.fuse_relu();
+    add("convolution+relu", Box::new(fused), &[2, 3, 5, 5]);
     for (win, shape) in [
         (Window::square(2).with_stride(2), [2, 3, 6, 8]),
         (Window::square(3).with_stride(2), [2, 3, 7, 9]),

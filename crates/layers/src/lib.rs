@@ -189,11 +189,20 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
         let _ = needed;
     }
 
+    /// Takes over a ReLU that follows this layer, applying it to its own
+    /// output (and its derivative to the incoming gradient) when that saves
+    /// the activation's buffer and a pass over memory; returns whether it
+    /// did. The numbers are those of the two layers in sequence, bit for bit.
+    fn fuse_relu(&mut self) -> bool {
+        false
+    }
+
     /// A fingerprint of the discrete choices the last forward made (which
     /// ReLU inputs were positive, which element won each max-pooling
     /// window); 0 for smooth layers. Two forward passes with equal
     /// fingerprints lie on the same linear piece, which is what a numerical
-    /// gradient check needs to know.
+    /// gradient check needs to know. Read it after forward and before
+    /// backward (activations compute their gradient in place of their output).
     fn kink_state(&self) -> u64 {
         0
     }

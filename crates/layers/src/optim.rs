@@ -37,6 +37,11 @@ pub trait Optimizer<T: Float>: Send {
     /// tensors), so that training can stop and resume exactly.
     fn state(&self) -> OptimizerState<T>;
 
+    /// [`Optimizer::state`] without copying: the step count and views of
+    /// the same tensors, with the same names, in the same order (what a
+    /// checkpoint writer needs).
+    fn state_views(&self) -> (u64, Vec<(String, ArrayViewD<'_, T>)>);
+
     /// Restores what [`Optimizer::state`] returned.
     fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error>;
 }
@@ -181,6 +186,17 @@ impl<T: Float, const K: usize> Slots<T, K> {
         out
     }
 
+    /// [`Slots::export`] as views.
+    fn views(&self, slot_names: [&str; K]) -> Vec<(String, ArrayViewD<'_, T>)> {
+        let mut out = Vec::new();
+        for (k, slot) in slot_names.iter().enumerate() {
+            for (name, st) in self.names.iter().zip(&self.state) {
+                out.push((format!("{slot}.{name}"), st[k].view()));
+            }
+        }
+        out
+    }
+
     /// Restores exported tensors (slot by slot, as [`Slots::export`] lists
     /// them); every slot must hold the same parameters with the same shapes.
     fn import(&mut self, slot_names: [&str; K], tensors: Vec<(String, ArrayD<T>)>) -> Result<(), String> {
@@ -306,6 +322,10 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         }
     }
 
+    fn state_views(&self) -> (u64, Vec<(String, ArrayViewD<'_, T>)>) {
+        (0, Vec::new())
+    }
+
     fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {
         self.slots
             .import([], state.tensors)
@@ -356,6 +376,10 @@ impl<T: Float> Optimizer<T> for Momentum<T> {
         }
     }
 
+    fn state_views(&self) -> (u64, Vec<(String, ArrayViewD<'_, T>)>) {
+        (0, self.slots.views(["v"]))
+    }
+
     fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {
         self.slots
             .import(["v"], state.tensors)
@@ -401,6 +425,10 @@ impl<T: Float> Optimizer<T> for AdaGrad<T> {
             steps: 0,
             tensors: self.slots.export(["h"]),
         }
+    }
+
+    fn state_views(&self) -> (u64, Vec<(String, ArrayViewD<'_, T>)>) {
+        (0, self.slots.views(["h"]))
     }
 
     fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {
@@ -471,6 +499,10 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             steps: self.t,
             tensors: self.slots.export(["m", "v"]),
         }
+    }
+
+    fn state_views(&self) -> (u64, Vec<(String, ArrayViewD<'_, T>)>) {
+        (self.t, self.slots.views(["m", "v"]))
     }
 
     fn set_state(&mut self, state: OptimizerState<T>) -> Result<(), Error> {

@@ -56,14 +56,12 @@ pub(crate) fn par_map<T: Float>(out: &mut [T], a: &[T], f: impl Fn(T) -> T + Syn
     });
 }
 
-/// `out[i] = f(a[i], b[i])` over contiguous slices, in parallel parts.
-pub(crate) fn par_map2<T: Float>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) {
-    let per = per_part(out.len()).max(4096);
-    out.par_chunks_mut(per)
-        .zip(a.par_chunks(per).zip(b.par_chunks(per)))
-        .for_each(|(o, (a, b))| {
-            for (o, (&a, &b)) in o.iter_mut().zip(a.iter().zip(b)) {
-                *o = f(a, b);
-            }
-        });
+/// `x[i] = f(x[i], b[i])` over contiguous slices, in parallel parts.
+pub(crate) fn par_update<T: Float>(x: &mut [T], b: &[T], f: impl Fn(T, T) -> T + Sync) {
+    let per = per_part(x.len()).max(4096);
+    x.par_chunks_mut(per).zip(b.par_chunks(per)).for_each(|(x, b)| {
+        for (x, &b) in x.iter_mut().zip(b) {
+            *x = f(*x, b);
+        }
+    });
 }

@@ -54,7 +54,8 @@ pub struct Pooling<T> {
     /// Shape of the last input, `None` before the first forward.
     x_shape: Option<[usize; 4]>,
     /// For max pooling, the winning position within each window.
-    argmax: Vec<u32>,
+    /// (`u16`: windows have at most 65,536 elements, half the memory of `u32`.)
+    argmax: Vec<u16>,
     /// Workspace of the expansion method.
     col: Array2<T>,
     out: ArrayD<T>,
@@ -214,7 +215,7 @@ fn forward_unpadded<T: Float>(
     plane: &[T],
     (w, ow): (usize, usize),
     out: &mut [T],
-    args: &mut [u32],
+    args: &mut [u16],
     finish: impl Fn((T, u32)) -> T,
 ) {
     let rows = out.chunks_exact_mut(ow).zip(args.chunks_exact_mut(ow));
@@ -229,12 +230,12 @@ fn forward_unpadded<T: Float>(
                 m.push(r1[x], 2);
                 m.push(r1[x + 1], 3);
                 let r = m.finish(4, |k| [r0[x], r0[x + 1], r1[x], r1[x + 1]][k]);
-                (*o, *arg) = (r.0, r.1);
+                (*o, *arg) = (r.0, r.1 as u16);
             }
         } else {
             for (j, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
                 let r = reduce_inside(kind, top, j * win.sw, w, win);
-                (*o, *arg) = (finish(r), r.1);
+                (*o, *arg) = (finish(r), r.1 as u16);
             }
         }
     }
@@ -247,7 +248,7 @@ fn backward_unpadded<T: Float>(
     dx: &mut [T],
     (w, ow): (usize, usize),
     dout: &[T],
-    args: &[u32],
+    args: &[u16],
     inv: T,
 ) {
     let rows = dout.chunks_exact(ow).zip(args.chunks_exact(ow));
@@ -278,6 +279,9 @@ fn backward_unpadded<T: Float>(
     }
 }
 
+/// The largest window: positions within it are kept as `u16`.
+const MAX_AREA: usize = 1 << 16;
+
 impl<T: Float> Parameters<T> for Pooling<T> {}
 
 impl<T: Float> Layer<T> for Pooling<T> {
@@ -292,6 +296,10 @@ impl<T: Float> Layer<T> for Pooling<T> {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
         let err = |e| shape_error(self, e);
         let [n, c, h, w] = expect_nchw(self, input)?;
+        if self.win.area() > MAX_AREA {
+            let m = format!("a window of {} elements; at most {MAX_AREA}", self.win.area());
+            return Err(Error::invalid(self.describe(), m));
+        }
         let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
         Ok(vec![n, c, oh, ow])
     }
@@ -319,7 +327,7 @@ impl<T: Float> Layer<T> for Pooling<T> {
                 let col = self.col.as_slice().unwrap_or_else(|| unreachable!());
                 for ((o, arg), row) in out.iter_mut().zip(&mut self.argmax).zip(col.chunks_exact(area)) {
                     let r = reduce(kind, area, |k| row[k]);
-                    (*o, *arg) = (finish(r), r.1);
+                    (*o, *arg) = (finish(r), r.1 as u16);
                 }
             }
             PoolMethod::Direct => {
@@ -347,7 +355,7 @@ impl<T: Float> Layer<T> for Pooling<T> {
                                         source(win, h, w, i, j, k).map_or(T::zero(), |s| plane[s])
                                     }),
                                 };
-                                (*o, *arg) = (finish(r), r.1);
+                                (*o, *arg) = (finish(r), r.1 as u16);
                             }
                         }
                     });

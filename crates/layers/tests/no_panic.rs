@@ -116,6 +116,12 @@ fn errors_name_the_layer_and_sizes() {
         msg(pool.forward(img.view(), Mode::Train))
             .starts_with("Pooling max 3x3 p0/s2: output height is not whole")
     );
+    let huge = Pooling::<f32>::max(Window::new(257, 256));
+    let e = huge.output_shape(&[1, 1, 257, 256]).unwrap_err().to_string();
+    assert!(
+        e.contains("Pooling max 257x256") && e.contains("65792 elements; at most 65536"),
+        "{e}"
+    );
     let mut fc = Affine::<f32>::new(4320, 100, Init::He, &mut rng).unwrap();
     assert_eq!(
         msg(fc.forward(img.view(), Mode::Train)),

@@ -104,3 +104,21 @@ fn state_made_for_another_network_is_refused() {
         .and_then(|_| Momentum::new(0.1, 0.9).step(&mut fc));
     assert!(e.is_ok(), "a fresh optimizer accepts any network");
 }
+
+#[test]
+fn state_views_are_the_state_without_a_copy() {
+    let mut opts: Vec<Box<dyn Optimizer<f64>>> = vec![
+        Box::new(Sgd::new(0.1)),
+        Box::new(Momentum::new(0.1, 0.9)),
+        Box::new(AdaGrad::new(0.1)),
+        Box::new(Adam::new(0.1)),
+    ];
+    for opt in &mut opts {
+        run(opt.as_mut());
+        let state = opt.state();
+        let (steps, views) = opt.state_views();
+        assert_eq!(steps, state.steps, "{}", opt.describe());
+        let views: Vec<(String, ArrayD<f64>)> = views.into_iter().map(|(n, v)| (n, v.to_owned())).collect();
+        assert_eq!(views, state.tensors, "{}", opt.describe());
+    }
+}

@@ -349,6 +349,68 @@ proptest! {
     }
 }
 
+/// A convolution with a fused ReLU gives the bits of the two layers in
+/// sequence: outputs, input gradients and parameter gradients, with small
+/// outputs (grouped backward) and large ones, NaN in the input included.
+#[test]
+fn fused_relu_equals_convolution_then_relu() {
+    use layers::Relu;
+    let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (k, (shape, filters, win)) in [
+        ((4, 2, 9, 9), 3, Window::square(3).with_pad(1)),
+        ((3, 1, 28, 28), 5, Window::square(5)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 70 + k as u64;
+        let mut x = uniform4(shape, seed).into_dyn();
+        x.as_slice_mut().unwrap()[5] = f64::NAN;
+        let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
+        let b = uniform1(filters, seed ^ 2);
+        let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+        let mut relu = Relu::new();
+        let mut fused = Convolution::from_weights(w, b, win).unwrap();
+        assert!(fused.fuse_relu());
+        assert!(fused.describe().ends_with("+ ReLU"), "{}", fused.describe());
+        let y = relu
+            .forward(conv.forward(x.view(), Mode::Train).unwrap().view(), Mode::Train)
+            .unwrap()
+            .clone();
+        let kinks = relu.kink_state();
+        let yf = fused.forward(x.view(), Mode::Train).unwrap().clone();
+        assert_eq!(bits(&y), bits(&yf));
+        assert_eq!(kinks, fused.kink_state());
+        let g = uniform(y.shape(), seed ^ 3);
+        let dy = relu.backward(g.view()).unwrap().clone();
+        let dx = conv.backward(dy.view()).unwrap().clone();
+        let dxf = fused.backward(g.view()).unwrap().clone();
+        assert_eq!(bits(&dx), bits(&dxf));
+        let (p, pf) = (
+            layers::gradcheck::param_grads(&conv),
+            layers::gradcheck::param_grads(&fused),
+        );
+        for ((_, a), (_, b)) in p.iter().zip(&pf) {
+            assert_eq!(bits(a), bits(b));
+        }
+    }
+}
+
+/// Activations compute their gradient in place of their output, so a
+/// second backward without a new forward is refused, not answered wrongly.
+#[test]
+fn a_second_backward_needs_a_new_forward() {
+    use layers::Relu;
+    let x = uniform(&[2, 3], 1);
+    let mut relu = Relu::new();
+    relu.forward(x.view(), Mode::Train).unwrap();
+    relu.backward(x.view()).unwrap();
+    let e = relu.backward(x.view()).unwrap_err().to_string();
+    assert!(e.contains("ReLU"), "{e}");
+    relu.forward(x.view(), Mode::Train).unwrap();
+    relu.backward(x.view()).unwrap();
+}
+
 #[test]
 fn skipping_the_input_gradient_keeps_parameter_gradients() {
     let (shape, win) = ((3, 2, 7, 7), Window::square(3).with_pad(1).with_stride(2));

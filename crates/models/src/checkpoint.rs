@@ -7,7 +7,6 @@
 //! nothing else.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use layers::{Optimizer, OptimizerSpec, OptimizerState, Parameters};
@@ -50,6 +49,45 @@ fn to_file_layout<T: Float>(value: ArrayViewD<'_, T>) -> (Vec<usize>, Vec<u8>) {
     (shape, bytes)
 }
 
+/// A tensor on its way to the file. Views are converted to bytes only when
+/// the writer reaches them, one at a time, so saving never holds a second
+/// copy of the optimizer's state or a buffer of the whole file.
+enum Tensor<'a, T> {
+    Bytes(Vec<usize>, Vec<u8>),
+    F32(ArrayViewD<'a, f32>),
+    Cast(ArrayViewD<'a, T>),
+}
+
+impl<T: Float> safetensors::View for &Tensor<'_, T> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        match self {
+            Tensor::Bytes(shape, _) => shape,
+            Tensor::F32(v) => v.shape(),
+            Tensor::Cast(v) => v.shape(),
+        }
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Tensor::Bytes(_, bytes) => bytes.into(),
+            Tensor::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>().into(),
+            Tensor::Cast(v) => v
+                .iter()
+                .flat_map(|x| (x.as_f64() as f32).to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into(),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        4 * self.shape().iter().product::<usize>()
+    }
+}
+
 /// Writes `net`'s parameters to `path` atomically: a temporary file in the
 /// same directory, flushed and synced, then renamed over `path`, so the path
 /// always holds either the old or the new complete checkpoint.
@@ -61,15 +99,25 @@ pub fn save_with<T: Float>(
     extra: &[(String, ArrayD<f32>)],
     metadata: &[(String, String)],
 ) -> Result<(), Error> {
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let extra = extra
+        .iter()
+        .map(|(n, t)| (n.clone(), Tensor::F32(t.view())))
+        .collect();
+    save_tensors(net, path, extra, metadata)
+}
+
+fn save_tensors<T: Float>(
+    net: &Network<T>,
+    path: &Path,
+    extra: Vec<(String, Tensor<'_, T>)>,
+    metadata: &[(String, String)],
+) -> Result<(), Error> {
+    let mut tensors: Vec<(String, Tensor<'_, T>)> = Vec::new();
     net.visit_params(&mut |name, value, _| {
         let (shape, bytes) = to_file_layout(value);
-        tensors.push((name.to_string(), shape, bytes));
+        tensors.push((name.to_string(), Tensor::Bytes(shape, bytes)));
     });
-    for (name, value) in extra {
-        let bytes = value.iter().flat_map(|x| x.to_le_bytes()).collect();
-        tensors.push((name.clone(), value.shape().to_vec(), bytes));
-    }
+    tensors.extend(extra);
     let mut info: HashMap<String, String> = metadata.iter().cloned().collect();
     let [c, h, w] = net.input_shape();
     info.insert(META_MODEL.into(), net.name().into());
@@ -77,16 +125,10 @@ pub fn save_with<T: Float>(
     info.insert(META_CLASSES.into(), net.classes().to_string());
     info.insert(META_SEED.into(), net.seed().to_string());
     info.insert(META_FORMAT.into(), FORMAT.into());
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| err(path, format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| err(path, e.to_string()))?;
-    write_atomically(path, &bytes)
+    let views = tensors.iter().map(|(name, t)| (name.as_str(), t));
+    write_atomically_with(path, |tmp| {
+        safetensors::serialize_to_file(views, Some(info), tmp).map_err(|e| e.to_string())
+    })
 }
 
 /// [`save_with`] without extra tensors or metadata.
@@ -108,6 +150,12 @@ pub fn save<T: Float>(net: &Network<T>, path: &Path) -> Result<(), Error> {
 /// Replaces `path` by `bytes` so that a crash at any moment leaves either
 /// the old file or the new one, never a mixture.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_atomically_with(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| e.to_string()))
+}
+
+/// Replaces `path` by what `write` puts in the temporary file it is given
+/// (in the same directory), once that file is synced to disk.
+fn write_atomically_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), Error> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -115,14 +163,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let name = path.file_name().ok_or_else(|| err(path, "not a file path"))?;
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let io = |what: &str, e: std::io::Error| err(path, format!("{what}: {e}"));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io("creating a temporary file", e))?;
-    file.write_all(bytes).map_err(|e| io("writing", e))?;
-    file.sync_all().map_err(|e| io("syncing", e))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let cleanup = |e: Error| {
         let _ = std::fs::remove_file(&tmp);
-        io("renaming the temporary file into place", e)
-    })?;
+        e
+    };
+    write(&tmp).map_err(|e| cleanup(err(path, format!("writing: {e}"))))?;
+    let file = std::fs::File::open(&tmp).map_err(|e| cleanup(io("reopening the temporary file", e)))?;
+    file.sync_all().map_err(|e| cleanup(io("syncing", e)))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| cleanup(io("renaming the temporary file into place", e)))?;
     // Make the rename itself durable (where directories can be synced).
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -365,21 +414,15 @@ pub fn save_training<T: Float>(
     path: &Path,
     metadata: &[(String, String)],
 ) -> Result<(), Error> {
-    let state = optimizer.state();
-    let tensors: Vec<(String, ArrayD<f32>)> = state
-        .tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                format!("{STATE_PREFIX}optimizer.{n}"),
-                t.mapv(|v| v.as_f64() as f32),
-            )
-        })
+    let (steps, views) = optimizer.state_views();
+    let tensors: Vec<(String, Tensor<'_, T>)> = views
+        .into_iter()
+        .map(|(n, t)| (format!("{STATE_PREFIX}optimizer.{n}"), Tensor::Cast(t)))
         .collect();
     let noise: Vec<String> = net.noise_states().iter().map(u64::to_string).collect();
     let mut meta: Vec<(String, String)> = vec![
         ("optimizer".into(), optimizer.spec().to_string()),
-        ("optimizer_steps".into(), state.steps.to_string()),
+        ("optimizer_steps".into(), steps.to_string()),
         ("epochs".into(), config.epochs.to_string()),
         ("batch_size".into(), config.batch_size.to_string()),
         ("seed".into(), config.seed.to_string()),
@@ -396,7 +439,7 @@ pub fn save_training<T: Float>(
         *k = format!("{STATE_PREFIX}{k}");
     }
     meta.extend(metadata.iter().cloned());
-    save_with(net, path, &tensors, &meta)
+    save_tensors(net, path, tensors, &meta)
 }
 
 /// A training run restored by [`load_training`].

@@ -41,8 +41,11 @@ fn check_on(
 ) -> Result<Vec<(Check, Vec<usize>)>, Error> {
     net.hold_noise(true);
     let result = (|| {
-        net.gradient(x.view(), labels)?;
+        // The fingerprint of the forward pass, read before backward
+        // overwrites the activations' outputs with gradients.
+        net.loss(x.view(), labels)?;
         let base = net.kink_state();
+        net.gradient(x.view(), labels)?;
         let grads = param_grads(net);
         let mut out = Vec::new();
         for (index, (name, grad)) in grads.iter().enumerate() {

@@ -14,6 +14,8 @@ use crate::Error;
 /// One layer with its name in the network (`conv1`, `relu2`, `fc1`, ...).
 struct Slot<T: Float> {
     label: String,
+    /// Labels of layers fused into this one (`relu1` into `conv1`).
+    fused: Vec<String>,
     layer: Box<dyn Layer<T>>,
     /// Full parameter names, `conv1.weight`, in the layer's visiting order,
     /// made once so that visiting allocates nothing.
@@ -119,6 +121,8 @@ impl<T: Float> Network<T> {
             rng: Pcg64::seed_from_u64(seed),
             seed,
             counts: Vec::new(),
+            pushed: 0,
+            fusing: true,
         }
     }
 
@@ -204,13 +208,14 @@ impl<T: Float> Network<T> {
     }
 
     /// The output of the layer labelled `label` (`conv1`, `relu1`, ...) for
-    /// `x`, in inference mode: what section 7.6.2 draws.
+    /// `x`, in inference mode: what section 7.6.2 draws. A convolution with
+    /// a fused ReLU answers to both labels with its activated output.
     pub fn forward_to(&mut self, x: ArrayViewD<'_, T>, label: &str) -> Result<&ArrayD<T>, Error> {
         self.check_input(x.shape())?;
         let end = self
             .slots
             .iter()
-            .position(|s| s.label == label)
+            .position(|s| s.label == label || s.fused.iter().any(|f| f == label))
             .ok_or_else(|| Error::Config(format!("{} has no layer {label:?}", self.name)))?;
         forward_all(&mut self.slots[..=end], x, Mode::Inference)
     }
@@ -307,6 +312,10 @@ pub struct Builder<T: Float> {
     seed: u64,
     /// How many layers of each kind so far, for numbering labels.
     counts: Vec<(String, usize)>,
+    /// Layers added so far, fused ones included.
+    pushed: u64,
+    /// Whether a ReLU may be fused into the layer before it.
+    fusing: bool,
 }
 
 impl<T: Float> Builder<T> {
@@ -331,8 +340,10 @@ impl<T: Float> Builder<T> {
         let out = layer.output_shape(&self.shape).map_err(|e| at(&label, e))?;
         let mut param_names = Vec::new();
         layer.visit_params(&mut |name, _, _| param_names.push(format!("{label}.{name}")));
+        self.pushed += 1;
         self.net.slots.push(Slot {
             label,
+            fused: Vec::new(),
             layer,
             param_names,
         });
@@ -354,9 +365,29 @@ impl<T: Float> Builder<T> {
         self.push("fc", Box::new(layer))
     }
 
-    /// ReLU.
-    pub fn relu(self) -> Result<Self, Error> {
-        self.push("relu", Box::new(Relu::new()))
+    /// ReLU. After a convolution it is fused into it (the same numbers,
+    /// without an activation-sized buffer and a pass over it; see
+    /// [`Layer::fuse_relu`]) unless [`Builder::fusing`] turned that off;
+    /// its label (`relu1`) then names the convolution's slot as well.
+    pub fn relu(mut self) -> Result<Self, Error> {
+        let fused = self.fusing && self.net.slots.last_mut().is_some_and(|s| s.layer.fuse_relu());
+        if !fused {
+            return self.push("relu", Box::new(Relu::new()));
+        }
+        let label = self.next_label("relu");
+        self.pushed += 1;
+        if let Some(last) = self.net.slots.last_mut() {
+            last.fused.push(label);
+        }
+        Ok(self)
+    }
+
+    /// Whether the ReLUs added from now on may be fused into the layer
+    /// before them (the default). The results are the same bits either way;
+    /// unfused networks keep each activation as its own layer.
+    pub fn fusing(mut self, on: bool) -> Self {
+        self.fusing = on;
+        self
     }
 
     /// Sigmoid.
@@ -382,7 +413,7 @@ impl<T: Float> Builder<T> {
     /// Inverted dropout of `ratio`; its masks are seeded from the network's
     /// seed and the dropout layer's position.
     pub fn dropout(self, ratio: f64) -> Result<Self, Error> {
-        let k = self.net.slots.len() as u64 + 1;
+        let k = self.pushed + 1;
         let seed = self.seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let layer = Dropout::new(ratio, seed).map_err(|e| at("dropout", e))?;
         self.push("dropout", Box::new(layer))

@@ -45,8 +45,12 @@ fn simple_conv_net_is_as_specified() {
     );
     let sh = shapes(&mut net);
     assert_eq!(sh[0], ("conv1".into(), vec![30, 24, 24]));
-    assert_eq!(sh[2], ("pool1".into(), vec![30, 12, 12]));
+    assert!(sh.contains(&("pool1".into(), vec![30, 12, 12])), "{sh:?}");
     assert_eq!(sh.last().unwrap().1, vec![10]);
+    // conv1's ReLU is fused into it; fc1's stays a layer of its own.
+    let kinds: Vec<String> = net.layers().map(|(_, l)| l.describe()).collect();
+    assert_eq!(kinds[0], "Convolution 30@5x5 p0/s1 + ReLU");
+    assert!(kinds.contains(&"ReLU".to_string()), "{kinds:?}");
 }
 
 #[test]
@@ -192,4 +196,46 @@ fn shapes_that_do_not_divide_are_refused_naming_the_layer() {
         e,
         "simple-conv-net: expected input [N, 3, 32, 32] with N >= 1, found [2, 1, 28, 28]"
     );
+}
+
+/// ReLUs fused into the convolutions before them change no bit: loss,
+/// gradients and predictions of the network equal those of the same
+/// network built with every activation as its own layer, and the fused
+/// ReLU's label still names an output.
+#[test]
+fn fused_relus_change_no_bit() {
+    use layers::Window;
+    let build = |fusing: bool| {
+        Network::<f64>::builder("fused", [1, 12, 12], 5)
+            .fusing(fusing)
+            .conv(4, Window::square(3).with_pad(1), layers::Init::He)
+            .and_then(|b| b.relu())
+            .and_then(|b| b.max_pool(Window::square(2).with_stride(2)))
+            .and_then(|b| b.conv(6, Window::square(3), layers::Init::He))
+            .and_then(|b| b.relu())
+            .and_then(|b| b.affine(10, layers::Init::He))
+            .and_then(|b| b.build())
+            .unwrap()
+    };
+    let (mut fused, mut plain) = (build(true), build(false));
+    assert_eq!(fused.layers().count() + 2, plain.layers().count());
+    assert!(fused.layers().next().unwrap().1.describe().ends_with("+ ReLU"));
+    let x = ArrayD::from_shape_fn(vec![7, 1, 12, 12], |d| {
+        ((d[0] * 31 + d[2] * 7 + d[3]) % 13) as f64 / 6.0 - 1.0
+    });
+    let labels: Vec<usize> = (0..7).map(|i| i % 10).collect();
+    let bits = |net: &Network<f64>| {
+        let mut v = Vec::new();
+        net.visit_params(&mut |_, _, g| v.extend(g.iter().map(|x| x.to_bits())));
+        v
+    };
+    let (lf, lp) = (
+        fused.gradient(x.view(), &labels).unwrap(),
+        plain.gradient(x.view(), &labels).unwrap(),
+    );
+    assert_eq!(lf.to_bits(), lp.to_bits());
+    assert_eq!(bits(&fused), bits(&plain));
+    let a = fused.forward_to(x.view(), "relu2").unwrap().clone();
+    let b = plain.forward_to(x.view(), "relu2").unwrap().clone();
+    assert_eq!(a, b);
 }
