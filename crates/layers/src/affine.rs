@@ -82,17 +82,9 @@ impl<T: Float> Affine<T> {
     pub fn bias(&self) -> &Array1<T> {
         &self.bias
     }
-}
 
-crate::weight_and_bias_params!(Affine);
-
-impl<T: Float> Layer<T> for Affine<T> {
-    fn describe(&self) -> String {
-        let (i, o) = self.weight.dim();
-        format!("Affine {i} -> {o}")
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
+    /// [`Layer::output_shape`] without allocating, for every forward.
+    fn out_dims(&self, input: &[usize]) -> Result<[usize; 2], Error> {
         let err = |e| shape_error(self, e);
         if input.len() < 2 {
             return Err(err(ShapeError::Rank {
@@ -110,11 +102,24 @@ impl<T: Float> Layer<T> for Affine<T> {
                 features.map_or("more than usize holds".into(), |f| f.to_string()),
             )));
         }
-        Ok(vec![input[0], outputs])
+        Ok([input[0], outputs])
+    }
+}
+
+crate::weight_and_bias_params!(Affine);
+
+impl<T: Float> Layer<T> for Affine<T> {
+    fn describe(&self) -> String {
+        let (i, o) = self.weight.dim();
+        format!("Affine {i} -> {o}")
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
+        self.out_dims(input).map(|d| d.to_vec())
     }
 
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
-        let out_shape = self.output_shape(x.shape())?;
+        let out_shape = self.out_dims(x.shape())?;
         let (n, (inputs, outputs)) = (out_shape[0], self.weight.dim());
         self.x_shape.clear();
         self.x_shape.extend_from_slice(x.shape());

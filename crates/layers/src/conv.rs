@@ -148,6 +148,18 @@ impl<T: Float> Convolution<T> {
     fn filters(&self) -> usize {
         self.weight.dim().0
     }
+
+    /// [`Layer::output_shape`] without allocating, for every forward.
+    fn out_dims(&self, input: &[usize]) -> Result<[usize; 4], Error> {
+        let err = |e| shape_error(self, e);
+        let [n, c, h, w] = expect_nchw(self, input)?;
+        let want_c = self.weight.dim().1;
+        if c != want_c {
+            return Err(err(ShapeError::mismatch("input channels", want_c, c)));
+        }
+        let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
+        Ok([n, self.filters(), oh, ow])
+    }
 }
 
 crate::weight_and_bias_params!(Convolution);
@@ -159,18 +171,11 @@ impl<T: Float> Layer<T> for Convolution<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
-        let err = |e| shape_error(self, e);
-        let [n, c, h, w] = expect_nchw(self, input)?;
-        let want_c = self.weight.dim().1;
-        if c != want_c {
-            return Err(err(ShapeError::mismatch("input channels", want_c, c)));
-        }
-        let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
-        Ok(vec![n, self.filters(), oh, ow])
+        self.out_dims(input).map(|d| d.to_vec())
     }
 
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
-        let out_shape = self.output_shape(x.shape())?;
+        let out_shape = self.out_dims(x.shape())?;
         let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let (fnum, ohw) = (out_shape[1], out_shape[2] * out_shape[3]);
         let (chw, ckk) = (c * h * w, c * self.win.area());

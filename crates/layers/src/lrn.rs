@@ -107,7 +107,7 @@ impl<T: Float> Layer<T> for Lrn<T> {
     }
 
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
-        self.output_shape(x.shape())?;
+        expect_nchw(self, x.shape())?;
         let (n, c, hw) = (x.shape()[0], x.shape()[1], x.shape()[2] * x.shape()[3]);
         for buf in [&mut self.x, &mut self.scale, &mut self.pow, &mut self.out] {
             reuse(buf, x.shape());

@@ -96,6 +96,18 @@ impl<T: Float> Pooling<T> {
     pub fn kind(&self) -> PoolKind {
         self.kind
     }
+
+    /// [`Layer::output_shape`] without allocating, for every forward.
+    fn out_dims(&self, input: &[usize]) -> Result<[usize; 4], Error> {
+        let err = |e| shape_error(self, e);
+        let [n, c, h, w] = expect_nchw(self, input)?;
+        if self.win.area() > MAX_AREA {
+            let m = format!("a window of {} elements; at most {MAX_AREA}", self.win.area());
+            return Err(Error::invalid(self.describe(), m));
+        }
+        let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
+        Ok([n, c, oh, ow])
+    }
 }
 
 /// A running max with its position, written so that the compiler emits
@@ -294,18 +306,11 @@ impl<T: Float> Layer<T> for Pooling<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
-        let err = |e| shape_error(self, e);
-        let [n, c, h, w] = expect_nchw(self, input)?;
-        if self.win.area() > MAX_AREA {
-            let m = format!("a window of {} elements; at most {MAX_AREA}", self.win.area());
-            return Err(Error::invalid(self.describe(), m));
-        }
-        let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
-        Ok(vec![n, c, oh, ow])
+        self.out_dims(input).map(|d| d.to_vec())
     }
 
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
-        let out_shape = self.output_shape(x.shape())?;
+        let out_shape = self.out_dims(x.shape())?;
         let x = as_nchw(x).map_err(|e| shape_error(self, e))?;
         let (n, c, h, w) = x.dim();
         let (oh, ow) = (out_shape[2], out_shape[3]);

@@ -42,11 +42,15 @@ use ndarray::{ArrayView, ArrayView4, ArrayViewD, Dimension, Ix4};
 /// assert!(tensor4d::as_nchw(ArrayD::<f32>::zeros(vec![2, 784]).view()).is_err());
 /// ```
 pub fn as_nchw<T>(x: ArrayViewD<'_, T>) -> Result<ArrayView4<'_, T>, ShapeError> {
-    let shape = x.shape().to_vec();
-    x.into_dimensionality::<Ix4>().map_err(|_| ShapeError::Rank {
-        expected: "4 (N, C, H, W)",
-        found: shape,
-    })
+    if x.ndim() != 4 {
+        return Err(ShapeError::Rank {
+            expected: "4 (N, C, H, W)",
+            found: x.shape().to_vec(),
+        });
+    }
+    // The shape is copied only for the error: this runs on every forward.
+    Ok(x.into_dimensionality::<Ix4>()
+        .unwrap_or_else(|_| unreachable!("checked to be 4-D")))
 }
 
 /// Returns an error when any axis of `shape` is empty: every layer refuses
