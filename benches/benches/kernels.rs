@@ -61,6 +61,10 @@ fn convolutions(c: &mut Criterion) {
         group.bench_function("im2col", |b| {
             b.iter(|| im2col::im2col_into(x4.view(), case.window, col.view_mut()).unwrap())
         });
+        let mut back = ndarray::Array4::<f32>::zeros(x4.dim());
+        group.bench_function("col2im", |b| {
+            b.iter(|| im2col::col2im_into(col.view(), case.window, back.view_mut()).unwrap())
+        });
         group.finish();
     }
 }

@@ -147,6 +147,22 @@ pub fn run(args: Args) -> Result<()> {
             e.id,
             human(ns)
         )?;
+        // A convolution's whole training cost: forward and backward together.
+        if let (Some(conv), Some(sgemm)) = (e.id.strip_suffix("/backward"), &e.sgemm)
+            && let (Some(&fwd), Some(&sns)) = (medians.get(&format!("{conv}/forward")), medians.get(sgemm))
+        {
+            let both = (fwd + ns) / 1e9;
+            let flops = e.flops as f64 * 1.5; // forward F plus backward 2F
+            let g = flops / both / 1e9;
+            let sg = e.flops as f64 / 2.0 / (sns / 1e9) / 1e9;
+            writeln!(
+                report,
+                "| {conv}/forward+backward | {} | {:.0} | {g:.1} | {:.0}% |",
+                human(both * 1e9),
+                e.images as f64 / both,
+                100.0 * g / sg
+            )?;
+        }
     }
     let path = target.join("bench-report.md");
     std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;

@@ -96,10 +96,10 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     );
     let x = data.test.images::<f32>();
     let one = x.slice(s![args.image..args.image + 1, .., .., ..]).into_dyn();
-    let label = net
+    let (label, what) = net
         .layers()
         .next()
-        .map(|(l, _)| l.to_string())
+        .map(|(l, layer)| (l.to_string(), layer.describe()))
         .context("the network has no layers")?;
     let maps = net.forward_to(one, &label)?.clone();
     let maps = maps
@@ -111,7 +111,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     }
     pictures::responses(maps, &args.out)?;
     println!(
-        "wrote the {} response maps of {label} for test image {} (class {}) to {}",
+        "wrote the {} response maps of {label} ({what}) for test image {} (class {}) to {}",
         maps.len_of(Axis(0)),
         args.image,
         data.classes[data.test.labels()[args.image] as usize],

@@ -1,6 +1,7 @@
 //! The update rules of the book's `common/optimizer.py` (section 6.1).
 
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
+use rayon::prelude::*;
 use tensor4d::Float;
 
 use crate::{Error, Parameters};
@@ -520,12 +521,31 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let lr_t = T::of(self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t)));
         let (b1, b2) = (T::of(1.0 - self.beta1), T::of(1.0 - self.beta2));
         let eps = T::of(1e-7);
+        let update = move |p: &mut T, g: T, m: &mut T, v: &mut T| {
+            *m += b1 * (g - *m);
+            *v += b2 * (g * g - *v);
+            *p -= lr_t * *m / (v.sqrt() + eps);
+        };
         let result = self.slots.visit(params, |mut p, g, [m, v]| {
-            Zip::from(&mut p).and(&g).and(m).and(v).for_each(|p, &g, m, v| {
-                *m += b1 * (g - *m);
-                *v += b2 * (g * g - *v);
-                *p -= lr_t * *m / (v.sqrt() + eps);
-            })
+            let slices = (p.as_slice_mut(), g.as_slice(), m.as_slice_mut(), v.as_slice_mut());
+            if let (Some(p), Some(g), Some(m), Some(v)) = slices {
+                // Element by element, so splitting among threads changes no bit.
+                let per = crate::par::per_part(p.len()).max(1 << 14);
+                p.par_chunks_mut(per)
+                    .zip(g.par_chunks(per))
+                    .zip(m.par_chunks_mut(per).zip(v.par_chunks_mut(per)))
+                    .for_each(|((p, g), (m, v))| {
+                        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                            update(p, g, m, v);
+                        }
+                    });
+            } else {
+                Zip::from(&mut p)
+                    .and(&g)
+                    .and(m)
+                    .and(v)
+                    .for_each(|p, &g, m, v| update(p, g, m, v));
+            }
         });
         result.map_err(|m| {
             self.t -= 1;
