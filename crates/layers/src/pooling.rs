@@ -291,31 +291,6 @@ fn backward_unpadded<T: Float>(
     }
 }
 
-/// Whether max pooling's 2x2 windows of stride 2 tile the plane exactly
-/// (every input pixel in exactly one window), as in SimpleConvNet.
-fn tiles_2x2(kind: PoolKind, win: Window, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> bool {
-    kind == PoolKind::Max && win == Window::square(2).with_stride(2) && h == 2 * oh && w == 2 * ow
-}
-
-/// Backward of [`tiles_2x2`] pooling: each window's four input gradients
-/// written at once, the winner's `0 + g` (as adding into zeros gives, so
-/// `-0.0` becomes `0.0` as in the general path) and zeros, with no separate
-/// pass to clear the plane first.
-fn backward_2x2_tiles<T: Float>(dx: &mut [T], w: usize, dout: &[T], args: &[u16]) {
-    let ow = w / 2;
-    let rows = dx
-        .chunks_exact_mut(2 * w)
-        .zip(dout.chunks_exact(ow).zip(args.chunks_exact(ow)));
-    for (pair, (dout, args)) in rows {
-        let (r0, r1) = pair.split_at_mut(w);
-        let cells = r0.chunks_exact_mut(2).zip(r1.chunks_exact_mut(2));
-        for ((top, bottom), (&g, &k)) in cells.zip(dout.iter().zip(args)) {
-            let v = |at: u16| if k == at { T::zero() + g } else { T::zero() };
-            (top[0], top[1], bottom[0], bottom[1]) = (v(0), v(1), v(2), v(3));
-        }
-    }
-}
-
 /// The largest window: positions within it are kept as `u16`.
 const MAX_AREA: usize = 1 << 16;
 
@@ -437,10 +412,7 @@ impl<T: Float> Layer<T> for Pooling<T> {
                     .for_each(|((dxs, douts), args)| {
                         let planes = dxs.chunks_exact_mut(h * w).zip(douts.chunks_exact(oh * ow));
                         for ((plane, d), args) in planes.zip(args.chunks_exact(oh * ow)) {
-                            if tiles_2x2(kind, win, (h, w), (oh, ow)) {
-                                backward_2x2_tiles(plane, w, d, args);
-                                continue;
-                            }
+                            // Cleared plane by plane, while it is in cache.
                             plane.fill(T::zero());
                             if win.ph == 0 && win.pw == 0 {
                                 backward_unpadded(kind, win, plane, (w, ow), d, args, inv);
