@@ -113,6 +113,10 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     writeln!(report, "|---|---:|---:|---:|---:|")?;
     for e in benches::catalog() {
+        // Criterion keeps earlier runs' results: report only what this run measured.
+        if args.filter.as_ref().is_some_and(|f| !e.id.contains(f.as_str())) {
+            continue;
+        }
         let Some(&ns) = medians.get(&e.id) else { continue };
         let secs = ns / 1e9;
         let images = if e.images > 0 {
