@@ -288,6 +288,25 @@ fn nan_propagates_through_relu_and_max_pooling() {
     assert!(p[[0, 0, 0, 0]].is_nan());
 }
 
+/// Direct pooling and the chapter's expansion give the same bits, forward
+/// and backward, max and average, on `x`.
+fn methods_agree(x: &ArrayD<f64>, win: Window, seed: u64) -> Result<(), TestCaseError> {
+    use layers::{PoolKind, PoolMethod};
+    let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for kind in [PoolKind::Max, PoolKind::Average] {
+        let mut direct = Pooling::new(kind, win).with_method(PoolMethod::Direct);
+        let mut expand = Pooling::new(kind, win).with_method(PoolMethod::Expansion);
+        let a = direct.forward(x.view(), Mode::Train).unwrap().clone();
+        let b = expand.forward(x.view(), Mode::Train).unwrap().clone();
+        prop_assert_eq!(bits(&a), bits(&b));
+        let g = uniform(a.shape(), seed ^ 9);
+        let da = direct.backward(g.view()).unwrap().clone();
+        let db = expand.backward(g.view()).unwrap().clone();
+        prop_assert_eq!(bits(&da), bits(&db));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -295,24 +314,12 @@ proptest! {
     // for bit, forward and backward, padding and NaN included.
     #[test]
     fn direct_pooling_equals_the_expansion((shape, win) in exact_case(3, 3), seed in any::<u64>(), nan in any::<bool>()) {
-        use layers::{PoolKind, PoolMethod};
         let mut x = uniform4(shape, seed).into_dyn();
         if nan {
             let i = seed as usize % x.len();
             x.as_slice_mut().unwrap()[i] = f64::NAN;
         }
-        for kind in [PoolKind::Max, PoolKind::Average] {
-            let mut direct = Pooling::new(kind, win).with_method(PoolMethod::Direct);
-            let mut expand = Pooling::new(kind, win).with_method(PoolMethod::Expansion);
-            let a = direct.forward(x.view(), Mode::Train).unwrap().clone();
-            let b = expand.forward(x.view(), Mode::Train).unwrap().clone();
-            let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&a), bits(&b));
-            let g = uniform(a.shape(), seed ^ 9);
-            let da = direct.backward(g.view()).unwrap().clone();
-            let db = expand.backward(g.view()).unwrap().clone();
-            prop_assert_eq!(bits(&da), bits(&db));
-        }
+        methods_agree(&x, win, seed)?;
     }
 }
 
@@ -326,7 +333,6 @@ proptest! {
         n in 1usize..3, c in 1usize..4, oh in 1usize..6, ow in 1usize..6,
         which in 0usize..3, seed in any::<u64>(), nan in any::<bool>()
     ) {
-        use layers::{PoolKind, PoolMethod};
         let win = [Window::square(2).with_stride(2), Window::square(3).with_stride(2), Window::square(2)][which];
         let shape = (n, c, (oh - 1) * win.sh + win.fh, (ow - 1) * win.sw + win.fw);
         let mut x = uniform4(shape, seed).mapv(|v| (v * 4.0).round()).into_dyn();
@@ -334,18 +340,7 @@ proptest! {
             let i = seed as usize % x.len();
             x.as_slice_mut().unwrap()[i] = f64::NAN;
         }
-        for kind in [PoolKind::Max, PoolKind::Average] {
-            let mut direct = Pooling::new(kind, win).with_method(PoolMethod::Direct);
-            let mut expand = Pooling::new(kind, win).with_method(PoolMethod::Expansion);
-            let a = direct.forward(x.view(), Mode::Train).unwrap().clone();
-            let b = expand.forward(x.view(), Mode::Train).unwrap().clone();
-            let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&a), bits(&b));
-            let g = uniform(a.shape(), seed ^ 9);
-            let da = direct.backward(g.view()).unwrap().clone();
-            let db = expand.backward(g.view()).unwrap().clone();
-            prop_assert_eq!(bits(&da), bits(&db));
-        }
+        methods_agree(&x, win, seed)?;
     }
 }
 
