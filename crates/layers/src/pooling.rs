@@ -164,7 +164,9 @@ fn reduce<T: Float>(kind: PoolKind, area: usize, at: impl Fn(usize) -> T) -> (T,
             }
             m.finish(area, at)
         }
-        PoolKind::Average => ((0..area).map(at).sum::<T>(), 0),
+        // From +0 as the direct path sums (`Sum` for floats starts at -0,
+        // which would keep a window of -0s at -0 here only).
+        PoolKind::Average => ((0..area).map(at).fold(T::zero(), |s, v| s + v), 0),
     }
 }
 
