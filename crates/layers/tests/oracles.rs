@@ -99,11 +99,7 @@ fn grouped_convolution_backward_matches_nested_loops() {
         let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
         let b = uniform1(filters, seed ^ 2);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
                 let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
                 let g = uniform(y.shape(), seed ^ 3);
@@ -440,11 +436,7 @@ fn results_do_not_depend_on_the_thread_count() {
     // Every parallel loop owns its outputs and never splits a sum, so one
     // thread and three give the same bits.
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let x = uniform4((5, 3, 9, 9), 7).into_dyn();
             let mut conv = Convolution::from_weights(
                 uniform4((6, 3, 3, 3), 8),

@@ -67,3 +67,12 @@ pub fn assert_all_close(a: &ArrayD<f64>, b: &ArrayD<f64>, what: &str) {
         assert!(close(x, y), "{what} at {:?}: {x} vs {y}", i);
     }
 }
+
+/// Runs `f` on a rayon pool of `threads` threads.
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
