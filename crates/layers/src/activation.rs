@@ -130,7 +130,7 @@ elementwise!(Relu, "ReLU", |x| relu(x), |y, d| relu_grad(y, d), |out| {
 elementwise!(
     Sigmoid,
     "Sigmoid",
-    |x| T::one() / (T::one() + (-x).exp()),
+    |x| T::one() / (T::one() + (-x).exp_fast()),
     |y, d| d * y * (T::one() - y),
     |_| 0
 );

@@ -1,7 +1,7 @@
 use ndarray::{Array1, Array4, ArrayD, ArrayViewD};
 use rand::Rng;
 use rayon::prelude::*;
-use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, gemm, reuse};
+use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, gemm, gemm_dots, gemm_few_rows, reuse};
 
 use crate::par::{lane_sum, per_part};
 use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw, shape_error};
@@ -209,13 +209,15 @@ impl<T: Float> Layer<T> for Convolution<T> {
                     for (row, &b) in out.chunks_exact_mut(ohw).zip(bias.iter()) {
                         row.fill(b);
                     }
-                    gemm(
-                        T::one(),
-                        wmat,
+                    let (col, o) = (
                         MatRef::row_major(col, ckk, ohw),
-                        T::one(),
                         MatMut::row_major(out, fnum, ohw),
                     );
+                    if few_filters(fnum) {
+                        gemm_few_rows(wmat, col, o);
+                    } else {
+                        gemm(T::one(), wmat, col, T::one(), o);
+                    }
                     if relu {
                         // `Relu`'s own function, while the image is still in cache.
                         for v in out.iter_mut() {
@@ -287,13 +289,15 @@ impl<T: Float> Layer<T> for Convolution<T> {
                 }
                 let col = &col[..ckk * ld];
                 let (dw, db) = partial.split_at_mut(fnum * ckk);
-                gemm(
-                    T::one(),
+                let (d_m, col_t) = (
                     MatRef::row_major(d, fnum, ld),
                     MatRef::row_major(col, ckk, ld).t(),
-                    T::zero(),
-                    MatMut::row_major(dw, fnum, ckk),
                 );
+                if few_filters(fnum) {
+                    gemm_dots(d_m, col_t, MatMut::row_major(dw, fnum, ckk));
+                } else {
+                    gemm(T::one(), d_m, col_t, T::zero(), MatMut::row_major(dw, fnum, ckk));
+                }
                 for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
                     *s = lane_sum(row);
                 }
@@ -371,6 +375,13 @@ impl<T: Float> Layer<T> for Convolution<T> {
         }
         crate::activation::relu_kinks(self.out.as_slice().unwrap_or_else(|| unreachable!("owned")))
     }
+}
+
+/// Whether products with `fnum` filter rows go to the small-matrix kernels
+/// ([`gemm_few_rows`], [`gemm_dots`]) rather than `matrixmultiply`, whose
+/// 8- or 16-row tiles would run mostly empty.
+fn few_filters(fnum: usize) -> bool {
+    fnum <= 16
 }
 
 /// Columns a group of images aims for: products with fewer columns than

@@ -246,6 +246,14 @@ fn forward_unpadded<T: Float>(
                 let r = m.finish(4, |k| [r0[x], r0[x + 1], r1[x], r1[x + 1]][k]);
                 (*o, *arg) = (r.0, r.1 as u16);
             }
+        } else if kind == PoolKind::Average && win.fh == 2 && win.fw == 2 {
+            let (r0, r1) = (&top[..w], &top[w..2 * w]);
+            for (j, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
+                let x = j * win.sw;
+                // `reduce`'s order, from +0 (which turns a -0 sum into +0).
+                let sum = T::zero() + r0[x] + r0[x + 1] + r1[x] + r1[x + 1];
+                (*o, *arg) = (finish((sum, 0)), 0);
+            }
         } else {
             for (j, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
                 let r = reduce_inside(kind, top, j * win.sw, w, win);
@@ -266,6 +274,19 @@ fn backward_unpadded<T: Float>(
     inv: T,
 ) {
     let rows = dout.chunks_exact(ow).zip(args.chunks_exact(ow));
+    if kind == PoolKind::Average && win.fh == 2 && win.fw == 2 {
+        for (i, dout) in dout.chunks_exact(ow).enumerate() {
+            let (r0, r1) = dx[i * win.sh * w..].split_at_mut(w);
+            for (j, &g) in dout.iter().enumerate() {
+                let (x, v) = (j * win.sw, g * inv);
+                r0[x] += v;
+                r0[x + 1] += v;
+                r1[x] += v;
+                r1[x + 1] += v;
+            }
+        }
+        return;
+    }
     for (i, (dout, args)) in rows.enumerate() {
         let top = i * win.sh * w;
         for (j, (&g, &k)) in dout.iter().zip(args).enumerate() {

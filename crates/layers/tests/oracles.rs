@@ -83,7 +83,9 @@ fn naive_conv_backward(
 }
 
 /// Backward puts small outputs' images side by side in groups (ten
-/// 10x10 outputs, eight 11x11 ones); batches that do not divide into whole
+/// 10x10 outputs, eight 11x11 ones); products of up to 16 filters take
+/// the small-matrix kernels, whose tiles are 16 columns wide (so 100 and
+/// 121 columns end in a partial tile); batches that do not divide into whole
 /// groups, on one thread and on three, must still match the naive loops,
 /// and give the same bits whatever the thread count.
 #[test]
@@ -92,6 +94,10 @@ fn grouped_convolution_backward_matches_nested_loops() {
         ((25, 2, 10, 10), 3, Window::square(3).with_pad(1)),
         ((21, 1, 23, 23), 2, Window::square(3).with_stride(2)),
         ((13, 3, 12, 12), 4, Window::square(2).with_stride(1).with_pad(0)),
+        // 13 filters: tiles of 6 rows and a remainder in the small-matrix
+        // kernels; 18 filters: matrixmultiply.
+        ((5, 2, 12, 12), 13, Window::square(3).with_pad(1)),
+        ((4, 3, 9, 9), 18, Window::square(3).with_pad(1)),
     ];
     for (k, (shape, filters, win)) in cases.into_iter().enumerate() {
         let seed = 40 + k as u64;
@@ -128,7 +134,10 @@ proptest! {
 
     #[test]
     fn convolution_matches_nested_loops(
-        (shape, win) in exact_case(3, 3), filters in 1usize..5, seed in any::<u64>()
+        (shape, win) in exact_case(3, 3),
+        // Up to 16 filters take the small-matrix kernels, more matrixmultiply.
+        filters in prop_oneof![1usize..8, 17usize..19],
+        seed in any::<u64>()
     ) {
         let x = uniform4(shape, seed);
         let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);

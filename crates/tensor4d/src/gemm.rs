@@ -8,22 +8,22 @@ use crate::Float;
 /// that is a bug in the calling code, not bad user input.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
+    pub(crate) data: &'a [T],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
 }
 
 /// A mutable matrix over a slice with row and column strides in elements;
 /// distinct (row, column) pairs always address distinct elements.
 #[derive(Debug)]
 pub struct MatMut<'a, T> {
-    data: &'a mut [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
+    pub(crate) data: &'a mut [T],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
 }
 
 fn check_bounds(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {

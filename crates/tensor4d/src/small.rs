@@ -1,0 +1,328 @@
+//! Matrix products whose shapes `matrixmultiply` serves badly: few rows
+//! (a convolution with 6 or 16 filters, where its 8- or 16-row kernel runs
+//! mostly empty and packing costs more than the arithmetic), and weight
+//! gradients, each element a long dot product. Register-tiled loops that
+//! the compiler vectorises, compiled for AVX2 and FMA when the CPU has them
+//! ([`with_simd`]).
+
+use crate::{Float, MatMut, MatRef};
+
+/// Runs `f`, compiled for AVX2 and FMA when the CPU has both (then `f`
+/// receives `true`): loops inlined into `f` are vectorised 8 `f32` wide
+/// instead of baseline x86-64's 4. The compiler never fuses a multiply and
+/// an add on its own, so a loop that does not ask for `mul_add` gives the
+/// same bits either way.
+///
+/// ```
+/// let sum: f32 = tensor4d::with_simd(|_| (1..=4).map(|v| v as f32).sum());
+/// assert_eq!(sum, 10.0);
+/// ```
+#[inline(always)]
+pub fn with_simd<R>(f: impl FnOnce(bool) -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2_fma<R>(f: impl FnOnce(bool) -> R) -> R {
+            f(true)
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU was just seen to support AVX2 and FMA.
+            return unsafe { avx2_fma(f) };
+        }
+    }
+    f(false)
+}
+
+/// `acc + w * v`, fused (one rounding) when `FMA`.
+#[inline(always)]
+fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
+    if FMA { w.mul_add(v, acc) } else { acc + w * v }
+}
+
+/// Output columns per tile of [`gemm_few_rows`]: two AVX2 registers of f32.
+const COLS: usize = 16;
+/// Output rows per tile of [`gemm_few_rows`]: 6 x 2 accumulators fit
+/// AVX2's 16 registers beside the loaded row and the broadcast weight.
+const ROWS: usize = 6;
+
+/// `C <- C + A B` for an A with few rows (a convolution's filters times its
+/// columns), reading B and writing C in place (no packing). B and C must
+/// have unit column stride; A any strides.
+///
+/// Each element's sum runs over `k` in order (fused multiply-adds where the
+/// CPU has them), so results depend on the machine but not on threads.
+///
+/// ```
+/// use tensor4d::{gemm_few_rows, MatMut, MatRef};
+/// let a = [1.0f32, 2.0]; // 1x2
+/// let b = [1.0f32, 2.0, 3.0, 10.0, 20.0, 30.0]; // 2x3
+/// let mut c = [0.5f32; 3];
+/// gemm_few_rows(MatRef::row_major(&a, 1, 2), MatRef::row_major(&b, 2, 3), MatMut::row_major(&mut c, 1, 3));
+/// assert_eq!(c, [21.5, 42.5, 63.5]);
+/// ```
+pub fn gemm_few_rows<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: MatMut<'_, T>) {
+    assert_eq!(a.cols, b.rows, "inner dimensions of A and B");
+    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
+    assert!(b.cs == 1 || b.cols <= 1, "B needs unit column stride");
+    assert!(c.cs == 1 || c.cols <= 1, "C needs unit column stride");
+    if c.rows == 0 || c.cols == 0 {
+        return;
+    }
+    with_simd(
+        #[inline(always)]
+        |fma| {
+            if fma {
+                few_rows::<T, true>(a, b, c)
+            } else {
+                few_rows::<T, false>(a, b, c)
+            }
+        },
+    )
+}
+
+#[inline(always)]
+fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut c: MatMut<'_, T>) {
+    let mut r0 = 0;
+    while r0 < c.rows {
+        let left = c.rows - r0;
+        match left.min(ROWS) {
+            6 => few_rows_tile::<T, 6, FMA>(a, b, &mut c, r0),
+            5 => few_rows_tile::<T, 5, FMA>(a, b, &mut c, r0),
+            4 => few_rows_tile::<T, 4, FMA>(a, b, &mut c, r0),
+            3 => few_rows_tile::<T, 3, FMA>(a, b, &mut c, r0),
+            2 => few_rows_tile::<T, 2, FMA>(a, b, &mut c, r0),
+            _ => few_rows_tile::<T, 1, FMA>(a, b, &mut c, r0),
+        }
+        r0 += left.min(ROWS);
+    }
+}
+
+/// Rows `r0..r0+R` of C, `COLS` columns at a time; when `COLS` does not
+/// divide the width, a last tile overlaps the one before and stores only
+/// its new columns. Only fixed-size arrays are indexed in the loop over
+/// `k`, so the compiler keeps the accumulators in registers.
+#[inline(always)]
+fn few_rows_tile<T: Float, const R: usize, const FMA: bool>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut MatMut<'_, T>,
+    r0: usize,
+) {
+    let (k, n) = (a.cols, c.cols);
+    let w = |r: usize, kk: usize| a.data[(r0 + r) * a.rs + kk * a.cs];
+    if n < COLS {
+        // Too narrow for a tile: one element at a time, same order.
+        for r in 0..R {
+            for p in 0..n {
+                let mut s = c.data[(r0 + r) * c.rs + p];
+                for kk in 0..k {
+                    s = madd::<T, FMA>(w(r, kk), b.data[kk * b.rs + p], s);
+                }
+                c.data[(r0 + r) * c.rs + p] = s;
+            }
+        }
+        return;
+    }
+    let full = n - n % COLS;
+    let starts = (0..full).step_by(COLS).chain((full < n).then_some(n - COLS));
+    for p0 in starts {
+        let mut acc: [[T; COLS]; R] = std::array::from_fn(|r| {
+            let at = (r0 + r) * c.rs + p0;
+            c.data[at..at + COLS]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!())
+        });
+        for kk in 0..k {
+            let at = kk * b.rs + p0;
+            let v: [T; COLS] = b.data[at..at + COLS]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let w = w(r, kk);
+                for (s, &v) in acc.iter_mut().zip(&v) {
+                    *s = madd::<T, FMA>(w, v, *s);
+                }
+            }
+        }
+        // The overlapping last tile recomputed columns already done.
+        let fresh = if p0 + COLS > full { full - p0 } else { 0 };
+        for (r, acc) in acc.iter().enumerate() {
+            let at = (r0 + r) * c.rs + p0;
+            c.data[at + fresh..at + COLS].copy_from_slice(&acc[fresh..]);
+        }
+    }
+}
+
+/// Lanes of each partial sum in [`gemm_dots`]: one AVX2 register of f32.
+const LANES: usize = 8;
+/// Rows of A and of B^T per tile of [`gemm_dots`]: 4 x 3 accumulators.
+const DOT_ROWS: usize = 4;
+const DOT_COLS: usize = 3;
+
+/// `C <- A B` where every element is a long dot product: A `(m, n)` with
+/// unit column stride, B `(n, q)` with unit row stride (the transpose of a
+/// row-major matrix, such as im2col's columns), `n` large, `m` and `q`
+/// small (a weight gradient `dout col^T`). Overwrites C.
+///
+/// Each dot product is summed in 8 interleaved lanes, combined in a fixed
+/// order, so results depend on the machine but not on threads.
+///
+/// ```
+/// use tensor4d::{gemm_dots, MatMut, MatRef};
+/// let a = [1.0f32, 2.0, 3.0]; // 1x3
+/// let bt = [1.0f32, 1.0, 1.0, 0.0, 1.0, 0.0]; // B^T, 2x3
+/// let mut c = [9.0f32; 2];
+/// gemm_dots(MatRef::row_major(&a, 1, 3), MatRef::row_major(&bt, 2, 3).t(), MatMut::row_major(&mut c, 1, 2));
+/// assert_eq!(c, [6.0, 2.0]);
+/// ```
+pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: MatMut<'_, T>) {
+    assert_eq!(a.cols, b.rows, "inner dimensions of A and B");
+    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
+    assert!(a.cs == 1 || a.cols <= 1, "A needs unit column stride");
+    assert!(b.rs == 1 || b.rows <= 1, "B needs unit row stride");
+    if c.rows == 0 || c.cols == 0 {
+        return;
+    }
+    with_simd(
+        #[inline(always)]
+        |fma| {
+            if fma {
+                dots::<T, true>(a, b, c)
+            } else {
+                dots::<T, false>(a, b, c)
+            }
+        },
+    )
+}
+
+#[inline(always)]
+fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut c: MatMut<'_, T>) {
+    let mut r0 = 0;
+    while r0 < c.rows {
+        let rows = (c.rows - r0).min(DOT_ROWS);
+        let mut q0 = 0;
+        while q0 < c.cols {
+            let cols = (c.cols - q0).min(DOT_COLS);
+            macro_rules! tiles {
+                ($(($r:literal, $q:literal)),*) => {
+                    match (rows, cols) {
+                        $(($r, $q) => dots_tile::<T, $r, $q, FMA>(a, b, &mut c, r0, q0),)*
+                        _ => unreachable!("tiles of at most {DOT_ROWS} x {DOT_COLS}"),
+                    }
+                };
+            }
+            tiles!(
+                (4, 3),
+                (4, 2),
+                (4, 1),
+                (3, 3),
+                (3, 2),
+                (3, 1),
+                (2, 3),
+                (2, 2),
+                (2, 1),
+                (1, 3),
+                (1, 2),
+                (1, 1)
+            );
+            q0 += cols;
+        }
+        r0 += rows;
+    }
+}
+
+/// Elements `(r0.., q0..)` of C, `R x Q` dot products of length `n`.
+#[inline(always)]
+fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut MatMut<'_, T>,
+    r0: usize,
+    q0: usize,
+) {
+    let n = a.cols;
+    let mut acc = [[[T::zero(); LANES]; Q]; R];
+    let rows: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs..][..n]);
+    let cols: [&[T]; Q] = std::array::from_fn(|q| &b.data[(q0 + q) * b.cs..][..n]);
+    let full = n - n % LANES;
+    let mut p = 0;
+    while p < full {
+        let xs: [[T; LANES]; R] = std::array::from_fn(|r| {
+            rows[r][p..p + LANES]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!())
+        });
+        let ys: [[T; LANES]; Q] = std::array::from_fn(|q| {
+            cols[q][p..p + LANES]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!())
+        });
+        for (acc, x) in acc.iter_mut().zip(&xs) {
+            for (acc, y) in acc.iter_mut().zip(&ys) {
+                for l in 0..LANES {
+                    acc[l] = madd::<T, FMA>(x[l], y[l], acc[l]);
+                }
+            }
+        }
+        p += LANES;
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (q, acc) in acc.iter().enumerate() {
+            let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+            for i in full..n {
+                s = madd::<T, FMA>(rows[r][i], cols[q][i], s);
+            }
+            c.data[(r0 + r) * c.rs + (q0 + q) * c.cs] = s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i as u64 + 1) * 2_654_435_761 + seed * 40_503) % 1000) as f64 / 250.0 - 2.0)
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn few_rows_matches_triple_loop(m in 1usize..15, k in 0usize..30, n in 1usize..40, seed in 0u64..100) {
+            let (a, b) = (values(m * k, seed), values(k * n, seed + 1));
+            let c0 = values(m * n, seed + 2);
+            let mut c = c0.clone();
+            // A read through its transpose's strides, to exercise them.
+            let at: Vec<f64> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            gemm_few_rows(MatRef::new(&at, m, k, 1, m), MatRef::row_major(&b, k, n), MatMut::row_major(&mut c, m, n));
+            let want = naive(&a, &b, m, k, n);
+            for i in 0..m * n {
+                prop_assert!((c[i] - c0[i] - want[i]).abs() < 1e-9, "element {i}: {} vs {}", c[i] - c0[i], want[i]);
+            }
+        }
+
+        #[test]
+        fn dots_match_triple_loop(m in 1usize..11, n in 0usize..70, q in 1usize..11, seed in 0u64..100) {
+            let (a, bt) = (values(m * n, seed), values(q * n, seed + 1));
+            let b: Vec<f64> = (0..n * q).map(|i| bt[(i % q) * n + i / q]).collect();
+            let mut c = vec![f64::NAN; m * q];
+            gemm_dots(MatRef::row_major(&a, m, n), MatRef::row_major(&bt, q, n).t(), MatMut::row_major(&mut c, m, q));
+            let want = naive(&a, &b, m, n, q);
+            for i in 0..m * q {
+                prop_assert!((c[i] - want[i]).abs() < 1e-9, "element {i}: {} vs {}", c[i], want[i]);
+            }
+        }
+    }
+}
