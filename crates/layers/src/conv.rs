@@ -1,7 +1,7 @@
 use ndarray::{Array1, Array4, ArrayD, ArrayViewD};
 use rand::Rng;
 use rayon::prelude::*;
-use tensor4d::{Float, MatMut, MatRef, ShapeError, Window, gemm, gemm_dots, gemm_few_rows, reuse};
+use tensor4d::{Float, MatMut, MatRef, Rows, ShapeError, Window, gemm, gemm_dots, gemm_few_rows, reuse};
 
 use crate::par::{lane_sum, per_part};
 use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw, shape_error};
@@ -63,6 +63,8 @@ pub struct Convolution<T> {
     work: Vec<Vec<T>>,
     /// Each image group's `dW` and `db`, before they are summed in order.
     partial: Vec<T>,
+    /// Where each window row starts in a padded image ([`Wide`]).
+    starts: Vec<usize>,
     dx: ArrayD<T>,
 }
 
@@ -126,6 +128,7 @@ impl<T: Float> Convolution<T> {
             relu: false,
             work: Vec::new(),
             partial: Vec::new(),
+            starts: Vec::new(),
             dx: ArrayD::zeros(vec![0]),
         })
     }
@@ -162,6 +165,318 @@ impl<T: Float> Convolution<T> {
     }
 }
 
+impl<T: Float> Convolution<T> {
+    /// dW, db = the `groups` groups' shares in `partial` summed in group
+    /// order, split by elements: the same sums whatever the number of threads.
+    fn sum_partials(&mut self, groups: usize) {
+        let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
+        let (dw, db) = (&mut self.dweight, &mut self.dbias);
+        let parts = &self.partial;
+        let sum_into = |dst: &mut [T], offset: usize| {
+            let stride = fnum * ckk + fnum;
+            let chunk = per_part(dst.len()).max(1024);
+            dst.par_chunks_mut(chunk).enumerate().for_each(|(k, dst)| {
+                let at = offset + k * chunk;
+                dst.copy_from_slice(&parts[at..at + dst.len()]);
+                for grp in 1..groups {
+                    let src = &parts[grp * stride + at..grp * stride + at + dst.len()];
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+            });
+        };
+        sum_into(dw.as_slice_mut().unwrap_or_else(|| unreachable!()), 0);
+        sum_into(db.as_slice_mut().unwrap_or_else(|| unreachable!()), fnum * ckk);
+    }
+
+    /// Forward in the [`Wide`] layout: per image, the padded input (or the
+    /// input itself), one product of the weights by its windows read in
+    /// place, and the valid columns copied out (ReLU on the way if fused).
+    fn forward_wide(&mut self, wide: &Wide, [_, c, h, w]: [usize; 4], per: usize) -> Result<(), Error> {
+        let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
+        let [_, _, oh, ow] = self.out_dims(&[1, c, h, w])?;
+        let (chw, ohw) = (c * h * w, oh * ow);
+        let (win, bias, relu, starts) = (self.win, &self.bias, self.relu, &self.starts);
+        let wmat = MatRef::row_major(
+            self.weight
+                .as_slice()
+                .unwrap_or_else(|| unreachable!("kept contiguous")),
+            fnum,
+            ckk,
+        );
+        let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+        let pad_len = wide.pad_len(c);
+        self.x
+            .par_chunks(per * chw)
+            .zip(out.par_chunks_mut(per * fnum * ohw))
+            .zip(self.work.par_iter_mut())
+            .for_each(|((xs, outs), ws)| {
+                ws.resize(pad_len + fnum * wide.width, T::zero());
+                let (xp, cw) = ws.split_at_mut(pad_len);
+                for (x, out) in xs.chunks_exact(chw).zip(outs.chunks_exact_mut(fnum * ohw)) {
+                    let xin = wide.padded(x, (c, h, w), win, xp);
+                    for (row, &b) in cw.chunks_exact_mut(wide.width).zip(bias.iter()) {
+                        row.fill(b);
+                    }
+                    let rows = Rows::new(xin, starts, wide.width);
+                    gemm_few_rows(wmat, rows, MatMut::row_major(cw, fnum, wide.width));
+                    for (dst, src) in out.chunks_exact_mut(ohw).zip(cw.chunks_exact(wide.width)) {
+                        for (dst, src) in dst.chunks_exact_mut(ow).zip(src.chunks(wide.wp)) {
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d = if relu { crate::activation::relu(v) } else { v };
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(())
+    }
+
+    /// Backward in the [`Wide`] layout, images grouped as in the general
+    /// path: `dout` laid out wide (zeros in the columns between rows, so
+    /// they add nothing), the weight gradient as dot products with the
+    /// windows read in place, and the input gradient as `W^T dout` added
+    /// back window row by window row (contiguous adds, no `col2im`).
+    fn backward_wide(&mut self, wide: &Wide, dout: &[T]) -> Result<(), Error> {
+        let [n, c, h, w] = self
+            .x_shape
+            .unwrap_or_else(|| unreachable!("checked by the caller"));
+        let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
+        let (oh, ow) = (self.out.shape()[2], self.out.shape()[3]);
+        let (chw, ohw, width) = (c * h * w, oh * ow, wide.width);
+        let g = group_size(ohw, n);
+        let groups = n.div_ceil(g);
+        let per = per_part(groups);
+        self.work.resize_with(groups.div_ceil(per), Vec::new);
+        self.partial.resize(groups * (fnum * ckk + fnum), T::zero());
+        let input_grad = self.input_grad;
+        let dx_shape: &[usize] = if input_grad { &[n, c, h, w] } else { &[0] };
+        reuse(&mut self.dx, dx_shape);
+        let (win, relu, starts) = (self.win, self.relu, &self.starts);
+        let wt = MatRef::row_major(
+            self.weight.as_slice().unwrap_or_else(|| unreachable!()),
+            fnum,
+            ckk,
+        )
+        .t();
+        let pad_len = wide.pad_len(c);
+        let out = self.out.as_slice().unwrap_or_else(|| unreachable!("owned"));
+        let body = |ws: &mut Vec<T>,
+                    (douts, outs, xs): (&[T], &[T], &[T]),
+                    partials: &mut [T],
+                    mut dxs: Option<&mut [T]>| {
+            let groups = douts
+                .chunks(g * fnum * ohw)
+                .zip(outs.chunks(g * fnum * ohw))
+                .zip(xs.chunks(g * chw))
+                .zip(partials.chunks_exact_mut(fnum * ckk + fnum));
+            for (i, (((d, out), x), partial)) in groups.enumerate() {
+                let count = x.len() / chw;
+                let ld = count * width;
+                let dcol_len = if input_grad { ckk * ld } else { 0 };
+                ws.resize(ws.len().max(fnum * ld + dcol_len + 2 * pad_len), T::zero());
+                let (dg, rest) = ws.split_at_mut(fnum * ld);
+                let (dcol, rest) = rest.split_at_mut(dcol_len);
+                let (xp, dxp) = rest.split_at_mut(pad_len);
+                // dout wide, images side by side, ReLU's backward on the way if fused.
+                for (j, (d, out)) in d
+                    .chunks_exact(fnum * ohw)
+                    .zip(out.chunks_exact(fnum * ohw))
+                    .enumerate()
+                {
+                    for f in 0..fnum {
+                        let dst = &mut dg[f * ld + j * width..f * ld + (j + 1) * width];
+                        let (src, y) = (&d[f * ohw..(f + 1) * ohw], &out[f * ohw..(f + 1) * ohw]);
+                        for (r, dst) in dst.chunks_mut(wide.wp).enumerate() {
+                            let (src, y) = (&src[r * ow..(r + 1) * ow], &y[r * ow..(r + 1) * ow]);
+                            for ((dv, &g), &y) in dst.iter_mut().zip(src).zip(y) {
+                                *dv = if relu {
+                                    crate::activation::relu_grad(y, g)
+                                } else {
+                                    g
+                                };
+                            }
+                            for dv in dst.iter_mut().skip(ow) {
+                                *dv = T::zero();
+                            }
+                        }
+                    }
+                }
+                let dg = &dg[..];
+                let (dw, db) = partial.split_at_mut(fnum * ckk);
+                for (j, x) in x.chunks_exact(chw).enumerate() {
+                    let xin = wide.padded(x, (c, h, w), win, xp);
+                    let beta = if j == 0 { T::zero() } else { T::one() };
+                    gemm_dots(
+                        MatRef::new(&dg[j * width..], fnum, width, ld, 1),
+                        Rows::new(xin, starts, width),
+                        beta,
+                        MatMut::row_major(dw, fnum, ckk),
+                    );
+                }
+                for (s, row) in db.iter_mut().zip(dg.chunks_exact(ld)) {
+                    *s = lane_sum(row);
+                }
+                let Some(dxs) = dxs.as_deref_mut() else {
+                    continue;
+                };
+                gemm(
+                    T::one(),
+                    wt,
+                    MatRef::row_major(dg, fnum, ld),
+                    T::zero(),
+                    MatMut::row_major(dcol, ckk, ld),
+                );
+                let dxs = &mut dxs[i * g * chw..i * g * chw + count * chw];
+                for (j, dx) in dxs.chunks_exact_mut(chw).enumerate() {
+                    wide.add_back(dcol, ld, j * width, starts, (c, h, w), win, dx, dxp);
+                }
+            }
+        };
+        let parts = self
+            .work
+            .par_iter_mut()
+            .zip(dout.par_chunks(per * g * fnum * ohw))
+            .zip(out.par_chunks(per * g * fnum * ohw))
+            .zip(self.x.par_chunks(per * g * chw))
+            .zip(self.partial.par_chunks_mut(per * (fnum * ckk + fnum)));
+        if input_grad {
+            let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
+            parts
+                .zip(dx.par_chunks_mut(per * g * chw))
+                .for_each(|(((((ws, d), o), x), p), dx)| body(ws, (d, o, x), p, Some(dx)));
+        } else {
+            parts.for_each(|((((ws, d), o), x), p)| body(ws, (d, o, x), p, None));
+        }
+        self.sum_partials(groups);
+        Ok(())
+    }
+}
+
+/// The layout that lets a stride-1 convolution skip im2col: outputs are
+/// computed on the padded input's width `WP` (row `oy` of the output at
+/// `oy*WP`, the `WP - OW` columns between rows computed and dropped), so
+/// that each window row `(c, ky, kx)` is one contiguous run of the padded
+/// input, starting at `c*HP*WP + ky*WP + kx`, read in place. Used with
+/// the small-matrix kernels, for up to 16 filters (where `matrixmultiply`
+/// would run mostly empty); `WIDTH = (OH-1)*WP + OW` columns.
+struct Wide {
+    c: usize,
+    fh: usize,
+    fw: usize,
+    hp: usize,
+    wp: usize,
+    width: usize,
+}
+
+impl Wide {
+    fn new(filters: usize, win: Window, (c, h, w): (usize, usize, usize)) -> Option<Wide> {
+        if filters > 16 || win.sh != 1 || win.sw != 1 {
+            return None;
+        }
+        let (hp, wp) = (h + 2 * win.ph, w + 2 * win.pw);
+        let (oh, ow) = (hp.checked_sub(win.fh)? + 1, wp.checked_sub(win.fw)? + 1);
+        Some(Wide {
+            c,
+            fh: win.fh,
+            fw: win.fw,
+            hp,
+            wp,
+            width: (oh - 1) * wp + ow,
+        })
+    }
+
+    /// Where each window row starts, in the order of the weights' columns.
+    fn starts(&self, starts: &mut Vec<usize>) {
+        starts.clear();
+        for ch in 0..self.c {
+            for ky in 0..self.fh {
+                starts.extend((0..self.fw).map(|kx| (ch * self.hp + ky) * self.wp + kx));
+            }
+        }
+    }
+
+    /// Elements of a padded image; 0 when there is no padding.
+    fn pad_len(&self, c: usize) -> usize {
+        c * self.hp * self.wp
+    }
+
+    /// `x` itself when unpadded, else `x` copied into the middle of `xp`
+    /// (borders zero).
+    fn padded<'a, T: Float>(
+        &self,
+        x: &'a [T],
+        (c, h, w): (usize, usize, usize),
+        win: Window,
+        xp: &'a mut [T],
+    ) -> &'a [T] {
+        if win.ph == 0 && win.pw == 0 {
+            return x;
+        }
+        let xp = &mut xp[..c * self.hp * self.wp];
+        xp.fill(T::zero());
+        for (src, dst) in x.chunks_exact(h * w).zip(xp.chunks_exact_mut(self.hp * self.wp)) {
+            for (src, dst) in src
+                .chunks_exact(w)
+                .zip(dst[win.ph * self.wp..].chunks_mut(self.wp))
+            {
+                dst[win.pw..win.pw + w].copy_from_slice(src);
+            }
+        }
+        xp
+    }
+
+    /// `dx` of one image from its `W^T dout` columns (`ckk` rows, `ld`
+    /// apart, this image's from column `at`): each window row added back
+    /// where it was read, on the padded image `dxp` (then cropped) or on
+    /// `dx` itself when unpadded.
+    #[allow(clippy::too_many_arguments)]
+    fn add_back<T: Float>(
+        &self,
+        dcol: &[T],
+        ld: usize,
+        at: usize,
+        starts: &[usize],
+        (c, h, w): (usize, usize, usize),
+        win: Window,
+        dx: &mut [T],
+        dxp: &mut [T],
+    ) {
+        let padded = win.ph != 0 || win.pw != 0;
+        let target: &mut [T] = if padded {
+            &mut dxp[..c * self.hp * self.wp]
+        } else {
+            dx
+        };
+        target.fill(T::zero());
+        tensor4d::with_simd(
+            #[inline(always)]
+            |_| {
+                for (k, &s) in starts.iter().enumerate() {
+                    let src = &dcol[k * ld + at..k * ld + at + self.width];
+                    for (d, &v) in target[s..s + self.width].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                }
+            },
+        );
+        if padded {
+            for (dst, src) in dx
+                .chunks_exact_mut(h * w)
+                .zip(dxp.chunks_exact(self.hp * self.wp))
+            {
+                for (dst, src) in dst
+                    .chunks_exact_mut(w)
+                    .zip(src[win.ph * self.wp..].chunks(self.wp))
+                {
+                    dst.copy_from_slice(&src[win.pw..win.pw + w]);
+                }
+            }
+        }
+    }
+}
+
 crate::weight_and_bias_params!(Convolution);
 
 impl<T: Float> Layer<T> for Convolution<T> {
@@ -187,6 +502,11 @@ impl<T: Float> Layer<T> for Convolution<T> {
 
         let per = per_part(n);
         self.work.resize_with(n.div_ceil(per), Vec::new);
+        if let Some(wide) = Wide::new(fnum, self.win, (c, h, w)) {
+            wide.starts(&mut self.starts);
+            self.forward_wide(&wide, [n, c, h, w], per)?;
+            return Ok(&self.out);
+        }
         let (win, wmat, bias, relu) = (self.win, &self.weight, &self.bias, self.relu);
         let wmat = MatRef::row_major(
             wmat.as_slice().unwrap_or_else(|| unreachable!("kept contiguous")),
@@ -209,15 +529,13 @@ impl<T: Float> Layer<T> for Convolution<T> {
                     for (row, &b) in out.chunks_exact_mut(ohw).zip(bias.iter()) {
                         row.fill(b);
                     }
-                    let (col, o) = (
+                    gemm(
+                        T::one(),
+                        wmat,
                         MatRef::row_major(col, ckk, ohw),
+                        T::one(),
                         MatMut::row_major(out, fnum, ohw),
                     );
-                    if few_filters(fnum) {
-                        gemm_few_rows(wmat, col, o);
-                    } else {
-                        gemm(T::one(), wmat, col, T::one(), o);
-                    }
                     if relu {
                         // `Relu`'s own function, while the image is still in cache.
                         for v in out.iter_mut() {
@@ -243,6 +561,10 @@ impl<T: Float> Layer<T> for Convolution<T> {
         let ohw = self.out.len() / (n * fnum);
         let (chw, ckk) = (c * h * w, c * self.win.area());
         let dout = tensor4d::contiguous(&dout);
+        if let Some(wide) = Wide::new(fnum, self.win, (c, h, w)) {
+            self.backward_wide(&wide, &dout)?;
+            return Ok(&self.dx);
+        }
         let g = group_size(ohw, n);
         let groups = n.div_ceil(g);
         let per = per_part(groups);
@@ -289,15 +611,13 @@ impl<T: Float> Layer<T> for Convolution<T> {
                 }
                 let col = &col[..ckk * ld];
                 let (dw, db) = partial.split_at_mut(fnum * ckk);
-                let (d_m, col_t) = (
+                gemm(
+                    T::one(),
                     MatRef::row_major(d, fnum, ld),
                     MatRef::row_major(col, ckk, ld).t(),
+                    T::zero(),
+                    MatMut::row_major(dw, fnum, ckk),
                 );
-                if few_filters(fnum) {
-                    gemm_dots(d_m, col_t, MatMut::row_major(dw, fnum, ckk));
-                } else {
-                    gemm(T::one(), d_m, col_t, T::zero(), MatMut::row_major(dw, fnum, ckk));
-                }
                 for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
                     *s = lane_sum(row);
                 }
@@ -336,27 +656,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
             parts.try_for_each(|((((ws, d), o), x), p)| body(ws, (d, o), x, p, None))
         };
         done.map_err(|e| shape_error(self, e))?;
-
-        // dW, db = the groups' shares summed in group order, split by
-        // elements: the same sums whatever the number of threads.
-        let (dw, db) = (&mut self.dweight, &mut self.dbias);
-        let parts = &self.partial;
-        let sum_into = |dst: &mut [T], offset: usize| {
-            let stride = fnum * ckk + fnum;
-            let chunk = per_part(dst.len()).max(1024);
-            dst.par_chunks_mut(chunk).enumerate().for_each(|(k, dst)| {
-                let at = offset + k * chunk;
-                dst.copy_from_slice(&parts[at..at + dst.len()]);
-                for grp in 1..groups {
-                    let src = &parts[grp * stride + at..grp * stride + at + dst.len()];
-                    for (d, &s) in dst.iter_mut().zip(src) {
-                        *d += s;
-                    }
-                }
-            });
-        };
-        sum_into(dw.as_slice_mut().unwrap_or_else(|| unreachable!()), 0);
-        sum_into(db.as_slice_mut().unwrap_or_else(|| unreachable!()), fnum * ckk);
+        self.sum_partials(groups);
         Ok(&self.dx)
     }
 
@@ -375,13 +675,6 @@ impl<T: Float> Layer<T> for Convolution<T> {
         }
         crate::activation::relu_kinks(self.out.as_slice().unwrap_or_else(|| unreachable!("owned")))
     }
-}
-
-/// Whether products with `fnum` filter rows go to the small-matrix kernels
-/// ([`gemm_few_rows`], [`gemm_dots`]) rather than `matrixmultiply`, whose
-/// 8- or 16-row tiles would run mostly empty.
-fn few_filters(fnum: usize) -> bool {
-    fnum <= 16
 }
 
 /// Columns a group of images aims for: products with fewer columns than

@@ -27,7 +27,7 @@ pub use buffer::{reuse, reuse2, reuse4};
 pub use error::ShapeError;
 pub use float::Float;
 pub use gemm::{MatMut, MatRef, gemm};
-pub use small::{gemm_dots, gemm_few_rows, with_simd};
+pub use small::{Rows, gemm_dots, gemm_few_rows, with_simd};
 pub use window::{Window, output_size};
 
 use std::borrow::Cow;

@@ -33,6 +33,43 @@ pub fn with_simd<R>(f: impl FnOnce(bool) -> R) -> R {
     f(false)
 }
 
+/// A matrix given by where each row starts in a slice, every row `cols`
+/// long: the rows of a row-major matrix, or, for a stride-1 convolution,
+/// the shifted windows of an image that im2col would otherwise copy out.
+///
+/// ```
+/// let data = [1.0f32, 2.0, 3.0, 4.0];
+/// // Rows [2, 3] and [1, 2]: overlapping and out of order are both fine.
+/// let rows = tensor4d::Rows::new(&data, &[1, 0], 2);
+/// assert_eq!(rows.row(0), &[2.0, 3.0]);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a, T> {
+    data: &'a [T],
+    starts: &'a [usize],
+    cols: usize,
+}
+
+impl<'a, T> Rows<'a, T> {
+    /// Row `k` is `data[starts[k]..starts[k] + cols]`. Panics when a row
+    /// runs past the end of `data` (a bug in the caller).
+    pub fn new(data: &'a [T], starts: &'a [usize], cols: usize) -> Self {
+        if let Some(&max) = starts.iter().max() {
+            assert!(
+                max + cols <= data.len(),
+                "a row of {cols} from {max} runs past {} elements",
+                data.len()
+            );
+        }
+        Rows { data, starts, cols }
+    }
+
+    /// Row `k`.
+    pub fn row(&self, k: usize) -> &'a [T] {
+        &self.data[self.starts[k]..self.starts[k] + self.cols]
+    }
+}
+
 /// `acc + w * v`, fused (one rounding) when `FMA`.
 #[inline(always)]
 fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
@@ -46,24 +83,24 @@ const COLS: usize = 16;
 const ROWS: usize = 6;
 
 /// `C <- C + A B` for an A with few rows (a convolution's filters times its
-/// columns), reading B and writing C in place (no packing). B and C must
-/// have unit column stride; A any strides.
+/// columns), reading B's rows where they are and writing C in place (no
+/// packing). C must have unit column stride; A any strides.
 ///
 /// Each element's sum runs over `k` in order (fused multiply-adds where the
 /// CPU has them), so results depend on the machine but not on threads.
 ///
 /// ```
-/// use tensor4d::{gemm_few_rows, MatMut, MatRef};
+/// use tensor4d::{gemm_few_rows, MatMut, MatRef, Rows};
 /// let a = [1.0f32, 2.0]; // 1x2
 /// let b = [1.0f32, 2.0, 3.0, 10.0, 20.0, 30.0]; // 2x3
 /// let mut c = [0.5f32; 3];
-/// gemm_few_rows(MatRef::row_major(&a, 1, 2), MatRef::row_major(&b, 2, 3), MatMut::row_major(&mut c, 1, 3));
+/// let b = Rows::new(&b, &[0, 3], 3);
+/// gemm_few_rows(MatRef::row_major(&a, 1, 2), b, MatMut::row_major(&mut c, 1, 3));
 /// assert_eq!(c, [21.5, 42.5, 63.5]);
 /// ```
-pub fn gemm_few_rows<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: MatMut<'_, T>) {
-    assert_eq!(a.cols, b.rows, "inner dimensions of A and B");
+pub fn gemm_few_rows<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, c: MatMut<'_, T>) {
+    assert_eq!(a.cols, b.starts.len(), "inner dimensions of A and B");
     assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
-    assert!(b.cs == 1 || b.cols <= 1, "B needs unit column stride");
     assert!(c.cs == 1 || c.cols <= 1, "C needs unit column stride");
     if c.rows == 0 || c.cols == 0 {
         return;
@@ -81,7 +118,7 @@ pub fn gemm_few_rows<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: MatMut<'_,
 }
 
 #[inline(always)]
-fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut c: MatMut<'_, T>) {
+fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, mut c: MatMut<'_, T>) {
     let mut r0 = 0;
     while r0 < c.rows {
         let left = c.rows - r0;
@@ -104,7 +141,7 @@ fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut c
 #[inline(always)]
 fn few_rows_tile<T: Float, const R: usize, const FMA: bool>(
     a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
+    b: Rows<'_, T>,
     c: &mut MatMut<'_, T>,
     r0: usize,
 ) {
@@ -116,7 +153,7 @@ fn few_rows_tile<T: Float, const R: usize, const FMA: bool>(
             for p in 0..n {
                 let mut s = c.data[(r0 + r) * c.rs + p];
                 for kk in 0..k {
-                    s = madd::<T, FMA>(w(r, kk), b.data[kk * b.rs + p], s);
+                    s = madd::<T, FMA>(w(r, kk), b.data[b.starts[kk] + p], s);
                 }
                 c.data[(r0 + r) * c.rs + p] = s;
             }
@@ -132,8 +169,8 @@ fn few_rows_tile<T: Float, const R: usize, const FMA: bool>(
                 .try_into()
                 .unwrap_or_else(|_| unreachable!())
         });
-        for kk in 0..k {
-            let at = kk * b.rs + p0;
+        for (kk, &start) in b.starts.iter().enumerate() {
+            let at = start + p0;
             let v: [T; COLS] = b.data[at..at + COLS]
                 .try_into()
                 .unwrap_or_else(|_| unreachable!());
@@ -159,27 +196,28 @@ const LANES: usize = 8;
 const DOT_ROWS: usize = 4;
 const DOT_COLS: usize = 3;
 
-/// `C <- A B` where every element is a long dot product: A `(m, n)` with
-/// unit column stride, B `(n, q)` with unit row stride (the transpose of a
-/// row-major matrix, such as im2col's columns), `n` large, `m` and `q`
-/// small (a weight gradient `dout col^T`). Overwrites C.
+/// `C <- A B^T + beta C` where every element is a long dot product of a
+/// row of A `(m, n)`, with unit column stride, and a row of B `(q, n)`:
+/// `n` large, `m` and `q` small (a weight gradient `dout col^T`, B being
+/// the columns). With `beta == 0` the old contents of C are ignored.
 ///
 /// Each dot product is summed in 8 interleaved lanes, combined in a fixed
 /// order, so results depend on the machine but not on threads.
 ///
 /// ```
-/// use tensor4d::{gemm_dots, MatMut, MatRef};
+/// use tensor4d::{gemm_dots, MatMut, MatRef, Rows};
 /// let a = [1.0f32, 2.0, 3.0]; // 1x3
-/// let bt = [1.0f32, 1.0, 1.0, 0.0, 1.0, 0.0]; // B^T, 2x3
+/// let b = [1.0f32, 1.0, 1.0, 0.0, 1.0, 0.0]; // 2x3
 /// let mut c = [9.0f32; 2];
-/// gemm_dots(MatRef::row_major(&a, 1, 3), MatRef::row_major(&bt, 2, 3).t(), MatMut::row_major(&mut c, 1, 2));
+/// gemm_dots(MatRef::row_major(&a, 1, 3), Rows::new(&b, &[0, 3], 3), 0.0, MatMut::row_major(&mut c, 1, 2));
 /// assert_eq!(c, [6.0, 2.0]);
+/// gemm_dots(MatRef::row_major(&a, 1, 3), Rows::new(&b, &[0, 3], 3), 1.0, MatMut::row_major(&mut c, 1, 2));
+/// assert_eq!(c, [12.0, 4.0]);
 /// ```
-pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: MatMut<'_, T>) {
-    assert_eq!(a.cols, b.rows, "inner dimensions of A and B");
-    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
+pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<'_, T>) {
+    assert_eq!(a.cols, b.cols, "inner dimensions of A and B");
+    assert_eq!((a.rows, b.starts.len()), (c.rows, c.cols), "shape of C");
     assert!(a.cs == 1 || a.cols <= 1, "A needs unit column stride");
-    assert!(b.rs == 1 || b.rows <= 1, "B needs unit row stride");
     if c.rows == 0 || c.cols == 0 {
         return;
     }
@@ -187,16 +225,16 @@ pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: MatMut<'_, T>)
         #[inline(always)]
         |fma| {
             if fma {
-                dots::<T, true>(a, b, c)
+                dots::<T, true>(a, b, beta, c)
             } else {
-                dots::<T, false>(a, b, c)
+                dots::<T, false>(a, b, beta, c)
             }
         },
     )
 }
 
 #[inline(always)]
-fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut c: MatMut<'_, T>) {
+fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, mut c: MatMut<'_, T>) {
     let mut r0 = 0;
     while r0 < c.rows {
         let rows = (c.rows - r0).min(DOT_ROWS);
@@ -206,7 +244,7 @@ fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut c: Ma
             macro_rules! tiles {
                 ($(($r:literal, $q:literal)),*) => {
                     match (rows, cols) {
-                        $(($r, $q) => dots_tile::<T, $r, $q, FMA>(a, b, &mut c, r0, q0),)*
+                        $(($r, $q) => dots_tile::<T, $r, $q, FMA>(a, b, beta, &mut c, r0, q0),)*
                         _ => unreachable!("tiles of at most {DOT_ROWS} x {DOT_COLS}"),
                     }
                 };
@@ -235,7 +273,8 @@ fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut c: Ma
 #[inline(always)]
 fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
+    b: Rows<'_, T>,
+    beta: T,
     c: &mut MatMut<'_, T>,
     r0: usize,
     q0: usize,
@@ -243,7 +282,7 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     let n = a.cols;
     let mut acc = [[[T::zero(); LANES]; Q]; R];
     let rows: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs..][..n]);
-    let cols: [&[T]; Q] = std::array::from_fn(|q| &b.data[(q0 + q) * b.cs..][..n]);
+    let cols: [&[T]; Q] = std::array::from_fn(|q| b.row(q0 + q));
     let full = n - n % LANES;
     let mut p = 0;
     while p < full {
@@ -272,7 +311,12 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
             for i in full..n {
                 s = madd::<T, FMA>(rows[r][i], cols[q][i], s);
             }
-            c.data[(r0 + r) * c.rs + (q0 + q) * c.cs] = s;
+            let at = (r0 + r) * c.rs + (q0 + q) * c.cs;
+            c.data[at] = if beta == T::zero() {
+                s
+            } else {
+                beta * c.data[at] + s
+            };
         }
     }
 }
@@ -304,9 +348,15 @@ mod tests {
             let (a, b) = (values(m * k, seed), values(k * n, seed + 1));
             let c0 = values(m * n, seed + 2);
             let mut c = c0.clone();
-            // A read through its transpose's strides, to exercise them.
+            // A read through its transpose's strides, and B's rows stored
+            // in reverse order with a gap, to exercise both.
             let at: Vec<f64> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
-            gemm_few_rows(MatRef::new(&at, m, k, 1, m), MatRef::row_major(&b, k, n), MatMut::row_major(&mut c, m, n));
+            let mut stored = vec![f64::NAN; k * (n + 1)];
+            let starts: Vec<usize> = (0..k).map(|r| (k - 1 - r) * (n + 1)).collect();
+            for (r, &s) in starts.iter().enumerate() {
+                stored[s..s + n].copy_from_slice(&b[r * n..(r + 1) * n]);
+            }
+            gemm_few_rows(MatRef::new(&at, m, k, 1, m), Rows::new(&stored, &starts, n), MatMut::row_major(&mut c, m, n));
             let want = naive(&a, &b, m, k, n);
             for i in 0..m * n {
                 prop_assert!((c[i] - c0[i] - want[i]).abs() < 1e-9, "element {i}: {} vs {}", c[i] - c0[i], want[i]);
@@ -314,15 +364,25 @@ mod tests {
         }
 
         #[test]
-        fn dots_match_triple_loop(m in 1usize..11, n in 0usize..70, q in 1usize..11, seed in 0u64..100) {
+        fn dots_match_triple_loop(m in 1usize..11, n in 0usize..70, q in 1usize..11, seed in 0u64..100, add in any::<bool>()) {
             let (a, bt) = (values(m * n, seed), values(q * n, seed + 1));
             let b: Vec<f64> = (0..n * q).map(|i| bt[(i % q) * n + i / q]).collect();
-            let mut c = vec![f64::NAN; m * q];
-            gemm_dots(MatRef::row_major(&a, m, n), MatRef::row_major(&bt, q, n).t(), MatMut::row_major(&mut c, m, q));
+            let c0 = values(m * q, seed + 2);
+            let mut c = if add { c0.clone() } else { vec![f64::NAN; m * q] };
+            let starts: Vec<usize> = (0..q).map(|r| r * n).collect();
+            let beta = if add { 1.0 } else { 0.0 };
+            gemm_dots(MatRef::row_major(&a, m, n), Rows::new(&bt, &starts, n), beta, MatMut::row_major(&mut c, m, q));
             let want = naive(&a, &b, m, n, q);
             for i in 0..m * q {
-                prop_assert!((c[i] - want[i]).abs() < 1e-9, "element {i}: {} vs {}", c[i], want[i]);
+                let want = want[i] + if add { c0[i] } else { 0.0 };
+                prop_assert!((c[i] - want).abs() < 1e-9, "element {i}: {} vs {}", c[i], want);
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "runs past")]
+    fn rows_past_the_end_panic() {
+        Rows::new(&[0.0f32; 4], &[0, 3], 2);
     }
 }
