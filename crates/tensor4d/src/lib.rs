@@ -3,7 +3,9 @@
 //! geometry of a convolution or pooling [`Window`] with the book's output size
 //! `(H + 2P - F) / S + 1` (an error, never a silent floor, when it is not
 //! whole), the [`ShapeError`] that names the sizes at fault, a bounds-checked
-//! strided [`gemm`] over `matrixmultiply`, and helpers that reuse buffers.
+//! strided [`gemm`] over `matrixmultiply`, hand-tiled products for the
+//! shapes it serves badly ([`gemm_few_rows`], [`gemm_dots`]), and helpers
+//! that reuse buffers.
 //!
 //! Tensors are plain `ndarray` arrays (`Array4`, `ArrayD` and their views); this
 //! crate adds no wrapper type. It knows nothing of layers or im2col.
