@@ -290,16 +290,15 @@ impl<T: Float> Convolution<T> {
                         let (src, y) = (&d[f * ohw..(f + 1) * ohw], &out[f * ohw..(f + 1) * ohw]);
                         for (r, dst) in dst.chunks_mut(wide.wp).enumerate() {
                             let (src, y) = (&src[r * ow..(r + 1) * ow], &y[r * ow..(r + 1) * ow]);
-                            for ((dv, &g), &y) in dst.iter_mut().zip(src).zip(y) {
-                                *dv = if relu {
-                                    crate::activation::relu_grad(y, g)
-                                } else {
-                                    g
-                                };
+                            let (dst, gap) = dst.split_at_mut(ow);
+                            if relu {
+                                for ((dv, &g), &y) in dst.iter_mut().zip(src).zip(y) {
+                                    *dv = crate::activation::relu_grad(y, g);
+                                }
+                            } else {
+                                dst.copy_from_slice(src);
                             }
-                            for dv in dst.iter_mut().skip(ow) {
-                                *dv = T::zero();
-                            }
+                            gap.fill(T::zero());
                         }
                     }
                 }
@@ -358,9 +357,12 @@ impl<T: Float> Convolution<T> {
 /// computed on the padded input's width `WP` (row `oy` of the output at
 /// `oy*WP`, the `WP - OW` columns between rows computed and dropped), so
 /// that each window row `(c, ky, kx)` is one contiguous run of the padded
-/// input, starting at `c*HP*WP + ky*WP + kx`, read in place. Used with
-/// the small-matrix kernels, for up to 16 filters (where `matrixmultiply`
-/// would run mostly empty); `WIDTH = (OH-1)*WP + OW` columns.
+/// input, starting at `c*HP*WP + ky*WP + kx`, read in place by the
+/// small-matrix kernels; `WIDTH = (OH-1)*WP + OW` columns. Used for up to
+/// 16 filters (where `matrixmultiply` would run mostly empty), and for the
+/// weight gradient of any first layer (no input gradient: the dot products
+/// of `gemm_dots` then beat im2col and `matrixmultiply`, measured on the
+/// first convolutions of all three networks).
 struct Wide {
     c: usize,
     fh: usize,
@@ -371,8 +373,8 @@ struct Wide {
 }
 
 impl Wide {
-    fn new(filters: usize, win: Window, (c, h, w): (usize, usize, usize)) -> Option<Wide> {
-        if filters > 16 || win.sh != 1 || win.sw != 1 {
+    fn new(filters: usize, most: usize, win: Window, (c, h, w): (usize, usize, usize)) -> Option<Wide> {
+        if filters > most || win.sh != 1 || win.sw != 1 {
             return None;
         }
         let (hp, wp) = (h + 2 * win.ph, w + 2 * win.pw);
@@ -502,7 +504,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
 
         let per = per_part(n);
         self.work.resize_with(n.div_ceil(per), Vec::new);
-        if let Some(wide) = Wide::new(fnum, self.win, (c, h, w)) {
+        if let Some(wide) = Wide::new(fnum, 16, self.win, (c, h, w)) {
             wide.starts(&mut self.starts);
             self.forward_wide(&wide, [n, c, h, w], per)?;
             return Ok(&self.out);
@@ -561,7 +563,10 @@ impl<T: Float> Layer<T> for Convolution<T> {
         let ohw = self.out.len() / (n * fnum);
         let (chw, ckk) = (c * h * w, c * self.win.area());
         let dout = tensor4d::contiguous(&dout);
-        if let Some(wide) = Wide::new(fnum, self.win, (c, h, w)) {
+        // Without an input gradient, backward is only dot products (see `Wide`).
+        let wide_filters = if self.input_grad { 16 } else { usize::MAX };
+        if let Some(wide) = Wide::new(fnum, wide_filters, self.win, (c, h, w)) {
+            wide.starts(&mut self.starts);
             self.backward_wide(&wide, &dout)?;
             return Ok(&self.dx);
         }

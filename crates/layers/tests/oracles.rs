@@ -129,6 +129,44 @@ fn grouped_convolution_backward_matches_nested_loops() {
     }
 }
 
+/// A first layer needs no input gradient; its weight gradient then comes
+/// from dot products over the padded input read in place, for any number
+/// of filters: checked against the naive loops, with padding and without,
+/// and for the same bits on one thread and three.
+#[test]
+fn first_layer_weight_gradient_matches_nested_loops() {
+    let cases = [
+        ((6, 1, 12, 12), 20, Window::square(5)),
+        ((5, 2, 9, 9), 3, Window::square(3).with_pad(1)),
+        ((3, 1, 10, 10), 33, Window::square(5).with_pad(2)),
+    ];
+    for (k, (shape, filters, win)) in cases.into_iter().enumerate() {
+        let seed = 70 + k as u64;
+        let x = uniform4(shape, seed);
+        let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
+        let b = uniform1(filters, seed ^ 2);
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+                conv.set_input_grad(false);
+                let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
+                let g = uniform(y.shape(), seed ^ 3);
+                assert_eq!(conv.backward(g.view()).unwrap().len(), 0, "no dx");
+                (g, layers::gradcheck::param_grads(&conv))
+            })
+        };
+        let (g, grads) = run(1);
+        let (_, ndw, ndb) = naive_conv_backward(&x, &w, &g.into_dimensionality().unwrap(), win);
+        assert_all_close(&grads[0].1, &ndw.into_dyn(), "dW");
+        assert_all_close(&grads[1].1, &ndb.into_dyn(), "db");
+        let (_, grads3) = run(3);
+        let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for ((_, a), (_, b)) in grads.iter().zip(&grads3) {
+            assert_eq!(bits(a), bits(b), "parameter gradients, 1 and 3 threads");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
