@@ -2,7 +2,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
 use rand::Rng;
 use tensor4d::{Float, MatRef, ShapeError, reuse, reuse2};
 
-use crate::par::par_gemm;
+use crate::par::{par_gemm, par_gemm_cols};
 
 use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, shape_error};
 
@@ -184,7 +184,8 @@ impl<T: Float> Layer<T> for Affine<T> {
             inputs,
             outputs,
         );
-        par_gemm(
+        // Columns shared among threads: each packs only its share of W.
+        par_gemm_cols(
             T::one(),
             dout_m,
             weight.t(),

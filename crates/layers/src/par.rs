@@ -3,7 +3,7 @@
 //! across threads, so results are bit-identical whatever the thread count.
 
 use rayon::prelude::*;
-use tensor4d::{Float, MatMut, MatRef, gemm};
+use tensor4d::{Float, MatMut, MatRef, gemm, gemm_view};
 
 /// Items per part when `n` items are shared among rayon's threads.
 pub(crate) fn per_part(n: usize) -> usize {
@@ -28,6 +28,28 @@ pub(crate) fn par_gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, b
             MatMut::row_major(c, rows.len(), n),
         );
     });
+}
+
+/// [`par_gemm`] with the columns of B and C shared among the threads
+/// instead of the rows: when B is the large operand (a layer's weights),
+/// each thread then packs only its share of B instead of all of it. Each
+/// element's sum stays whole, so the bits are those of one GEMM.
+pub(crate) fn par_gemm_cols<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+    let (m, n) = (a.rows(), b.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Whole 16-column panels per part.
+    let per = per_part(n.div_ceil(16)) * 16;
+    let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
+        .unwrap_or_else(|_| unreachable!("m * n elements"));
+    c.axis_chunks_iter_mut(ndarray::Axis(1), per)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(k, c)| {
+            let cols = k * per..k * per + c.ncols();
+            gemm_view(alpha, a, b.col_range(cols), beta, c);
+        });
 }
 
 /// The sum of `xs` over eight interleaved partial sums, combined in a

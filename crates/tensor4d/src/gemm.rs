@@ -88,6 +88,11 @@ impl<'a, T> MatRef<'a, T> {
         )
     }
 
+    /// Columns `range` of this matrix, as a matrix of its own (no copy).
+    pub fn col_range(self, range: std::ops::Range<usize>) -> Self {
+        self.t().row_range(range).t()
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
@@ -180,6 +185,63 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
             c.data.as_mut_ptr(),
             c.rs as isize,
             c.cs as isize,
+        )
+    }
+}
+
+/// [`gemm`] into an `ndarray` view of C, which may be a block of a larger
+/// matrix (such as a range of its columns, whose elements are not one
+/// contiguous slice): parallel callers can split C with ndarray's
+/// `axis_chunks_iter_mut` and give each part its own block.
+///
+/// ```
+/// use ndarray::{s, Array2};
+/// use tensor4d::{gemm_view, MatRef};
+/// let a = [1.0f64, 2.0]; // 1x2
+/// let b = [1.0f64, 0.0, 0.0, 1.0]; // identity 2x2
+/// let mut c = Array2::zeros((1, 4));
+/// gemm_view(1.0, MatRef::row_major(&a, 1, 2), MatRef::row_major(&b, 2, 2), 0.0, c.slice_mut(s![.., 1..3]));
+/// assert_eq!(c.as_slice().unwrap(), &[0.0, 1.0, 2.0, 0.0]);
+/// ```
+pub fn gemm_view<T: Float>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    mut c: ndarray::ArrayViewMut2<'_, T>,
+) {
+    let (rows, cols) = c.dim();
+    assert!(
+        a.cols == b.rows && a.rows == rows && b.cols == cols,
+        "gemm: ({}x{}) * ({}x{}) into ({rows}x{cols})",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols,
+    );
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let (rsc, csc) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: MatRef's constructors checked A's and B's elements lie in
+    // their slices; a mutable ndarray view addresses distinct elements it
+    // borrows exclusively, so C aliases neither itself nor the inputs.
+    unsafe {
+        T::gemm_unchecked(
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
         )
     }
 }

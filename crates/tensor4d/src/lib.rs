@@ -28,7 +28,7 @@ mod window;
 pub use buffer::{reuse, reuse2, reuse4};
 pub use error::ShapeError;
 pub use float::Float;
-pub use gemm::{MatMut, MatRef, gemm};
+pub use gemm::{MatMut, MatRef, gemm, gemm_view};
 pub use small::{Rows, gemm_dots, gemm_few_rows, with_simd};
 pub use window::{Window, output_size};
 
