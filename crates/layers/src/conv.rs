@@ -165,6 +165,35 @@ impl<T: Float> Convolution<T> {
     }
 }
 
+/// What [`backward_groups`] needs of a layer, its fields borrowed one by
+/// one (a macro, not a method, so that a group's work may still read the
+/// weights and settings).
+macro_rules! frame {
+    ($conv:ident, $g:expr) => {{
+        let [n, c, h, w] = $conv
+            .x_shape
+            .unwrap_or_else(|| unreachable!("checked by the caller"));
+        let fnum = $conv.filters();
+        let dx_shape: &[usize] = if $conv.input_grad { &[n, c, h, w] } else { &[0] };
+        reuse(&mut $conv.dx, dx_shape);
+        Frame {
+            g: $g,
+            n,
+            chw: c * h * w,
+            fnum,
+            ckk: $conv.weight.len() / fnum,
+            ohw: $conv.out.len() / (n * fnum),
+            work: &mut $conv.work,
+            partial: &mut $conv.partial,
+            x: &$conv.x,
+            out: $conv.out.as_slice().unwrap_or_else(|| unreachable!("owned")),
+            dx: $conv
+                .input_grad
+                .then(|| $conv.dx.as_slice_mut().unwrap_or_else(|| unreachable!())),
+        }
+    }};
+}
+
 impl<T: Float> Convolution<T> {
     /// dW, db = the `groups` groups' shares in `partial` summed in group
     /// order, split by elements: the same sums whatever the number of threads.
@@ -245,15 +274,7 @@ impl<T: Float> Convolution<T> {
         let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
         let (oh, ow) = (self.out.shape()[2], self.out.shape()[3]);
         let (chw, ohw, width) = (c * h * w, oh * ow, wide.width);
-        let g = group_size(ohw, n);
-        let groups = n.div_ceil(g);
-        let per = per_part(groups);
-        self.work.resize_with(groups.div_ceil(per), Vec::new);
-        self.partial.resize(groups * (fnum * ckk + fnum), T::zero());
-        let input_grad = self.input_grad;
-        let dx_shape: &[usize] = if input_grad { &[n, c, h, w] } else { &[0] };
-        reuse(&mut self.dx, dx_shape);
-        let (win, relu, starts) = (self.win, self.relu, &self.starts);
+        let (win, relu, input_grad) = (self.win, self.relu, self.input_grad);
         let wt = MatRef::row_major(
             self.weight.as_slice().unwrap_or_else(|| unreachable!()),
             fnum,
@@ -261,65 +282,54 @@ impl<T: Float> Convolution<T> {
         )
         .t();
         let pad_len = wide.pad_len(c);
-        let out = self.out.as_slice().unwrap_or_else(|| unreachable!("owned"));
-        let body = |ws: &mut Vec<T>,
-                    (douts, outs, xs): (&[T], &[T], &[T]),
-                    partials: &mut [T],
-                    mut dxs: Option<&mut [T]>| {
-            let groups = douts
-                .chunks(g * fnum * ohw)
-                .zip(outs.chunks(g * fnum * ohw))
-                .zip(xs.chunks(g * chw))
-                .zip(partials.chunks_exact_mut(fnum * ckk + fnum));
-            for (i, (((d, out), x), partial)) in groups.enumerate() {
-                let count = x.len() / chw;
-                let ld = count * width;
-                let dcol_len = if input_grad { ckk * ld } else { 0 };
-                ws.resize(ws.len().max(fnum * ld + dcol_len + 2 * pad_len), T::zero());
-                let (dg, rest) = ws.split_at_mut(fnum * ld);
-                let (dcol, rest) = rest.split_at_mut(dcol_len);
-                let (xp, dxp) = rest.split_at_mut(pad_len);
-                // dout wide, images side by side, ReLU's backward on the way if fused.
-                for (j, (d, out)) in d
-                    .chunks_exact(fnum * ohw)
-                    .zip(out.chunks_exact(fnum * ohw))
-                    .enumerate()
-                {
-                    for f in 0..fnum {
-                        let dst = &mut dg[f * ld + j * width..f * ld + (j + 1) * width];
-                        let (src, y) = (&d[f * ohw..(f + 1) * ohw], &out[f * ohw..(f + 1) * ohw]);
-                        for (r, dst) in dst.chunks_mut(wide.wp).enumerate() {
-                            let (src, y) = (&src[r * ow..(r + 1) * ow], &y[r * ow..(r + 1) * ow]);
-                            let (dst, gap) = dst.split_at_mut(ow);
-                            if relu {
-                                for ((dv, &g), &y) in dst.iter_mut().zip(src).zip(y) {
-                                    *dv = crate::activation::relu_grad(y, g);
-                                }
-                            } else {
-                                dst.copy_from_slice(src);
+        let starts = &self.starts;
+        let body = |ws: &mut Vec<T>, grp: Group<'_, T>| {
+            let count = grp.x.len() / chw;
+            let ld = count * width;
+            let dcol_len = if input_grad { ckk * ld } else { 0 };
+            ws.resize(ws.len().max(fnum * ld + dcol_len + 2 * pad_len), T::zero());
+            let (dg, rest) = ws.split_at_mut(fnum * ld);
+            let (dcol, rest) = rest.split_at_mut(dcol_len);
+            let (xp, dxp) = rest.split_at_mut(pad_len);
+            // dout wide, images side by side, ReLU's backward on the way if fused.
+            let images = grp
+                .dout
+                .chunks_exact(fnum * ohw)
+                .zip(grp.out.chunks_exact(fnum * ohw));
+            for (j, (d, out)) in images.enumerate() {
+                for f in 0..fnum {
+                    let dst = &mut dg[f * ld + j * width..f * ld + (j + 1) * width];
+                    let (src, y) = (&d[f * ohw..(f + 1) * ohw], &out[f * ohw..(f + 1) * ohw]);
+                    for (r, dst) in dst.chunks_mut(wide.wp).enumerate() {
+                        let (src, y) = (&src[r * ow..(r + 1) * ow], &y[r * ow..(r + 1) * ow]);
+                        let (dst, gap) = dst.split_at_mut(ow);
+                        if relu {
+                            for ((dv, &g), &y) in dst.iter_mut().zip(src).zip(y) {
+                                *dv = crate::activation::relu_grad(y, g);
                             }
-                            gap.fill(T::zero());
+                        } else {
+                            dst.copy_from_slice(src);
                         }
+                        gap.fill(T::zero());
                     }
                 }
-                let dg = &dg[..];
-                let (dw, db) = partial.split_at_mut(fnum * ckk);
-                for (j, x) in x.chunks_exact(chw).enumerate() {
-                    let xin = wide.padded(x, (c, h, w), win, xp);
-                    let beta = if j == 0 { T::zero() } else { T::one() };
-                    gemm_dots(
-                        MatRef::new(&dg[j * width..], fnum, width, ld, 1),
-                        Rows::new(xin, starts, width),
-                        beta,
-                        MatMut::row_major(dw, fnum, ckk),
-                    );
-                }
-                for (s, row) in db.iter_mut().zip(dg.chunks_exact(ld)) {
-                    *s = lane_sum(row);
-                }
-                let Some(dxs) = dxs.as_deref_mut() else {
-                    continue;
-                };
+            }
+            let dg = &dg[..];
+            let (dw, db) = grp.partial.split_at_mut(fnum * ckk);
+            for (j, x) in grp.x.chunks_exact(chw).enumerate() {
+                let xin = wide.padded(x, (c, h, w), win, xp);
+                let beta = if j == 0 { T::zero() } else { T::one() };
+                gemm_dots(
+                    MatRef::new(&dg[j * width..], fnum, width, ld, 1),
+                    Rows::new(xin, starts, width),
+                    beta,
+                    MatMut::row_major(dw, fnum, ckk),
+                );
+            }
+            for (s, row) in db.iter_mut().zip(dg.chunks_exact(ld)) {
+                *s = lane_sum(row);
+            }
+            if let Some(dxs) = grp.dx {
                 gemm(
                     T::one(),
                     wt,
@@ -327,30 +337,100 @@ impl<T: Float> Convolution<T> {
                     T::zero(),
                     MatMut::row_major(dcol, ckk, ld),
                 );
-                let dxs = &mut dxs[i * g * chw..i * g * chw + count * chw];
                 for (j, dx) in dxs.chunks_exact_mut(chw).enumerate() {
                     wide.add_back(dcol, ld, j * width, starts, (c, h, w), win, dx, dxp);
                 }
             }
+            Ok(())
         };
-        let parts = self
-            .work
-            .par_iter_mut()
-            .zip(dout.par_chunks(per * g * fnum * ohw))
-            .zip(out.par_chunks(per * g * fnum * ohw))
-            .zip(self.x.par_chunks(per * g * chw))
-            .zip(self.partial.par_chunks_mut(per * (fnum * ckk + fnum)));
-        if input_grad {
-            let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
-            parts
-                .zip(dx.par_chunks_mut(per * g * chw))
-                .for_each(|(((((ws, d), o), x), p), dx)| body(ws, (d, o, x), p, Some(dx)));
-        } else {
-            parts.for_each(|((((ws, d), o), x), p)| body(ws, (d, o, x), p, None));
-        }
+        let g = group_size(ohw, n);
+        let frame = frame!(self, g);
+        let groups = backward_groups(frame, dout, body).map_err(|e| shape_error(self, e))?;
         self.sum_partials(groups);
         Ok(())
     }
+}
+
+/// One group of images in backward: its slices of `dout`, of the output
+/// (the fused ReLU's mask), of the input, its share of dW and db, and its
+/// slice of dx (`None` without an input gradient).
+struct Group<'a, T> {
+    dout: &'a [T],
+    out: &'a [T],
+    x: &'a [T],
+    partial: &'a mut [T],
+    dx: Option<&'a mut [T]>,
+}
+
+/// The buffers and sizes backward's groups are cut from.
+struct Frame<'a, T> {
+    /// Images per group.
+    g: usize,
+    n: usize,
+    chw: usize,
+    fnum: usize,
+    ckk: usize,
+    ohw: usize,
+    work: &'a mut Vec<Vec<T>>,
+    partial: &'a mut Vec<T>,
+    x: &'a [T],
+    out: &'a [T],
+    dx: Option<&'a mut [T]>,
+}
+
+/// Backward's frame, shared by both layouts: the batch in groups of `g`
+/// images (a size fixed by the shapes, never by the thread count), groups
+/// in parallel parts with a workspace each, `body` run on every group in
+/// order. Returns the number of groups, whose dW and db shares the caller
+/// sums in group order.
+fn backward_groups<T: Float>(
+    f: Frame<'_, T>,
+    dout: &[T],
+    body: impl Fn(&mut Vec<T>, Group<'_, T>) -> Result<(), ShapeError> + Sync,
+) -> Result<usize, ShapeError> {
+    let (g, chw, fnum, ohw) = (f.g, f.chw, f.fnum, f.ohw);
+    let share = f.fnum * f.ckk + f.fnum;
+    let groups = f.n.div_ceil(g);
+    let per = per_part(groups);
+    f.work.resize_with(groups.div_ceil(per), Vec::new);
+    f.partial.resize(groups * share, T::zero());
+    let run = |ws: &mut Vec<T>, d: &[T], o: &[T], x: &[T], p: &mut [T], mut dx: Option<&mut [T]>| {
+        let groups = d
+            .chunks(g * fnum * ohw)
+            .zip(o.chunks(g * fnum * ohw))
+            .zip(x.chunks(g * chw))
+            .zip(p.chunks_exact_mut(share));
+        for (i, (((dout, out), x), partial)) in groups.enumerate() {
+            let dx = dx
+                .as_deref_mut()
+                .map(|dx| &mut dx[i * g * chw..i * g * chw + x.len()]);
+            body(
+                ws,
+                Group {
+                    dout,
+                    out,
+                    x,
+                    partial,
+                    dx,
+                },
+            )?;
+        }
+        Ok(())
+    };
+    let parts = f
+        .work
+        .par_iter_mut()
+        .zip(dout.par_chunks(per * g * fnum * ohw))
+        .zip(f.out.par_chunks(per * g * fnum * ohw))
+        .zip(f.x.par_chunks(per * g * chw))
+        .zip(f.partial.par_chunks_mut(per * share));
+    match f.dx {
+        Some(dx) => parts
+            .zip(dx.par_chunks_mut(per * g * chw))
+            .try_for_each(|(((((ws, d), o), x), p), dx)| run(ws, d, o, x, p, Some(dx))),
+        None => parts.try_for_each(|((((ws, d), o), x), p)| run(ws, d, o, x, p, None)),
+    }?;
+    Ok(groups)
 }
 
 /// The layout that lets a stride-1 convolution skip im2col: outputs are
@@ -570,18 +650,6 @@ impl<T: Float> Layer<T> for Convolution<T> {
             self.backward_wide(&wide, &dout)?;
             return Ok(&self.dx);
         }
-        let g = group_size(ohw, n);
-        let groups = n.div_ceil(g);
-        let per = per_part(groups);
-        self.work.resize_with(groups.div_ceil(per), Vec::new);
-        // Each group's share of dW and db, summed in group order below.
-        self.partial.resize(groups * (fnum * ckk + fnum), T::zero());
-        let input_grad = self.input_grad;
-        if input_grad {
-            reuse(&mut self.dx, &[n, c, h, w]);
-        } else {
-            reuse(&mut self.dx, &[0]);
-        }
         let win = self.win;
         let wt = MatRef::row_major(
             self.weight.as_slice().unwrap_or_else(|| unreachable!()),
@@ -593,42 +661,30 @@ impl<T: Float> Layer<T> for Convolution<T> {
         // group's images side by side; dW_g = dout_g col_g^T, db_g = row sums
         // of dout_g, and dx = col2im(W^T dout_g) image by image.
         let relu = self.relu;
-        let body = |ws: &mut Vec<T>,
-                    (douts, outs): (&[T], &[T]),
-                    xs: &[T],
-                    partials: &mut [T],
-                    mut dxs: Option<&mut [T]>| {
-            let groups = douts
-                .chunks(g * fnum * ohw)
-                .zip(outs.chunks(g * fnum * ohw))
-                .zip(xs.chunks(g * chw))
-                .zip(partials.chunks_exact_mut(fnum * ckk + fnum));
-            for (i, (((d, out), x), partial)) in groups.enumerate() {
-                let ld = d.len() / fnum;
-                ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
-                let (dg, rest) = ws.split_at_mut(fnum * ld);
-                let (col, dcol) = rest.split_at_mut(ckk * ld);
-                // With a fused ReLU, its backward on the way: dout where out > 0.
-                let d = side_by_side(d, relu.then_some(out), dg, (fnum, ohw));
-                // The group's columns again, side by side: (CKK, gs*OHW).
-                for (j, img) in x.chunks_exact(chw).enumerate() {
-                    im2col::im2col_t_strided(img, (c, h, w), win, &mut col[j * ohw..], ld)?;
-                }
-                let col = &col[..ckk * ld];
-                let (dw, db) = partial.split_at_mut(fnum * ckk);
-                gemm(
-                    T::one(),
-                    MatRef::row_major(d, fnum, ld),
-                    MatRef::row_major(col, ckk, ld).t(),
-                    T::zero(),
-                    MatMut::row_major(dw, fnum, ckk),
-                );
-                for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
-                    *s = lane_sum(row);
-                }
-                let Some(dxs) = dxs.as_deref_mut() else {
-                    continue;
-                };
+        let body = |ws: &mut Vec<T>, grp: Group<'_, T>| {
+            let ld = grp.dout.len() / fnum;
+            ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
+            let (dg, rest) = ws.split_at_mut(fnum * ld);
+            let (col, dcol) = rest.split_at_mut(ckk * ld);
+            // With a fused ReLU, its backward on the way: dout where out > 0.
+            let d = side_by_side(grp.dout, relu.then_some(grp.out), dg, (fnum, ohw));
+            // The group's columns again, side by side: (CKK, gs*OHW).
+            for (j, img) in grp.x.chunks_exact(chw).enumerate() {
+                im2col::im2col_t_strided(img, (c, h, w), win, &mut col[j * ohw..], ld)?;
+            }
+            let col = &col[..ckk * ld];
+            let (dw, db) = grp.partial.split_at_mut(fnum * ckk);
+            gemm(
+                T::one(),
+                MatRef::row_major(d, fnum, ld),
+                MatRef::row_major(col, ckk, ld).t(),
+                T::zero(),
+                MatMut::row_major(dw, fnum, ckk),
+            );
+            for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
+                *s = lane_sum(row);
+            }
+            if let Some(dxs) = grp.dx {
                 let dcol = &mut dcol[..ckk * ld];
                 gemm(
                     T::one(),
@@ -637,30 +693,14 @@ impl<T: Float> Layer<T> for Convolution<T> {
                     T::zero(),
                     MatMut::row_major(dcol, ckk, ld),
                 );
-                let dxs = &mut dxs[i * g * chw..i * g * chw + ld / ohw * chw];
                 for (j, dx) in dxs.chunks_exact_mut(chw).enumerate() {
                     im2col::col2im_t_strided(&dcol[j * ohw..], (c, h, w), win, dx, ld)?;
                 }
             }
             Ok(())
         };
-        let out = self.out.as_slice().unwrap_or_else(|| unreachable!("owned"));
-        let parts = self
-            .work
-            .par_iter_mut()
-            .zip(dout.par_chunks(per * g * fnum * ohw))
-            .zip(out.par_chunks(per * g * fnum * ohw))
-            .zip(self.x.par_chunks(per * g * chw))
-            .zip(self.partial.par_chunks_mut(per * (fnum * ckk + fnum)));
-        let done = if input_grad {
-            let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
-            parts
-                .zip(dx.par_chunks_mut(per * g * chw))
-                .try_for_each(|(((((ws, d), o), x), p), dx)| body(ws, (d, o), x, p, Some(dx)))
-        } else {
-            parts.try_for_each(|((((ws, d), o), x), p)| body(ws, (d, o), x, p, None))
-        };
-        done.map_err(|e| shape_error(self, e))?;
+        let frame = frame!(self, group_size(ohw, n));
+        let groups = backward_groups(frame, &dout, body).map_err(|e| shape_error(self, e))?;
         self.sum_partials(groups);
         Ok(&self.dx)
     }
