@@ -170,6 +170,33 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
     // its slice and that C's elements are distinct; `&mut` excludes aliasing
     // between C and the inputs.
     unsafe {
+        gemm_raw(
+            alpha,
+            a,
+            b,
+            beta,
+            c.data.as_mut_ptr(),
+            c.rs as isize,
+            c.cs as isize,
+        )
+    }
+}
+
+/// `C <- alpha A B + beta C` into C at `c` with strides `(rsc, csc)`.
+///
+/// # Safety
+/// C's elements must be valid, distinct, and alias neither A nor B.
+unsafe fn gemm_raw<T: Float>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) {
+    // SAFETY: A and B were checked by their constructors; C by the caller.
+    unsafe {
         T::gemm_unchecked(
             a.rows,
             a.cols,
@@ -182,9 +209,9 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
             b.rs as isize,
             b.cs as isize,
             beta,
-            c.data.as_mut_ptr(),
-            c.rs as isize,
-            c.cs as isize,
+            c,
+            rsc,
+            csc,
         )
     }
 }
@@ -223,27 +250,9 @@ pub fn gemm_view<T: Float>(
         return;
     }
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: MatRef's constructors checked A's and B's elements lie in
-    // their slices; a mutable ndarray view addresses distinct elements it
+    // SAFETY: a mutable ndarray view addresses distinct elements that it
     // borrows exclusively, so C aliases neither itself nor the inputs.
-    unsafe {
-        T::gemm_unchecked(
-            a.rows,
-            a.cols,
-            b.cols,
-            alpha,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
-            c.as_mut_ptr(),
-            rsc,
-            csc,
-        )
-    }
+    unsafe { gemm_raw(alpha, a, b, beta, c.as_mut_ptr(), rsc, csc) }
 }
 
 #[cfg(test)]
