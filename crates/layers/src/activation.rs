@@ -127,10 +127,72 @@ elementwise!(Relu, "ReLU", |x| relu(x), |y, d| relu_grad(y, d), |out| {
     relu_kinks(out.as_slice().unwrap_or_else(|| unreachable!("owned")))
 });
 
+/// The sigmoid of `x`, shared with the sigmoid a `Convolution` fuses.
+#[inline(always)]
+pub(crate) fn sigmoid<T: Float>(x: T) -> T {
+    T::one() / (T::one() + (-x).exp_fast())
+}
+
+/// Sigmoid's backward from its output: `dout * y * (1 - y)`.
+#[inline(always)]
+pub(crate) fn sigmoid_grad<T: Float>(y: T, dout: T) -> T {
+    dout * y * (T::one() - y)
+}
+
 elementwise!(
     Sigmoid,
     "Sigmoid",
-    |x| T::one() / (T::one() + (-x).exp_fast()),
-    |y, d| d * y * (T::one() - y),
+    |x| sigmoid(x),
+    |y, d| sigmoid_grad(y, d),
     |_| 0
 );
+
+/// An activation a layer applies to its own output ([`Layer::fuse_relu`],
+/// [`Layer::fuse_sigmoid`]), with the very functions of `Relu` and
+/// `Sigmoid`, so fused and separate layers agree bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fused {
+    /// Nothing fused.
+    Identity,
+    Relu,
+    Sigmoid,
+}
+
+impl Fused {
+    /// `dst[i] = f(src[i])`; one loop per activation, so each vectorises.
+    #[inline(always)]
+    pub(crate) fn apply<T: Float>(self, dst: &mut [T], src: &[T]) {
+        match self {
+            Fused::Identity => dst.copy_from_slice(src),
+            Fused::Relu => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = relu(v)),
+            Fused::Sigmoid => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = sigmoid(v)),
+        }
+    }
+
+    /// `dst[i] = f'(x_i) dout[i]` from the outputs `y`.
+    #[inline(always)]
+    pub(crate) fn grad<T: Float>(self, dst: &mut [T], dout: &[T], y: &[T]) {
+        match self {
+            Fused::Identity => dst.copy_from_slice(dout),
+            Fused::Relu => {
+                for ((d, &g), &y) in dst.iter_mut().zip(dout).zip(y) {
+                    *d = relu_grad(y, g);
+                }
+            }
+            Fused::Sigmoid => {
+                for ((d, &g), &y) in dst.iter_mut().zip(dout).zip(y) {
+                    *d = sigmoid_grad(y, g);
+                }
+            }
+        }
+    }
+
+    /// What `describe` adds: `" + ReLU"`, `" + Sigmoid"` or nothing.
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            Fused::Identity => "",
+            Fused::Relu => " + ReLU",
+            Fused::Sigmoid => " + Sigmoid",
+        }
+    }
+}

@@ -3,6 +3,7 @@ use rand::Rng;
 use rayon::prelude::*;
 use tensor4d::{Float, MatMut, MatRef, Rows, ShapeError, Window, gemm, gemm_dots, gemm_few_rows, reuse};
 
+use crate::activation::Fused;
 use crate::par::{lane_sum, per_part};
 use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw, shape_error};
 
@@ -55,9 +56,10 @@ pub struct Convolution<T> {
     x_shape: Option<[usize; 4]>,
     out: ArrayD<T>,
     input_grad: bool,
-    /// A following ReLU applied to `out` ([`Layer::fuse_relu`]); `out` is
+    /// A following ReLU or sigmoid applied to `out` ([`Layer::fuse_relu`],
+    /// [`Layer::fuse_sigmoid`]); `out` is
     /// then also the mask backward needs.
-    relu: bool,
+    act: Fused,
     /// One workspace per parallel part: an image's columns (forward); a
     /// group's `dout` and columns side by side, and `W^T dout` (backward).
     work: Vec<Vec<T>>,
@@ -125,7 +127,7 @@ impl<T: Float> Convolution<T> {
             x_shape: None,
             out: ArrayD::zeros(vec![0]),
             input_grad: true,
-            relu: false,
+            act: Fused::Identity,
             work: Vec::new(),
             partial: Vec::new(),
             starts: Vec::new(),
@@ -194,7 +196,26 @@ macro_rules! frame {
     }};
 }
 
+/// `v = f(v)` for a fused activation, in place.
+#[inline(always)]
+fn fused_in_place<T: Float>(act: Fused, v: &mut [T]) {
+    match act {
+        Fused::Identity => {}
+        Fused::Relu => v.iter_mut().for_each(|v| *v = crate::activation::relu(*v)),
+        Fused::Sigmoid => v.iter_mut().for_each(|v| *v = crate::activation::sigmoid(*v)),
+    }
+}
+
 impl<T: Float> Convolution<T> {
+    /// Takes over the activation `act` if none is fused yet.
+    fn fuse(&mut self, act: Fused) -> bool {
+        if self.act != Fused::Identity {
+            return false;
+        }
+        self.act = act;
+        true
+    }
+
     /// dW, db = the `groups` groups' shares in `partial` summed in group
     /// order, split by elements: the same sums whatever the number of threads.
     fn sum_partials(&mut self, groups: usize) {
@@ -226,7 +247,7 @@ impl<T: Float> Convolution<T> {
         let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
         let [_, _, oh, ow] = self.out_dims(&[1, c, h, w])?;
         let (chw, ohw) = (c * h * w, oh * ow);
-        let (win, bias, relu, starts) = (self.win, &self.bias, self.relu, &self.starts);
+        let (win, bias, act, starts) = (self.win, &self.bias, self.act, &self.starts);
         let wmat = MatRef::row_major(
             self.weight
                 .as_slice()
@@ -250,13 +271,18 @@ impl<T: Float> Convolution<T> {
                     }
                     let rows = Rows::new(xin, starts, wide.width);
                     gemm_few_rows(wmat, rows, MatMut::row_major(cw, fnum, wide.width));
-                    for (dst, src) in out.chunks_exact_mut(ohw).zip(cw.chunks_exact(wide.width)) {
-                        for (dst, src) in dst.chunks_exact_mut(ow).zip(src.chunks(wide.wp)) {
-                            for (d, &v) in dst.iter_mut().zip(src) {
-                                *d = if relu { crate::activation::relu(v) } else { v };
+                    // The valid columns, through the fused activation if any.
+                    tensor4d::with_simd(
+                        #[inline(always)]
+                        |_| {
+                            let filters = out.chunks_exact_mut(ohw).zip(cw.chunks_exact(wide.width));
+                            for (dst, src) in filters {
+                                for (dst, src) in dst.chunks_exact_mut(ow).zip(src.chunks(wide.wp)) {
+                                    act.apply(dst, &src[..ow]);
+                                }
                             }
-                        }
-                    }
+                        },
+                    );
                 }
             });
         Ok(())
@@ -274,7 +300,7 @@ impl<T: Float> Convolution<T> {
         let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
         let (oh, ow) = (self.out.shape()[2], self.out.shape()[3]);
         let (chw, ohw, width) = (c * h * w, oh * ow, wide.width);
-        let (win, relu, input_grad) = (self.win, self.relu, self.input_grad);
+        let (win, act, input_grad) = (self.win, self.act, self.input_grad);
         let wt = MatRef::row_major(
             self.weight.as_slice().unwrap_or_else(|| unreachable!()),
             fnum,
@@ -303,13 +329,7 @@ impl<T: Float> Convolution<T> {
                     for (r, dst) in dst.chunks_mut(wide.wp).enumerate() {
                         let (src, y) = (&src[r * ow..(r + 1) * ow], &y[r * ow..(r + 1) * ow]);
                         let (dst, gap) = dst.split_at_mut(ow);
-                        if relu {
-                            for ((dv, &g), &y) in dst.iter_mut().zip(src).zip(y) {
-                                *dv = crate::activation::relu_grad(y, g);
-                            }
-                        } else {
-                            dst.copy_from_slice(src);
-                        }
+                        act.grad(dst, src, y);
                         gap.fill(T::zero());
                     }
                 }
@@ -563,8 +583,7 @@ crate::weight_and_bias_params!(Convolution);
 
 impl<T: Float> Layer<T> for Convolution<T> {
     fn describe(&self) -> String {
-        let relu = if self.relu { " + ReLU" } else { "" };
-        format!("Convolution {}@{}{relu}", self.filters(), self.win)
+        format!("Convolution {}@{}{}", self.filters(), self.win, self.act.suffix())
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
@@ -589,7 +608,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
             self.forward_wide(&wide, [n, c, h, w], per)?;
             return Ok(&self.out);
         }
-        let (win, wmat, bias, relu) = (self.win, &self.weight, &self.bias, self.relu);
+        let (win, wmat, bias, act) = (self.win, &self.weight, &self.bias, self.act);
         let wmat = MatRef::row_major(
             wmat.as_slice().unwrap_or_else(|| unreachable!("kept contiguous")),
             fnum,
@@ -618,11 +637,16 @@ impl<T: Float> Layer<T> for Convolution<T> {
                         T::one(),
                         MatMut::row_major(out, fnum, ohw),
                     );
-                    if relu {
-                        // `Relu`'s own function, while the image is still in cache.
-                        for v in out.iter_mut() {
-                            *v = crate::activation::relu(*v);
-                        }
+                    if act != Fused::Identity {
+                        // The activation's own function, while the image is in cache.
+                        tensor4d::with_simd(
+                            #[inline(always)]
+                            |_| {
+                                for row in out.chunks_exact_mut(ohw) {
+                                    fused_in_place(act, row);
+                                }
+                            },
+                        );
                     }
                 }
                 Ok(())
@@ -660,14 +684,19 @@ impl<T: Float> Layer<T> for Convolution<T> {
         // Per group: dout_g (FN x gs*OHW) and col_g (CKK x gs*OHW), the
         // group's images side by side; dW_g = dout_g col_g^T, db_g = row sums
         // of dout_g, and dx = col2im(W^T dout_g) image by image.
-        let relu = self.relu;
+        let act = self.act;
         let body = |ws: &mut Vec<T>, grp: Group<'_, T>| {
             let ld = grp.dout.len() / fnum;
             ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
             let (dg, rest) = ws.split_at_mut(fnum * ld);
             let (col, dcol) = rest.split_at_mut(ckk * ld);
             // With a fused ReLU, its backward on the way: dout where out > 0.
-            let d = side_by_side(grp.dout, relu.then_some(grp.out), dg, (fnum, ohw));
+            let d = side_by_side(
+                grp.dout,
+                (act != Fused::Identity).then_some((act, grp.out)),
+                dg,
+                (fnum, ohw),
+            );
             // The group's columns again, side by side: (CKK, gs*OHW).
             for (j, img) in grp.x.chunks_exact(chw).enumerate() {
                 im2col::im2col_t_strided(img, (c, h, w), win, &mut col[j * ohw..], ld)?;
@@ -710,12 +739,15 @@ impl<T: Float> Layer<T> for Convolution<T> {
     }
 
     fn fuse_relu(&mut self) -> bool {
-        self.relu = true;
-        true
+        self.fuse(Fused::Relu)
+    }
+
+    fn fuse_sigmoid(&mut self) -> bool {
+        self.fuse(Fused::Sigmoid)
     }
 
     fn kink_state(&self) -> u64 {
-        if !self.relu {
+        if self.act != Fused::Relu {
             return 0;
         }
         crate::activation::relu_kinks(self.out.as_slice().unwrap_or_else(|| unreachable!("owned")))
@@ -741,16 +773,16 @@ fn group_size(ohw: usize, n: usize) -> usize {
 /// A group's per-image `(rows, ohw)` matrices, stored one after another in
 /// `src`, as one `(rows, count*ohw)` matrix with the images side by side:
 /// `src` itself for one image, else copied into `ws` (long enough). With a
-/// `relu_out` (the fused ReLU's output, laid out as `src`), ReLU's backward
-/// is applied on the way, so the result is always the copy.
+/// fused activation and its output (laid out as `src`), the activation's
+/// backward is applied on the way, so the result is always the copy.
 fn side_by_side<'a, T: Float>(
     src: &'a [T],
-    relu_out: Option<&[T]>,
+    fused: Option<(Fused, &[T])>,
     ws: &'a mut [T],
     (rows, ohw): (usize, usize),
 ) -> &'a [T] {
     let count = src.len() / (rows * ohw);
-    if count == 1 && relu_out.is_none() {
+    if count == 1 && fused.is_none() {
         return src;
     }
     let ld = count * ohw;
@@ -758,12 +790,8 @@ fn side_by_side<'a, T: Float>(
         for (i, dst) in dst.chunks_exact_mut(ohw).enumerate() {
             let at = (i * rows + r) * ohw;
             let src = &src[at..at + ohw];
-            match relu_out {
-                Some(out) => {
-                    for ((d, &g), &y) in dst.iter_mut().zip(src).zip(&out[at..at + ohw]) {
-                        *d = crate::activation::relu_grad(y, g);
-                    }
-                }
+            match fused {
+                Some((act, out)) => act.grad(dst, src, &out[at..at + ohw]),
                 None => dst.copy_from_slice(src),
             }
         }

@@ -197,6 +197,12 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
         false
     }
 
+    /// [`Layer::fuse_relu`] for a following sigmoid (`1 / (1 + e^-x)`, as
+    /// `Sigmoid` computes it): the same numbers, bit for bit.
+    fn fuse_sigmoid(&mut self) -> bool {
+        false
+    }
+
     /// A fingerprint of the discrete choices the last forward made (which
     /// ReLU inputs were positive, which element won each max-pooling
     /// window); 0 for smooth layers. Two forward passes with equal

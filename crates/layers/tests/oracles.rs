@@ -387,49 +387,69 @@ proptest! {
     }
 }
 
-/// A convolution with a fused ReLU gives the bits of the two layers in
-/// sequence: outputs, input gradients and parameter gradients, with small
-/// outputs (grouped backward) and large ones, NaN in the input included.
+/// A convolution with a fused ReLU or sigmoid gives the bits of the two
+/// layers in sequence: outputs, input gradients and parameter gradients,
+/// with small outputs (grouped backward) and large ones, few filters (the
+/// wide layout) and many, stride 1 and 2, NaN in the input included.
 #[test]
-fn fused_relu_equals_convolution_then_relu() {
-    use layers::Relu;
+fn fused_activations_equal_convolution_then_activation() {
+    use layers::{Relu, Sigmoid};
     let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for (k, (shape, filters, win)) in [
+    let cases = [
         ((4, 2, 9, 9), 3, Window::square(3).with_pad(1)),
         ((3, 1, 28, 28), 5, Window::square(5)),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let seed = 70 + k as u64;
-        let mut x = uniform4(shape, seed).into_dyn();
-        x.as_slice_mut().unwrap()[5] = f64::NAN;
-        let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
-        let b = uniform1(filters, seed ^ 2);
-        let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
-        let mut relu = Relu::new();
-        let mut fused = Convolution::from_weights(w, b, win).unwrap();
-        assert!(fused.fuse_relu());
-        assert!(fused.describe().ends_with("+ ReLU"), "{}", fused.describe());
-        let y = relu
-            .forward(conv.forward(x.view(), Mode::Train).unwrap().view(), Mode::Train)
-            .unwrap()
-            .clone();
-        let kinks = relu.kink_state();
-        let yf = fused.forward(x.view(), Mode::Train).unwrap().clone();
-        assert_eq!(bits(&y), bits(&yf));
-        assert_eq!(kinks, fused.kink_state());
-        let g = uniform(y.shape(), seed ^ 3);
-        let dy = relu.backward(g.view()).unwrap().clone();
-        let dx = conv.backward(dy.view()).unwrap().clone();
-        let dxf = fused.backward(g.view()).unwrap().clone();
-        assert_eq!(bits(&dx), bits(&dxf));
-        let (p, pf) = (
-            layers::gradcheck::param_grads(&conv),
-            layers::gradcheck::param_grads(&fused),
-        );
-        for ((_, a), (_, b)) in p.iter().zip(&pf) {
-            assert_eq!(bits(a), bits(b));
+        ((3, 2, 10, 10), 18, Window::square(3).with_pad(1)),
+        ((3, 2, 11, 11), 4, Window::square(3).with_stride(2)),
+    ];
+    for sigmoid in [false, true] {
+        for (k, &(shape, filters, win)) in cases.iter().enumerate() {
+            let seed = 70 + k as u64;
+            let mut x = uniform4(shape, seed).into_dyn();
+            x.as_slice_mut().unwrap()[5] = f64::NAN;
+            let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
+            let b = uniform1(filters, seed ^ 2);
+            let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+            let mut act: Box<dyn Layer<f64>> = if sigmoid {
+                Box::new(Sigmoid::new())
+            } else {
+                Box::new(Relu::new())
+            };
+            let mut fused = Convolution::from_weights(w, b, win).unwrap();
+            let (took, name) = if sigmoid {
+                (fused.fuse_sigmoid(), "+ Sigmoid")
+            } else {
+                (fused.fuse_relu(), "+ ReLU")
+            };
+            assert!(took);
+            assert!(
+                !fused.fuse_relu() && !fused.fuse_sigmoid(),
+                "one activation at most"
+            );
+            assert!(fused.describe().ends_with(name), "{}", fused.describe());
+            let y = act
+                .forward(conv.forward(x.view(), Mode::Train).unwrap().view(), Mode::Train)
+                .unwrap()
+                .clone();
+            let kinks = act.kink_state();
+            let yf = fused.forward(x.view(), Mode::Train).unwrap().clone();
+            assert_eq!(bits(&y), bits(&yf), "forward, sigmoid {sigmoid}, case {k}");
+            assert_eq!(kinks, fused.kink_state());
+            let g = uniform(y.shape(), seed ^ 3);
+            let dy = act.backward(g.view()).unwrap().clone();
+            let dx = conv.backward(dy.view()).unwrap().clone();
+            let dxf = fused.backward(g.view()).unwrap().clone();
+            assert_eq!(bits(&dx), bits(&dxf), "dx, sigmoid {sigmoid}, case {k}");
+            let (p, pf) = (
+                layers::gradcheck::param_grads(&conv),
+                layers::gradcheck::param_grads(&fused),
+            );
+            for ((_, a), (_, b)) in p.iter().zip(&pf) {
+                assert_eq!(
+                    bits(a),
+                    bits(b),
+                    "parameter gradients, sigmoid {sigmoid}, case {k}"
+                );
+            }
         }
     }
 }

@@ -369,12 +369,23 @@ impl<T: Float> Builder<T> {
     /// without an activation-sized buffer and a pass over it; see
     /// [`Layer::fuse_relu`]) unless [`Builder::fusing`] turned that off;
     /// its label (`relu1`) then names the convolution's slot as well.
-    pub fn relu(mut self) -> Result<Self, Error> {
-        let fused = self.fusing && self.net.slots.last_mut().is_some_and(|s| s.layer.fuse_relu());
+    pub fn relu(self) -> Result<Self, Error> {
+        self.activation("relu", |l| l.fuse_relu(), || Box::new(Relu::new()))
+    }
+
+    /// An activation labelled `kind`: fused into the layer before it when
+    /// `fuse` says that layer took it over, else a layer of its own.
+    fn activation(
+        mut self,
+        kind: &str,
+        fuse: impl FnOnce(&mut dyn Layer<T>) -> bool,
+        layer: impl FnOnce() -> Box<dyn Layer<T>>,
+    ) -> Result<Self, Error> {
+        let fused = self.fusing && self.net.slots.last_mut().is_some_and(|s| fuse(s.layer.as_mut()));
         if !fused {
-            return self.push("relu", Box::new(Relu::new()));
+            return self.push(kind, layer());
         }
-        let label = self.next_label("relu");
+        let label = self.next_label(kind);
         self.pushed += 1;
         if let Some(last) = self.net.slots.last_mut() {
             last.fused.push(label);
@@ -382,7 +393,7 @@ impl<T: Float> Builder<T> {
         Ok(self)
     }
 
-    /// Whether the ReLUs added from now on may be fused into the layer
+    /// Whether the ReLUs and sigmoids added from now on may be fused into the layer
     /// before them (the default). The results are the same bits either way;
     /// unfused networks keep each activation as its own layer.
     pub fn fusing(mut self, on: bool) -> Self {
@@ -390,9 +401,10 @@ impl<T: Float> Builder<T> {
         self
     }
 
-    /// Sigmoid.
+    /// Sigmoid; after a convolution it is fused into it, as [`Builder::relu`]
+    /// is (see [`Layer::fuse_sigmoid`]).
     pub fn sigmoid(self) -> Result<Self, Error> {
-        self.push("sigmoid", Box::new(Sigmoid::new()))
+        self.activation("sigmoid", |l| l.fuse_sigmoid(), || Box::new(Sigmoid::new()))
     }
 
     /// Max pooling over `window`.
