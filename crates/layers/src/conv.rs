@@ -470,6 +470,8 @@ struct Wide {
     hp: usize,
     wp: usize,
     width: usize,
+    /// Whether the window pads the input at all.
+    padded: bool,
 }
 
 impl Wide {
@@ -486,6 +488,7 @@ impl Wide {
             hp,
             wp,
             width: (oh - 1) * wp + ow,
+            padded: win.ph != 0 || win.pw != 0,
         })
     }
 
@@ -499,9 +502,10 @@ impl Wide {
         }
     }
 
-    /// Elements of a padded image; 0 when there is no padding.
+    /// Elements of a padded image; 0 when there is no padding (the input
+    /// is then read as it is).
     fn pad_len(&self, c: usize) -> usize {
-        c * self.hp * self.wp
+        if self.padded { c * self.hp * self.wp } else { 0 }
     }
 
     /// `x` itself when unpadded, else `x` copied into the middle of `xp`
@@ -513,7 +517,7 @@ impl Wide {
         win: Window,
         xp: &'a mut [T],
     ) -> &'a [T] {
-        if win.ph == 0 && win.pw == 0 {
+        if !self.padded {
             return x;
         }
         let xp = &mut xp[..c * self.hp * self.wp];
@@ -545,7 +549,7 @@ impl Wide {
         dx: &mut [T],
         dxp: &mut [T],
     ) {
-        let padded = win.ph != 0 || win.pw != 0;
+        let padded = self.padded;
         let target: &mut [T] = if padded {
             &mut dxp[..c * self.hp * self.wp]
         } else {
