@@ -242,7 +242,7 @@ impl<T: Float> Convolution<T> {
 
     /// Forward in the [`Wide`] layout: per image, the padded input (or the
     /// input itself), one product of the weights by its windows read in
-    /// place, and the valid columns copied out (ReLU on the way if fused).
+    /// place, and the valid columns copied out (through the fused activation).
     fn forward_wide(&mut self, wide: &Wide, [_, c, h, w]: [usize; 4], per: usize) -> Result<(), Error> {
         let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
         let [_, _, oh, ow] = self.out_dims(&[1, c, h, w])?;
