@@ -196,6 +196,14 @@ macro_rules! frame {
     }};
 }
 
+/// The weights `(FN, C, FH, FW)` as the `(FN, C*FH*FW)` matrix the
+/// products use (a function, not a method, so other fields stay free).
+fn weight_mat<T: Float>(w: &Array4<T>) -> MatRef<'_, T> {
+    let f = w.dim().0;
+    let w = w.as_slice().unwrap_or_else(|| unreachable!("kept contiguous"));
+    MatRef::row_major(w, f, w.len() / f)
+}
+
 /// `v = f(v)` for a fused activation, in place.
 #[inline(always)]
 fn fused_in_place<T: Float>(act: Fused, v: &mut [T]) {
@@ -244,17 +252,11 @@ impl<T: Float> Convolution<T> {
     /// input itself), one product of the weights by its windows read in
     /// place, and the valid columns copied out (through the fused activation).
     fn forward_wide(&mut self, wide: &Wide, [_, c, h, w]: [usize; 4], per: usize) -> Result<(), Error> {
-        let (fnum, ckk) = (self.filters(), self.weight.len() / self.filters());
+        let fnum = self.filters();
         let [_, _, oh, ow] = self.out_dims(&[1, c, h, w])?;
         let (chw, ohw) = (c * h * w, oh * ow);
         let (win, bias, act, starts) = (self.win, &self.bias, self.act, &self.starts);
-        let wmat = MatRef::row_major(
-            self.weight
-                .as_slice()
-                .unwrap_or_else(|| unreachable!("kept contiguous")),
-            fnum,
-            ckk,
-        );
+        let wmat = weight_mat(&self.weight);
         let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
         let pad_len = wide.pad_len(c);
         self.x
@@ -301,12 +303,7 @@ impl<T: Float> Convolution<T> {
         let (oh, ow) = (self.out.shape()[2], self.out.shape()[3]);
         let (chw, ohw, width) = (c * h * w, oh * ow, wide.width);
         let (win, act, input_grad) = (self.win, self.act, self.input_grad);
-        let wt = MatRef::row_major(
-            self.weight.as_slice().unwrap_or_else(|| unreachable!()),
-            fnum,
-            ckk,
-        )
-        .t();
+        let wt = weight_mat(&self.weight).t();
         let pad_len = wide.pad_len(c);
         let starts = &self.starts;
         let body = |ws: &mut Vec<T>, grp: Group<'_, T>| {
@@ -612,12 +609,8 @@ impl<T: Float> Layer<T> for Convolution<T> {
             self.forward_wide(&wide, [n, c, h, w], per)?;
             return Ok(&self.out);
         }
-        let (win, wmat, bias, act) = (self.win, &self.weight, &self.bias, self.act);
-        let wmat = MatRef::row_major(
-            wmat.as_slice().unwrap_or_else(|| unreachable!("kept contiguous")),
-            fnum,
-            ckk,
-        );
+        let (win, bias, act) = (self.win, &self.bias, self.act);
+        let wmat = weight_mat(&self.weight);
         let out = self
             .out
             .as_slice_mut()
@@ -679,12 +672,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
             return Ok(&self.dx);
         }
         let win = self.win;
-        let wt = MatRef::row_major(
-            self.weight.as_slice().unwrap_or_else(|| unreachable!()),
-            fnum,
-            ckk,
-        )
-        .t();
+        let wt = weight_mat(&self.weight).t();
         // Per group: dout_g (FN x gs*OHW) and col_g (CKK x gs*OHW), the
         // group's images side by side; dW_g = dout_g col_g^T, db_g = row sums
         // of dout_g, and dx = col2im(W^T dout_g) image by image.

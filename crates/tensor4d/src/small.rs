@@ -70,6 +70,22 @@ impl<'a, T> Rows<'a, T> {
     }
 }
 
+/// Calls `kernel::<T, FMA>(args)` inside [`with_simd`], `FMA` as the CPU allows.
+macro_rules! with_fma {
+    ($kernel:ident::<$t:ty>($($arg:expr),*)) => {
+        with_simd(
+            #[inline(always)]
+            |fma| {
+                if fma {
+                    $kernel::<$t, true>($($arg),*)
+                } else {
+                    $kernel::<$t, false>($($arg),*)
+                }
+            },
+        )
+    };
+}
+
 /// `acc + w * v`, fused (one rounding) when `FMA`.
 #[inline(always)]
 fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
@@ -105,16 +121,7 @@ pub fn gemm_few_rows<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, c: MatMut<'_, T
     if c.rows == 0 || c.cols == 0 {
         return;
     }
-    with_simd(
-        #[inline(always)]
-        |fma| {
-            if fma {
-                few_rows::<T, true>(a, b, c)
-            } else {
-                few_rows::<T, false>(a, b, c)
-            }
-        },
-    )
+    with_fma!(few_rows::<T>(a, b, c))
 }
 
 #[inline(always)]
@@ -221,16 +228,7 @@ pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<
     if c.rows == 0 || c.cols == 0 {
         return;
     }
-    with_simd(
-        #[inline(always)]
-        |fma| {
-            if fma {
-                dots::<T, true>(a, b, beta, c)
-            } else {
-                dots::<T, false>(a, b, beta, c)
-            }
-        },
-    )
+    with_fma!(dots::<T>(a, b, beta, c))
 }
 
 #[inline(always)]
