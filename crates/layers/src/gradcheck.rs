@@ -407,5 +407,7 @@ pub fn layer_cases(seed: u64) -> Result<Vec<LayerCase>, Error> {
     add("lrn", Box::new(Lrn::alexnet()), &[2, 7, 3, 3]);
     // A strong alpha makes LRN's cross-channel term large, so a wrong one fails.
     add("lrn", Box::new(Lrn::new(3, 0.5, 0.75, 1.0)?), &[2, 6, 2, 3]);
+    // Any other beta goes through `powf`.
+    add("lrn", Box::new(Lrn::new(5, 0.3, 0.6, 1.5)?), &[2, 6, 2, 3]);
     Ok(cases)
 }

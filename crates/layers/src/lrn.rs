@@ -9,8 +9,11 @@ use crate::{Error, Layer, Mode, Parameters, check_dout, expect_nchw};
 /// `b_c = a_c / (k + alpha * sum of a_j^2 over the n channels centred on c)^beta`
 /// (alpha is not divided by n; the window is clipped at the first and last
 /// channel). With `s_c` the base of the denominator, backward is
-/// `da_m = db_m s_m^-beta - 2 alpha beta a_m * sum_{i near m} db_i b_i / s_i`,
-/// so the layer keeps its input, `s` and `s^-beta`.
+/// `da_m = db_m / s_m^beta - 2 alpha beta a_m * sum_{i near m} db_i b_i / s_i`.
+/// The layer keeps its output `b` and `s`, nothing else: `s^beta` is
+/// recomputed from `s`, and `a = b s^beta`. (Keeping `a` and `s^-beta` as
+/// well cost two more batch-sized arrays, and the layer is bound by memory
+/// traffic, not arithmetic.)
 ///
 /// ```
 /// use layers::{Layer, Lrn, Mode};
@@ -28,15 +31,14 @@ pub struct Lrn<T> {
     alpha: f64,
     beta: f64,
     k: f64,
-    /// The last input: backward needs `a`.
-    x: ArrayD<T>,
     /// `s = k + alpha * windowed sum of squares`, per element.
     scale: ArrayD<T>,
-    /// `s^-beta`, per element.
-    pow: ArrayD<T>,
-    ran: bool,
+    /// The output `b`, which backward reads too.
     out: ArrayD<T>,
+    ran: bool,
     dx: ArrayD<T>,
+    /// Backward's per-image `db_i b_i / s_i`, one per parallel part.
+    work: Vec<Vec<T>>,
 }
 
 impl<T: Float> Lrn<T> {
@@ -58,12 +60,11 @@ impl<T: Float> Lrn<T> {
             alpha,
             beta,
             k,
-            x: ArrayD::zeros(vec![0]),
             scale: ArrayD::zeros(vec![0]),
-            pow: ArrayD::zeros(vec![0]),
-            ran: false,
             out: ArrayD::zeros(vec![0]),
+            ran: false,
             dx: ArrayD::zeros(vec![0]),
+            work: Vec::new(),
         })
     }
 
@@ -79,16 +80,25 @@ fn neighbours(size: usize, c: usize, channels: usize) -> std::ops::Range<usize> 
     c.saturating_sub(r)..(c + r + 1).min(channels)
 }
 
-/// `s^-beta`; AlexNet's beta of 0.75 as `1 / (sqrt(s) sqrt(sqrt(s)))`, which
-/// is several times faster than `powf` (and within an ulp or two of it).
-#[inline]
-fn neg_pow<T: Float>(s: T, beta: T, three_quarters: bool) -> T {
-    if three_quarters {
-        let r = s.sqrt();
-        T::one() / (r * r.sqrt())
-    } else {
-        s.powf(-beta)
-    }
+/// Evaluates `$body` with `$pow` bound to `s -> s^beta` as a closure of
+/// its own type, so that the loops inside are compiled once per form and
+/// vectorise (a branch per element, or a call to `powf`, keeps them
+/// scalar). AlexNet's beta of 0.75 is `sqrt(s) sqrt(sqrt(s))`, several
+/// times faster than `powf` and within an ulp or two of it.
+macro_rules! with_pow_beta {
+    ($t:ty, $beta:expr, |$pow:ident| $body:expr) => {
+        if $beta == 0.75 {
+            let $pow = |s: $t| {
+                let r = s.sqrt();
+                r * r.sqrt()
+            };
+            $body
+        } else {
+            let beta = <$t>::of($beta);
+            let $pow = move |s: $t| s.powf(beta);
+            $body
+        }
+    };
 }
 
 impl<T: Float> Parameters<T> for Lrn<T> {}
@@ -109,47 +119,47 @@ impl<T: Float> Layer<T> for Lrn<T> {
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
         expect_nchw(self, x.shape())?;
         let (n, c, hw) = (x.shape()[0], x.shape()[1], x.shape()[2] * x.shape()[3]);
-        for buf in [&mut self.x, &mut self.scale, &mut self.pow, &mut self.out] {
-            reuse(buf, x.shape());
-        }
-        self.x.assign(&x);
-        let (alpha, k, beta, size) = (T::of(self.alpha), T::of(self.k), T::of(self.beta), self.size);
-        let fast = self.beta == 0.75;
+        reuse(&mut self.scale, x.shape());
+        reuse(&mut self.out, x.shape());
+        let x = tensor4d::contiguous(&x);
+        let (alpha, k, size) = (T::of(self.alpha), T::of(self.k), self.size);
         let len = c * hw;
         let per = per_part(n) * len;
-        let xs = self
-            .x
-            .as_slice()
-            .unwrap_or_else(|| unreachable!("owned buffers are contiguous"));
-        let scale = self.scale.as_slice_mut().unwrap_or_else(|| unreachable!());
-        let pow = self.pow.as_slice_mut().unwrap_or_else(|| unreachable!());
-        let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!());
-        xs.par_chunks(per)
+        let scale = self.scale.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+        let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+        with_pow_beta!(T, self.beta, |pow| x
+            .par_chunks(per)
             .zip(scale.par_chunks_mut(per))
-            .zip(pow.par_chunks_mut(per).zip(out.par_chunks_mut(per)))
-            .for_each(|((xs, ss), (ps, os))| {
-                let images = xs.chunks_exact(len).zip(ss.chunks_exact_mut(len));
-                for ((img, s_img), (p_img, o_img)) in
-                    images.zip(ps.chunks_exact_mut(len).zip(os.chunks_exact_mut(len)))
-                {
-                    for ch in 0..c {
-                        let plane = ch * hw..(ch + 1) * hw;
-                        let s = &mut s_img[plane.clone()];
-                        s.fill(T::zero());
-                        for j in neighbours(size, ch, c) {
-                            for (acc, &a) in s.iter_mut().zip(&img[j * hw..(j + 1) * hw]) {
-                                *acc += a * a;
+            .zip(out.par_chunks_mut(per))
+            .for_each(|((xs, ss), os)| {
+                tensor4d::with_simd(
+                    #[inline(always)]
+                    |_| {
+                        for ((img, s_img), o_img) in xs
+                            .chunks_exact(len)
+                            .zip(ss.chunks_exact_mut(len))
+                            .zip(os.chunks_exact_mut(len))
+                        {
+                            for ch in 0..c {
+                                let plane = ch * hw..(ch + 1) * hw;
+                                let s = &mut s_img[plane.clone()];
+                                s.fill(T::zero());
+                                for j in neighbours(size, ch, c) {
+                                    for (acc, &a) in s.iter_mut().zip(&img[j * hw..(j + 1) * hw]) {
+                                        *acc += a * a;
+                                    }
+                                }
+                                for ((s, o), &a) in
+                                    s.iter_mut().zip(&mut o_img[plane.clone()]).zip(&img[plane])
+                                {
+                                    *s = k + alpha * *s;
+                                    *o = a / pow(*s);
+                                }
                             }
                         }
-                        let (p, o, a) = (&mut p_img[plane.clone()], &mut o_img[plane.clone()], &img[plane]);
-                        for (((acc, p), o), &a) in s.iter_mut().zip(p).zip(o).zip(a) {
-                            *acc = k + alpha * *acc;
-                            *p = neg_pow(*acc, beta, fast);
-                            *o = a * *p;
-                        }
-                    }
-                }
-            });
+                    },
+                );
+            }));
         self.ran = true;
         Ok(&self.out)
     }
@@ -162,44 +172,52 @@ impl<T: Float> Layer<T> for Lrn<T> {
             dout.shape()[2] * dout.shape()[3],
         );
         let dout = tensor4d::contiguous(&dout);
-        reuse(&mut self.dx, self.x.shape());
+        reuse(&mut self.dx, self.out.shape());
         let coef = T::of(2.0 * self.alpha * self.beta);
         let size = self.size;
         let len = c * hw;
-        let per = per_part(n) * len;
-        let (xs, scale, pow, out) = (
-            self.x.as_slice().unwrap_or_else(|| unreachable!()),
-            self.scale.as_slice().unwrap_or_else(|| unreachable!()),
-            self.pow.as_slice().unwrap_or_else(|| unreachable!()),
-            self.out.as_slice().unwrap_or_else(|| unreachable!()),
-        );
-        let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
-        dx.par_chunks_mut(per).enumerate().for_each(|(part, dxs)| {
-            for (i, dx_img) in dxs.chunks_exact_mut(len).enumerate() {
-                let img = (part * per + i * len)..(part * per + (i + 1) * len);
-                let (a, s, p, b, g) = (
-                    &xs[img.clone()],
-                    &scale[img.clone()],
-                    &pow[img.clone()],
-                    &out[img.clone()],
-                    &dout[img],
-                );
-                for m in 0..c {
-                    let plane = m * hw..(m + 1) * hw;
-                    // Direct term: db_m * s_m^-beta.
-                    for q in plane.clone() {
-                        dx_img[q] = g[q] * p[q];
-                    }
-                    // Cross term: -2 alpha beta a_m sum_i db_i b_i / s_i.
-                    for i in neighbours(size, m, c) {
-                        for q in 0..hw {
-                            let (mq, iq) = (m * hw + q, i * hw + q);
-                            dx_img[mq] -= coef * a[mq] * g[iq] * b[iq] / s[iq];
+        let per = per_part(n);
+        self.work.resize_with(n.div_ceil(per), Vec::new);
+        let scale = self.scale.as_slice().unwrap_or_else(|| unreachable!("owned"));
+        let out = self.out.as_slice().unwrap_or_else(|| unreachable!("owned"));
+        let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+        with_pow_beta!(T, self.beta, |pow| dx
+            .par_chunks_mut(per * len)
+            .zip(self.work.par_iter_mut())
+            .enumerate()
+            .for_each(|(part, (dxs, t))| {
+                t.resize(len, T::zero());
+                tensor4d::with_simd(
+                    #[inline(always)]
+                    |_| {
+                        for (i, dx_img) in dxs.chunks_exact_mut(len).enumerate() {
+                            let img = (part * per + i) * len..(part * per + i + 1) * len;
+                            let (s, b, g) = (&scale[img.clone()], &out[img.clone()], &dout[img]);
+                            // t_i = db_i b_i / s_i, each once for the image.
+                            for (((t, &g), &b), &s) in t.iter_mut().zip(g).zip(b).zip(s) {
+                                *t = g * b / s;
+                            }
+                            for m in 0..c {
+                                let plane = m * hw..(m + 1) * hw;
+                                // Cross term first: the sum of t over m's neighbours.
+                                let d = &mut dx_img[plane.clone()];
+                                d.fill(T::zero());
+                                for i in neighbours(size, m, c) {
+                                    for (d, &t) in d.iter_mut().zip(&t[i * hw..(i + 1) * hw]) {
+                                        *d += t;
+                                    }
+                                }
+                                // da_m = db_m / s_m^beta - 2 alpha beta a_m sum, with a_m = b_m s_m^beta.
+                                let (g, b, s) = (&g[plane.clone()], &b[plane.clone()], &s[plane]);
+                                for (((d, &g), &b), &s) in d.iter_mut().zip(g).zip(b).zip(s) {
+                                    let sb = pow(s);
+                                    *d = g / sb - coef * (b * sb) * *d;
+                                }
+                            }
                         }
-                    }
-                }
-            }
-        });
+                    },
+                );
+            }));
         Ok(&self.dx)
     }
 }

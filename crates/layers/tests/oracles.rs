@@ -248,9 +248,13 @@ proptest! {
     }
 
     #[test]
-    fn lrn_matches_formula(n in 1usize..3, c in 1usize..9, hw in 1usize..3, seed in any::<u64>()) {
+    fn lrn_matches_formula(
+        n in 1usize..3, c in 1usize..9, hw in 1usize..3, seed in any::<u64>(),
+        beta in prop_oneof![Just(0.75), 0.0f64..1.5],
+    ) {
         let x = uniform(&[n, c, hw, hw], seed).mapv(|v| v * 30.0); // big enough for the denominator to matter
-        let mut lrn = Lrn::new(5, 1e-3, 0.75, 2.0).unwrap();
+        // 0.75 takes the square-root form, any other beta `powf`.
+        let mut lrn = Lrn::new(5, 1e-3, beta, 2.0).unwrap();
         let y = lrn.forward(x.view(), Mode::Train).unwrap();
         for ((idx, &v), &a) in y.indexed_iter().zip(x.iter()) {
             let ch = idx[1] as isize;
@@ -258,7 +262,7 @@ proptest! {
             for j in (ch - 2)..=(ch + 2) {
                 if j >= 0 && (j as usize) < c { sq += x[[idx[0], j as usize, idx[2], idx[3]]].powi(2); }
             }
-            let want = a / (2.0 + 1e-3 * sq).powf(0.75);
+            let want = a / (2.0 + 1e-3 * sq).powf(beta);
             prop_assert!(close(v, want), "{:?}: {} vs {}", idx, v, want);
         }
     }
