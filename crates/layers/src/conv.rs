@@ -615,36 +615,60 @@ impl<T: Float> Layer<T> for Convolution<T> {
             .out
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("owned buffers are contiguous"));
+        let most = group_size(ohw, n);
         self.x
             .par_chunks(per * chw)
             .zip(out.par_chunks_mut(per * fnum * ohw))
             .zip(self.work.par_iter_mut())
-            .try_for_each(|((xs, outs), col)| {
-                col.resize(ckk * ohw, T::zero());
-                for (x, out) in xs.chunks_exact(chw).zip(outs.chunks_exact_mut(fnum * ohw)) {
-                    im2col::im2col_t_slice(x, (c, h, w), win, col)?;
-                    // Start from the bias, then out += W (FN x CKK) * col (CKK x OHW).
-                    for (row, &b) in out.chunks_exact_mut(ohw).zip(bias.iter()) {
+            .try_for_each(|((xs, outs), ws)| {
+                // Small outputs in groups of about equal size, the images
+                // side by side in one product. Each output is its own sum
+                // over CKK whatever the group, so grouping changes no bit.
+                let images = xs.len() / chw;
+                let gs = images.div_ceil(images.div_ceil(most));
+                let wide = if gs > 1 { fnum * gs * ohw } else { 0 };
+                ws.resize(ckk * gs * ohw + wide, T::zero());
+                let (col, cw) = ws.split_at_mut(ckk * gs * ohw);
+                for (xg, outg) in xs.chunks(gs * chw).zip(outs.chunks_mut(gs * fnum * ohw)) {
+                    let count = xg.len() / chw;
+                    let ld = count * ohw;
+                    let (col, cw) = (&mut col[..ckk * ld], &mut cw[..wide.min(fnum * ld)]);
+                    for (j, x) in xg.chunks_exact(chw).enumerate() {
+                        im2col::im2col_t_strided(x, (c, h, w), win, &mut col[j * ohw..], ld)?;
+                    }
+                    // The product's destination: the output itself for one
+                    // image, else the group's (FN, count*OHW) matrix.
+                    let dst = if count == 1 { &mut *outg } else { &mut *cw };
+                    // Start from the bias, then += W (FN x CKK) * col (CKK x ld).
+                    for (row, &b) in dst.chunks_exact_mut(ld).zip(bias.iter()) {
                         row.fill(b);
                     }
                     gemm(
                         T::one(),
                         wmat,
-                        MatRef::row_major(col, ckk, ohw),
+                        MatRef::row_major(col, ckk, ld),
                         T::one(),
-                        MatMut::row_major(out, fnum, ohw),
+                        MatMut::row_major(dst, fnum, ld),
                     );
-                    if act != Fused::Identity {
-                        // The activation's own function, while the image is in cache.
-                        tensor4d::with_simd(
-                            #[inline(always)]
-                            |_| {
-                                for row in out.chunks_exact_mut(ohw) {
-                                    fused_in_place(act, row);
+                    // The activation's own function, while the group is in cache.
+                    tensor4d::with_simd(
+                        #[inline(always)]
+                        |_| {
+                            if count == 1 {
+                                if act != Fused::Identity {
+                                    for row in outg.chunks_exact_mut(ohw) {
+                                        fused_in_place(act, row);
+                                    }
                                 }
-                            },
-                        );
-                    }
+                                return;
+                            }
+                            for (j, out) in outg.chunks_exact_mut(fnum * ohw).enumerate() {
+                                for (f, dst) in out.chunks_exact_mut(ohw).enumerate() {
+                                    act.apply(dst, &cw[f * ld + j * ohw..f * ld + (j + 1) * ohw]);
+                                }
+                            }
+                        },
+                    );
                 }
                 Ok(())
             })
@@ -759,7 +783,13 @@ fn group_size(ohw: usize, n: usize) -> usize {
     if ohw > GROUP_COLUMNS / 8 {
         return 1;
     }
-    (GROUP_COLUMNS / ohw.max(1)).clamp(1, n.max(1))
+    let most = (GROUP_COLUMNS / ohw.max(1)).clamp(1, n.max(1));
+    // An even number of groups of about equal size, so that two threads
+    // share them evenly (AlexNet-lite's 7x7 layers: 6 groups of at most 17
+    // images, where 5 of 20 left one thread 3 groups and the other 2).
+    let groups = n.div_ceil(most);
+    let groups = if groups > 1 { groups + groups % 2 } else { groups };
+    n.div_ceil(groups)
 }
 
 /// A group's per-image `(rows, ohw)` matrices, stored one after another in

@@ -99,6 +99,8 @@ fn grouped_convolution_backward_matches_nested_loops() {
             // kernels; 18 filters: matrixmultiply.
             ((5, 2, 12, 12), 13, Window::square(3).with_pad(1)),
             ((4, 3, 9, 9), 18, Window::square(3).with_pad(1)),
+            // 7x7 outputs in groups of unequal size (AlexNet-lite's conv3 to 5).
+            ((23, 4, 7, 7), 20, Window::square(3).with_pad(1)),
         ],
         true,
     );
@@ -125,7 +127,9 @@ type ConvCase = ((usize, usize, usize, usize), usize, Window);
 
 /// Each case: forward, and backward with
 /// or without the input gradient, against the naive loops, and the same
-/// bits on one thread and three.
+/// bits on one thread and three. Forward puts small outputs' images side by
+/// side as well: each image's output must have the same bits whether it is
+/// computed in the batch or alone.
 fn backward_matches_nested_loops(cases: &[ConvCase], input_grad: bool) {
     let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (k, &(shape, filters, win)) in cases.iter().enumerate() {
@@ -146,6 +150,16 @@ fn backward_matches_nested_loops(cases: &[ConvCase], input_grad: bool) {
         };
         let (y, g, dx, grads) = run(1);
         assert_all_close(&y, &naive_conv(&x, &w, &b, win).into_dyn(), "forward");
+        let mut conv = Convolution::from_weights(w.clone(), b.clone(), win).unwrap();
+        for i in 0..shape.0 {
+            let one = x.slice(ndarray::s![i..i + 1, .., .., ..]).into_dyn();
+            let alone = conv.forward(one, Mode::Inference).unwrap();
+            assert_eq!(
+                bits(alone),
+                bits(&y.index_axis(ndarray::Axis(0), i).to_owned().into_dyn()),
+                "image {i} alone"
+            );
+        }
         let (ndx, ndw, ndb) = naive_conv_backward(&x, &w, &g.into_dimensionality().unwrap(), win);
         if input_grad {
             assert_all_close(&dx, &ndx.into_dyn(), "dx");
@@ -154,7 +168,8 @@ fn backward_matches_nested_loops(cases: &[ConvCase], input_grad: bool) {
         }
         assert_all_close(&grads[0].1, &ndw.into_dyn(), "dW");
         assert_all_close(&grads[1].1, &ndb.into_dyn(), "db");
-        let (_, _, dx3, grads3) = run(3);
+        let (y3, _, dx3, grads3) = run(3);
+        assert_eq!(bits(&y), bits(&y3), "forward, 1 and 3 threads");
         assert_eq!(bits(&dx), bits(&dx3), "dx, 1 and 3 threads");
         for ((_, a), (_, b)) in grads.iter().zip(&grads3) {
             assert_eq!(bits(a), bits(b), "parameter gradients, 1 and 3 threads");
