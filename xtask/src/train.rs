@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::{AdaGrad, Adam, Momentum, Optimizer, Parameters, Sgd};
+use layers::{AdaGrad, Adam, Init, Momentum, Optimizer, Parameters, Sgd};
 use models::{Architecture, Event, Network, Pixels, TrainConfig, checkpoint};
 use ndarray::Array4;
 
@@ -22,6 +22,30 @@ pub enum OptimizerKind {
     Momentum,
     Adagrad,
     Adam,
+}
+
+/// `--init`: whose weight initialisation.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum InitKind {
+    /// MODELS.md's for the model (SimpleConvNet N(0, 0.01^2), LeNet Xavier, AlexNet-lite He).
+    Model,
+    /// PyTorch's default for Conv2d and Linear: weights and biases U(-b, b), b = sqrt(1/fan_in).
+    Pytorch,
+    /// He normal, std sqrt(2/fan_in), in every layer.
+    He,
+    /// Xavier normal, std sqrt(1/fan_in), in every layer.
+    Xavier,
+}
+
+impl InitKind {
+    fn init(self) -> Option<Init> {
+        match self {
+            InitKind::Model => None,
+            InitKind::Pytorch => Some(Init::PyTorch),
+            InitKind::He => Some(Init::He),
+            InitKind::Xavier => Some(Init::Xavier),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -50,6 +74,9 @@ pub struct Args {
     /// Seed of the weights and of the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How the weights are drawn: the model's own (MODELS.md), or one rule for every layer.
+    #[arg(long, value_enum, default_value = "model")]
+    init: InitKind,
     /// Worker threads (default: one per core). Results are the same for any count.
     #[arg(long)]
     threads: Option<usize>,
@@ -59,7 +86,8 @@ pub struct Args {
     out: PathBuf,
     /// Continue the run saved in this checkpoint.safetensors (written after
     /// every epoch and on Ctrl-C). The model, data, optimizer, batch size and
-    /// seed come from the file; the result is bit-identical to a run never stopped.
+    /// seed (and so the initialisation) come from the file; the result is
+    /// bit-identical to a run never stopped.
     #[arg(long)]
     resume: Option<PathBuf>,
 }
@@ -298,9 +326,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => {
             let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
-            let net = args
-                .model
-                .build::<f32>(data.input_shape(), data.classes.len(), args.seed)?;
+            let net = args.model.build_with::<f32>(
+                data.input_shape(),
+                data.classes.len(),
+                args.seed,
+                args.init.init(),
+            )?;
             let config = TrainConfig {
                 epochs: args.epochs.unwrap_or(10),
                 batch_size: args.batch_size,

@@ -51,7 +51,7 @@ impl<T: Float> Affine<T> {
             .map_err(|m| Error::invalid("Affine", m))?
             .into_dimensionality()
             .unwrap_or_else(|_| unreachable!("sampled with a 2-D shape"));
-        Self::from_weights(w, Array1::zeros(outputs))
+        Self::from_weights(w, init.sample_bias(outputs, inputs, rng))
     }
 
     /// An affine layer with weights `(in, out)` and biases `(out,)`.

@@ -89,7 +89,8 @@ impl<T: Float> Convolution<T> {
         let w = w
             .into_dimensionality()
             .unwrap_or_else(|_| unreachable!("sampled with a 4-D shape"));
-        Self::from_weights(w, Array1::zeros(out_channels), window)
+        let b = init.sample_bias(out_channels, fan_in, rng);
+        Self::from_weights(w, b, window)
     }
 
     /// A convolution with the given weights `(FN, C, FH, FW)` and biases

@@ -1,9 +1,10 @@
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array1, ArrayD, IxDyn};
 use rand::Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::{Distribution, Normal, Uniform};
 use tensor4d::Float;
 
-/// How a layer's weights are drawn; biases always start at zero.
+/// How a layer's weights and biases are drawn. Biases start at zero
+/// except under [`Init::PyTorch`].
 ///
 /// `fan_in` is `C*FH*FW` for a convolution and the input width for an affine
 /// layer, as in `MODELS.md`.
@@ -13,6 +14,7 @@ use tensor4d::Float;
 /// assert_eq!(Init::Normal { std: 0.01 }.std(4320), 0.01);
 /// assert_eq!(Init::Xavier.std(100), 0.1);           // sqrt(1/fan_in)
 /// assert!((Init::He.std(50) - 0.2).abs() < 1e-15);  // sqrt(2/fan_in)
+/// assert_eq!(Init::PyTorch.std(12), 1.0 / 6.0);     // U(-b, b), b = sqrt(1/fan_in): b / sqrt(3)
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
@@ -25,6 +27,10 @@ pub enum Init {
     Xavier,
     /// He/Kaiming normal, std = sqrt(2/fan_in): suits ReLU.
     He,
+    /// PyTorch's default for `Conv2d` and `Linear` (Kaiming uniform with
+    /// `a = sqrt(5)`): weights and biases both ~ U(-b, b), b = sqrt(1/fan_in).
+    /// Not `MODELS.md`'s, but what a PyTorch model gets when nobody sets it.
+    PyTorch,
 }
 
 impl Init {
@@ -35,18 +41,37 @@ impl Init {
             Init::Normal { std } => std,
             Init::Xavier => (1.0 / fan_in).sqrt(),
             Init::He => (2.0 / fan_in).sqrt(),
+            Init::PyTorch => (1.0 / (3.0 * fan_in)).sqrt(),
         }
     }
 
-    /// A tensor of shape `shape` drawn from N(0, std(fan_in)^2). Draws in f64
-    /// and rounds, so f32 and f64 layers built from one seed hold the same
-    /// weights up to rounding.
+    /// The name `--init` takes: `normal(0.01)`, `xavier`, `he`, `pytorch`.
+    pub fn name(&self) -> String {
+        match *self {
+            Init::Normal { std } => format!("normal({std})"),
+            Init::Xavier => "xavier".into(),
+            Init::He => "he".into(),
+            Init::PyTorch => "pytorch".into(),
+        }
+    }
+
+    /// `b` of [`Init::PyTorch`]'s U(-b, b).
+    fn bound(fan_in: usize) -> f64 {
+        (1.0 / fan_in.max(1) as f64).sqrt()
+    }
+
+    /// Weights of shape `shape`: N(0, std(fan_in)^2), or U(-b, b) for
+    /// [`Init::PyTorch`]. Draws in f64 and rounds, so f32 and f64 layers
+    /// built from one seed hold the same weights up to rounding.
     pub fn sample<T: Float, R: Rng + ?Sized>(
         &self,
         shape: &[usize],
         fan_in: usize,
         rng: &mut R,
     ) -> Result<ArrayD<T>, String> {
+        if *self == Init::PyTorch {
+            return Ok(uniform(shape, fan_in, rng));
+        }
         let std = self.std(fan_in);
         let normal =
             Normal::new(0.0, std).map_err(|e| format!("weight init std {std} is not usable: {e}"))?;
@@ -54,4 +79,26 @@ impl Init {
             T::of(normal.sample(rng))
         }))
     }
+
+    /// Biases for `len` outputs, drawn after the weights: zeros (drawing
+    /// nothing, so the weights that follow are unchanged) except for
+    /// [`Init::PyTorch`].
+    pub fn sample_bias<T: Float, R: Rng + ?Sized>(
+        &self,
+        len: usize,
+        fan_in: usize,
+        rng: &mut R,
+    ) -> Array1<T> {
+        match self {
+            Init::PyTorch => Array1::from_vec(uniform(&[len], fan_in, rng).into_raw_vec_and_offset().0),
+            _ => Array1::zeros(len),
+        }
+    }
+}
+
+/// U(-b, b) with b = sqrt(1/fan_in), in f64 then rounded.
+fn uniform<T: Float, R: Rng + ?Sized>(shape: &[usize], fan_in: usize, rng: &mut R) -> ArrayD<T> {
+    let b = Init::bound(fan_in);
+    let u = Uniform::new_inclusive(-b, b).unwrap_or_else(|_| unreachable!("b is finite and positive"));
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || T::of(u.sample(rng)))
 }

@@ -48,11 +48,33 @@ impl Architecture {
     /// The network for inputs `[C, H, W]` and `classes` outputs, weights
     /// drawn from `seed` with the initialisation `MODELS.md` gives.
     pub fn build<T: Float>(&self, input: [usize; 3], classes: usize, seed: u64) -> Result<Network<T>, Error> {
+        self.build_with(input, classes, seed, None)
+    }
+
+    /// [`Architecture::build`] with every layer's weights drawn by `init`
+    /// instead of `MODELS.md`'s choice when it is `Some`.
+    ///
+    /// ```
+    /// use layers::{Init, Parameters};
+    /// use models::Architecture;
+    /// let net = Architecture::SimpleConvNet.build_with::<f32>([1, 28, 28], 10, 0, Some(Init::PyTorch))?;
+    /// let mut biases = 0.0;
+    /// net.visit_params(&mut |name, value, _| if name.ends_with("bias") { biases += value.sum().abs() });
+    /// assert!(biases > 0.0, "PyTorch's default draws biases too");
+    /// # Ok::<(), models::Error>(())
+    /// ```
+    pub fn build_with<T: Float>(
+        &self,
+        input: [usize; 3],
+        classes: usize,
+        seed: u64,
+        init: Option<Init>,
+    ) -> Result<Network<T>, Error> {
         let b = Network::builder(self.name(), input, seed);
         let pool2 = Window::square(2).with_stride(2);
         match self {
             Architecture::SimpleConvNet => {
-                let init = Init::Normal { std: 0.01 };
+                let init = init.unwrap_or(Init::Normal { std: 0.01 });
                 b.conv(30, Window::square(5), init)?
                     .relu()?
                     .max_pool(pool2)?
@@ -62,7 +84,7 @@ impl Architecture {
                     .build()
             }
             Architecture::LeNet => {
-                let init = Init::Xavier;
+                let init = init.unwrap_or(Init::Xavier);
                 b.conv(6, Window::square(5).with_pad(2), init)?
                     .sigmoid()?
                     .avg_pool(pool2)?
@@ -77,7 +99,7 @@ impl Architecture {
                     .build()
             }
             Architecture::AlexNetLite => {
-                let init = Init::He;
+                let init = init.unwrap_or(Init::He);
                 b.conv(32, Window::square(5).with_pad(2), init)?
                     .relu()?
                     .lrn()?

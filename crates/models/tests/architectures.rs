@@ -162,6 +162,38 @@ fn initialisation_follows_the_spec() {
     });
 }
 
+/// `--init pytorch`: every weight and bias within `b = sqrt(1/fan_in)`,
+/// spread as U(-b, b) (std `b / sqrt(3)`), the extremes reached.
+#[test]
+fn pytorch_initialisation_is_uniform_in_the_fan_in_bound() {
+    let net = Architecture::SimpleConvNet
+        .build_with::<f64>([1, 28, 28], 10, 5, Some(layers::Init::PyTorch))
+        .unwrap();
+    let fan_in = |name: &str| match name.split('.').next() {
+        Some("conv1") => 25.0,
+        Some("fc1") => 4320.0,
+        _ => 100.0,
+    };
+    let mut seen = 0;
+    net.visit_params(&mut |name, v, _| {
+        let b = (1.0f64 / fan_in(name)).sqrt();
+        assert!(v.iter().all(|x| x.abs() <= b), "{name} within {b}");
+        let (lo, hi) = v
+            .iter()
+            .fold((0.0f64, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        assert!(
+            lo < -0.5 * b && hi > 0.5 * b,
+            "{name} spans the bound: {lo}..{hi}"
+        );
+        if v.len() > 1000 {
+            let std = (v.mapv(|x| x * x).mean().unwrap()).sqrt();
+            assert!((std / (b / 3f64.sqrt()) - 1.0).abs() < 0.05, "{name}: std {std}");
+        }
+        seen += 1;
+    });
+    assert_eq!(seen, 6);
+}
+
 #[test]
 fn seeds_decide_the_weights() {
     let weights = |seed| {
