@@ -38,8 +38,8 @@ pub struct Affine<T> {
 }
 
 impl<T: Float> Affine<T> {
-    /// An affine layer from `inputs` to `outputs`, weights drawn by `init`
-    /// with fan-in `inputs`.
+    /// An affine layer from `inputs` to `outputs`, weights (and biases, for
+    /// [`Init::PyTorch`]) drawn by `init` with fan-in `inputs`.
     pub fn new<R: Rng + ?Sized>(
         inputs: usize,
         outputs: usize,

@@ -72,8 +72,8 @@ pub struct Convolution<T> {
 
 impl<T: Float> Convolution<T> {
     /// `out_channels` filters over `in_channels` channels, of the size,
-    /// stride and padding of `window`, weights drawn by `init` with
-    /// fan-in `in_channels * FH * FW`.
+    /// stride and padding of `window`, weights (and biases, for
+    /// [`Init::PyTorch`]) drawn by `init` with fan-in `in_channels * FH * FW`.
     pub fn new<R: Rng + ?Sized>(
         in_channels: usize,
         out_channels: usize,

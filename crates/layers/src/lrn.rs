@@ -11,9 +11,9 @@ use crate::{Error, Layer, Mode, Parameters, check_dout, expect_nchw};
 /// channel). With `s_c` the base of the denominator, backward is
 /// `da_m = db_m / s_m^beta - 2 alpha beta a_m * sum_{i near m} db_i b_i / s_i`.
 /// The layer keeps its output `b` and `s`, nothing else: `s^beta` is
-/// recomputed from `s`, and `a = b s^beta`. (Keeping `a` and `s^-beta` as
-/// well cost two more batch-sized arrays, and the layer is bound by memory
-/// traffic, not arithmetic.)
+/// recomputed from `s`, and `a = b s^beta` (keeping `a` and `s^-beta` too
+/// would cost two more batch-sized arrays, written in forward and read
+/// back in backward).
 ///
 /// ```
 /// use layers::{Layer, Lrn, Mode};
