@@ -99,6 +99,9 @@ fn grouped_convolution_backward_matches_nested_loops() {
             // kernels; 18 filters: matrixmultiply.
             ((5, 2, 12, 12), 13, Window::square(3).with_pad(1)),
             ((4, 3, 9, 9), 18, Window::square(3).with_pad(1)),
+            // 24 filters, whole tiles of 6: the small-matrix kernel forward,
+            // matrixmultiply backward.
+            ((3, 2, 8, 8), 24, Window::square(3).with_pad(1)),
             // 7x7 outputs in groups of unequal size (AlexNet-lite's conv3 to 5).
             ((23, 4, 7, 7), 20, Window::square(3).with_pad(1)),
         ],

@@ -29,7 +29,7 @@ pub use buffer::{reuse, reuse2, reuse4};
 pub use error::ShapeError;
 pub use float::Float;
 pub use gemm::{MatMut, MatRef, gemm, gemm_view};
-pub use small::{Rows, gemm_dots, gemm_few_rows, with_simd};
+pub use small::{FEW_ROWS_TILE, Rows, gemm_dots, gemm_few_rows, with_simd};
 pub use window::{Window, output_size};
 
 use std::borrow::Cow;

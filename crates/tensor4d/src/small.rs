@@ -96,7 +96,8 @@ fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
 const COLS: usize = 16;
 /// Output rows per tile of [`gemm_few_rows`]: 6 x 2 accumulators fit
 /// AVX2's 16 registers beside the loaded row and the broadcast weight.
-const ROWS: usize = 6;
+pub const FEW_ROWS_TILE: usize = 6;
+const ROWS: usize = FEW_ROWS_TILE;
 
 /// `C <- C + A B` for an A with few rows (a convolution's filters times its
 /// columns), reading B's rows where they are and writing C in place (no
