@@ -778,8 +778,8 @@ impl<T: Float> Layer<T> for Convolution<T> {
 /// threads; AlexNet-lite's 32, five tiles and a 2-row remainder, 2% slower
 /// than im2col and `matrixmultiply`, so they stay there).
 fn wide_forward_filters(filters: usize) -> usize {
-    if filters <= 30 && filters.is_multiple_of(tensor4d::FEW_ROWS_TILE) {
-        filters.max(16)
+    if filters.is_multiple_of(tensor4d::FEW_ROWS_TILE) {
+        30
     } else {
         16
     }

@@ -45,16 +45,6 @@ impl Init {
         }
     }
 
-    /// The name `--init` takes: `normal(0.01)`, `xavier`, `he`, `pytorch`.
-    pub fn name(&self) -> String {
-        match *self {
-            Init::Normal { std } => format!("normal({std})"),
-            Init::Xavier => "xavier".into(),
-            Init::He => "he".into(),
-            Init::PyTorch => "pytorch".into(),
-        }
-    }
-
     /// `b` of [`Init::PyTorch`]'s U(-b, b).
     fn bound(fan_in: usize) -> f64 {
         (1.0 / fan_in.max(1) as f64).sqrt()
