@@ -85,9 +85,9 @@ pub struct Args {
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
     /// Continue the run saved in this checkpoint.safetensors (written after
-    /// every epoch and on Ctrl-C). The model, data, optimizer, batch size and
-    /// seed (and so the initialisation) come from the file; the result is
-    /// bit-identical to a run never stopped.
+    /// every epoch and on Ctrl-C). The model, weights, data, optimizer, batch
+    /// size and seed come from the file (so `--init` has nothing to do); the
+    /// result is bit-identical to a run never stopped.
     #[arg(long)]
     resume: Option<PathBuf>,
 }

@@ -627,19 +627,19 @@ impl<T: Float> Layer<T> for Convolution<T> {
                 // over CKK whatever the group, so grouping changes no bit.
                 let images = xs.len() / chw;
                 let gs = images.div_ceil(images.div_ceil(most));
-                let wide = if gs > 1 { fnum * gs * ohw } else { 0 };
-                ws.resize(ckk * gs * ohw + wide, T::zero());
-                let (col, cw) = ws.split_at_mut(ckk * gs * ohw);
+                let product = if gs > 1 { fnum * gs * ohw } else { 0 };
+                ws.resize(ckk * gs * ohw + product, T::zero());
+                let (col, prod) = ws.split_at_mut(ckk * gs * ohw);
                 for (xg, outg) in xs.chunks(gs * chw).zip(outs.chunks_mut(gs * fnum * ohw)) {
                     let count = xg.len() / chw;
                     let ld = count * ohw;
-                    let (col, cw) = (&mut col[..ckk * ld], &mut cw[..wide.min(fnum * ld)]);
+                    let (col, prod) = (&mut col[..ckk * ld], &mut prod[..product.min(fnum * ld)]);
                     for (j, x) in xg.chunks_exact(chw).enumerate() {
                         im2col::im2col_t_strided(x, (c, h, w), win, &mut col[j * ohw..], ld)?;
                     }
                     // The product's destination: the output itself for one
                     // image, else the group's (FN, count*OHW) matrix.
-                    let dst = if count == 1 { &mut *outg } else { &mut *cw };
+                    let dst = if count == 1 { &mut *outg } else { &mut *prod };
                     // Start from the bias, then += W (FN x CKK) * col (CKK x ld).
                     for (row, &b) in dst.chunks_exact_mut(ld).zip(bias.iter()) {
                         row.fill(b);
@@ -656,16 +656,12 @@ impl<T: Float> Layer<T> for Convolution<T> {
                         #[inline(always)]
                         |_| {
                             if count == 1 {
-                                if act != Fused::Identity {
-                                    for row in outg.chunks_exact_mut(ohw) {
-                                        fused_in_place(act, row);
-                                    }
-                                }
+                                fused_in_place(act, outg);
                                 return;
                             }
                             for (j, out) in outg.chunks_exact_mut(fnum * ohw).enumerate() {
                                 for (f, dst) in out.chunks_exact_mut(ohw).enumerate() {
-                                    act.apply(dst, &cw[f * ld + j * ohw..f * ld + (j + 1) * ohw]);
+                                    act.apply(dst, &prod[f * ld + j * ohw..f * ld + (j + 1) * ohw]);
                                 }
                             }
                         },

@@ -45,11 +45,6 @@ impl Init {
         }
     }
 
-    /// `b` of [`Init::PyTorch`]'s U(-b, b).
-    fn bound(fan_in: usize) -> f64 {
-        (1.0 / fan_in.max(1) as f64).sqrt()
-    }
-
     /// Weights of shape `shape`: N(0, std(fan_in)^2), or U(-b, b) for
     /// [`Init::PyTorch`]. Draws in f64 and rounds, so f32 and f64 layers
     /// built from one seed hold the same weights up to rounding.
@@ -60,7 +55,10 @@ impl Init {
         rng: &mut R,
     ) -> Result<ArrayD<T>, String> {
         if *self == Init::PyTorch {
-            return Ok(uniform(shape, fan_in, rng));
+            let u = pytorch_uniform(fan_in);
+            return Ok(ArrayD::from_shape_simple_fn(IxDyn(shape), || {
+                T::of(u.sample(rng))
+            }));
         }
         let std = self.std(fan_in);
         let normal =
@@ -80,15 +78,17 @@ impl Init {
         rng: &mut R,
     ) -> Array1<T> {
         match self {
-            Init::PyTorch => Array1::from_vec(uniform(&[len], fan_in, rng).into_raw_vec_and_offset().0),
+            Init::PyTorch => {
+                let u = pytorch_uniform(fan_in);
+                Array1::from_shape_simple_fn(len, || T::of(u.sample(rng)))
+            }
             _ => Array1::zeros(len),
         }
     }
 }
 
-/// U(-b, b) with b = sqrt(1/fan_in), in f64 then rounded.
-fn uniform<T: Float, R: Rng + ?Sized>(shape: &[usize], fan_in: usize, rng: &mut R) -> ArrayD<T> {
-    let b = Init::bound(fan_in);
-    let u = Uniform::new_inclusive(-b, b).unwrap_or_else(|_| unreachable!("b is finite and positive"));
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || T::of(u.sample(rng)))
+/// [`Init::PyTorch`]'s U(-b, b), b = sqrt(1/fan_in), drawn in f64.
+fn pytorch_uniform(fan_in: usize) -> Uniform<f64> {
+    let b = (1.0 / fan_in.max(1) as f64).sqrt();
+    Uniform::new_inclusive(-b, b).unwrap_or_else(|_| unreachable!("b is finite and positive"))
 }

@@ -97,7 +97,6 @@ const COLS: usize = 16;
 /// Output rows per tile of [`gemm_few_rows`]: 6 x 2 accumulators fit
 /// AVX2's 16 registers beside the loaded row and the broadcast weight.
 pub const FEW_ROWS_TILE: usize = 6;
-const ROWS: usize = FEW_ROWS_TILE;
 
 /// `C <- C + A B` for an A with few rows (a convolution's filters times its
 /// columns), reading B's rows where they are and writing C in place (no
@@ -130,7 +129,7 @@ fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, mut c: 
     let mut r0 = 0;
     while r0 < c.rows {
         let left = c.rows - r0;
-        match left.min(ROWS) {
+        match left.min(FEW_ROWS_TILE) {
             6 => few_rows_tile::<T, 6, FMA>(a, b, &mut c, r0),
             5 => few_rows_tile::<T, 5, FMA>(a, b, &mut c, r0),
             4 => few_rows_tile::<T, 4, FMA>(a, b, &mut c, r0),
@@ -138,7 +137,7 @@ fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, mut c: 
             2 => few_rows_tile::<T, 2, FMA>(a, b, &mut c, r0),
             _ => few_rows_tile::<T, 1, FMA>(a, b, &mut c, r0),
         }
-        r0 += left.min(ROWS);
+        r0 += left.min(FEW_ROWS_TILE);
     }
 }
 
