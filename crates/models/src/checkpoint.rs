@@ -6,7 +6,7 @@
 //! records the model, its input shape and classes, so [`load`] needs
 //! nothing else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use layers::{Optimizer, OptimizerSpec, OptimizerState, Parameters};
@@ -58,11 +58,7 @@ enum Tensor<'a, T> {
     Cast(ArrayViewD<'a, T>),
 }
 
-impl<T: Float> safetensors::View for &Tensor<'_, T> {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-
+impl<T: Float> Tensor<'_, T> {
     fn shape(&self) -> &[usize] {
         match self {
             Tensor::Bytes(shape, _) => shape,
@@ -71,6 +67,7 @@ impl<T: Float> safetensors::View for &Tensor<'_, T> {
         }
     }
 
+    /// The little-endian f32 bytes, made when the writer reaches the tensor.
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
             Tensor::Bytes(_, bytes) => bytes.into(),
@@ -86,6 +83,52 @@ impl<T: Float> safetensors::View for &Tensor<'_, T> {
     fn data_len(&self) -> usize {
         4 * self.shape().iter().product::<usize>()
     }
+}
+
+/// Writes a safetensors file of f32 tensors to `out`: the 8-byte header
+/// length, the JSON header (metadata, then the tensors, each in name order,
+/// padded with spaces to a multiple of 8 as the format asks), then the
+/// tensors' bytes one after another in that order. The `safetensors`
+/// crate's writer takes the metadata as a `HashMap` and writes it in that
+/// map's random order; this header is the same for the same state, so two
+/// saves of one network give the same bytes.
+fn write_safetensors<T: Float>(
+    out: &mut impl std::io::Write,
+    mut tensors: Vec<(String, Tensor<'_, T>)>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = tensors.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!("two tensors named {:?}", w[0].0));
+    }
+    let json = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| unreachable!("a string serialises"));
+    let entries: Vec<String> = metadata
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json(k), json(v)))
+        .collect();
+    let mut header = format!("{{\"__metadata__\":{{{}}}", entries.join(","));
+    let mut offset = 0;
+    for (name, t) in &tensors {
+        let shape: Vec<String> = t.shape().iter().map(usize::to_string).collect();
+        let end = offset + t.data_len();
+        header += &format!(
+            ",{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+            json(name),
+            shape.join(",")
+        );
+        offset = end;
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let io = |e: std::io::Error| e.to_string();
+    out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(header.as_bytes()).map_err(io)?;
+    for (_, t) in &tensors {
+        out.write_all(&t.data()).map_err(io)?;
+    }
+    out.flush().map_err(io)
 }
 
 /// Writes `net`'s parameters to `path` atomically: a temporary file in the
@@ -118,16 +161,16 @@ fn save_tensors<T: Float>(
         tensors.push((name.to_string(), Tensor::Bytes(shape, bytes)));
     });
     tensors.extend(extra);
-    let mut info: HashMap<String, String> = metadata.iter().cloned().collect();
+    let mut info: BTreeMap<String, String> = metadata.iter().cloned().collect();
     let [c, h, w] = net.input_shape();
     info.insert(META_MODEL.into(), net.name().into());
     info.insert(META_INPUT.into(), format!("{c},{h},{w}"));
     info.insert(META_CLASSES.into(), net.classes().to_string());
     info.insert(META_SEED.into(), net.seed().to_string());
     info.insert(META_FORMAT.into(), FORMAT.into());
-    let views = tensors.iter().map(|(name, t)| (name.as_str(), t));
     write_atomically_with(path, |tmp| {
-        safetensors::serialize_to_file(views, Some(info), tmp).map_err(|e| e.to_string())
+        let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
+        write_safetensors(&mut std::io::BufWriter::new(file), tensors, &info)
     })
 }
 

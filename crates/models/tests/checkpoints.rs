@@ -266,3 +266,33 @@ fn a_training_checkpoint_loads_as_weights_but_strangers_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn the_same_state_saves_to_the_same_bytes_laid_out_as_safetensors_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 5).unwrap();
+    // Keys and values that JSON must escape, and more keys than a hash map
+    // would keep in insertion order.
+    let meta: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("key \"{i}\"\\"), format!("välue\n{i}")))
+        .collect();
+    let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    checkpoint::save_with(&net, &a, &[], &meta).unwrap();
+    checkpoint::save_with(&net, &b, &[], &meta).unwrap();
+    let bytes = std::fs::read(&a).unwrap();
+    assert_eq!(bytes, std::fs::read(&b).unwrap());
+
+    // The safetensors crate reads back every entry...
+    let (header_len, read) = SafeTensors::read_metadata(&bytes).unwrap();
+    let read_meta = read.metadata().clone().unwrap();
+    for (k, v) in &meta {
+        assert_eq!(read_meta.get(k), Some(v), "{k}");
+    }
+    assert_eq!(read_meta["model"], "lenet");
+    // ...and its own writer, given the same tensors, lays out the same data.
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let theirs = safetensors::serialize(st.tensors(), Some(read_meta)).unwrap();
+    let their_len = u64::from_le_bytes(theirs[..8].try_into().unwrap()) as usize;
+    assert_eq!(&bytes[8 + header_len..], &theirs[8 + their_len..]);
+    assert_eq!(header_len % 8, 0);
+}
