@@ -30,7 +30,8 @@ fn convolutions(c: &mut Criterion) {
             b.iter(|| black_box(conv.backward(dout.view()).unwrap().len()))
         });
 
-        // The convolution's forward GEMMs alone: N products (FN x CKK)(CKK x OHW),
+        // The convolution's forward GEMMs alone, by `matrixmultiply` (the
+        // reference, not our own GEMM): N products (FN x CKK)(CKK x OHW),
         // shared among the threads as the convolution shares its images.
         let (m, n, k) = case.gemm_mnk();
         let a = tensor(&[m * k], 4);
@@ -43,13 +44,44 @@ fn convolutions(c: &mut Criterion) {
                 cm.par_chunks_mut(m * n)
                     .zip(bm.par_chunks(k * n))
                     .for_each(|(c, b)| {
+                        // SAFETY: row-major A (m x k), B (k x n) and C (m x n) in their own slices.
+                        unsafe {
+                            matrixmultiply::sgemm(
+                                m,
+                                k,
+                                n,
+                                1.0,
+                                a.as_ptr(),
+                                k as isize,
+                                1,
+                                b.as_ptr(),
+                                n as isize,
+                                1,
+                                0.0,
+                                c.as_mut_ptr(),
+                                n as isize,
+                                1,
+                            )
+                        }
+                    });
+                black_box(cm[0])
+            })
+        });
+        // The same products by this workspace's own f32 GEMM (each thread
+        // packing into its own scratch, warm after the first iteration).
+        group.bench_function("gemm-same-shape", |b| {
+            b.iter(|| {
+                let (a, bm) = (a.as_slice().unwrap(), bm.as_slice().unwrap());
+                cm.par_chunks_mut(m * n)
+                    .zip(bm.par_chunks(k * n))
+                    .for_each(|(c, b)| {
                         gemm(
                             1.0,
                             MatRef::row_major(a, m, k),
                             MatRef::row_major(b, k, n),
                             0.0,
                             MatMut::row_major(c, m, n),
-                        );
+                        )
                     });
                 black_box(cm[0])
             })

@@ -161,6 +161,11 @@ pub fn catalog() -> Vec<Entry> {
         out.push(entry("forward", c.forward_flops(), sgemm.clone()));
         out.push(entry("backward", 2 * c.forward_flops(), sgemm.clone()));
         out.push(entry("sgemm-same-shape", 2 * (images * m * n * k) as u64, None));
+        out.push(entry(
+            "gemm-same-shape",
+            2 * (images * m * n * k) as u64,
+            sgemm.clone(),
+        ));
         for what in ["im2col", "col2im"] {
             out.push(Entry {
                 id: format!("conv/{}/{what}", c.name),

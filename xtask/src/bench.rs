@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     writeln!(report, "# Benchmark report\n")?;
     writeln!(
         report,
-        "`cargo xtask bench{}`: criterion medians, {threads} threads, {cpu}. FLOPs are counted from the shapes (a multiply-add is 2); \"share of sgemm\" divides a convolution's GFLOP/s by that of `matrixmultiply`'s sgemm on the same (M, N, K), measured in the same run. Criterion's HTML report: `target/criterion/report/index.html`.\n",
+        "`cargo xtask bench{}`: criterion medians, {threads} threads, {cpu}. FLOPs are counted from the shapes (a multiply-add is 2); \"share of sgemm\" divides a convolution's GFLOP/s (or that of this workspace's own GEMM, `gemm-same-shape`) by that of `matrixmultiply`'s sgemm on the same (M, N, K), measured in the same run. Criterion's HTML report: `target/criterion/report/index.html`.\n",
         if args.quick { " --quick" } else { "" }
     )?;
     writeln!(

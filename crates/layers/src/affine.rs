@@ -1,6 +1,6 @@
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
 use rand::Rng;
-use tensor4d::{Float, MatRef, ShapeError, reuse, reuse2};
+use tensor4d::{Float, GemmScratch, MatRef, ShapeError, reuse, reuse2};
 
 use crate::par::{par_gemm, par_gemm_cols};
 
@@ -35,6 +35,8 @@ pub struct Affine<T> {
     out: ArrayD<T>,
     input_grad: bool,
     dx: ArrayD<T>,
+    /// GEMM packing space, one per parallel part, kept between steps.
+    scratch: Vec<GemmScratch>,
 }
 
 impl<T: Float> Affine<T> {
@@ -70,6 +72,7 @@ impl<T: Float> Affine<T> {
             out: ArrayD::zeros(vec![0]),
             input_grad: true,
             dx: ArrayD::zeros(vec![0]),
+            scratch: Vec::new(),
         })
     }
 
@@ -140,6 +143,7 @@ impl<T: Float> Layer<T> for Affine<T> {
         let x = self.x.as_slice().unwrap_or_else(|| unreachable!());
         let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!());
         par_gemm(
+            &mut self.scratch,
             T::one(),
             MatRef::row_major(x, n, inputs),
             MatRef::row_major(weight, inputs, outputs),
@@ -162,6 +166,7 @@ impl<T: Float> Layer<T> for Affine<T> {
         let x = MatRef::row_major(self.x.as_slice().unwrap_or_else(|| unreachable!()), n, inputs);
         // dW = x^T dout, db = column sums of dout, dx = dout W^T.
         par_gemm(
+            &mut self.scratch,
             T::one(),
             x.t(),
             dout_m,
@@ -186,6 +191,7 @@ impl<T: Float> Layer<T> for Affine<T> {
         );
         // Columns shared among threads: each packs only its share of W.
         par_gemm_cols(
+            &mut self.scratch,
             T::one(),
             dout_m,
             weight.t(),

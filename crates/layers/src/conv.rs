@@ -1,7 +1,9 @@
 use ndarray::{Array1, Array4, ArrayD, ArrayViewD};
 use rand::Rng;
 use rayon::prelude::*;
-use tensor4d::{Float, MatMut, MatRef, Rows, ShapeError, Window, gemm, gemm_dots, gemm_few_rows, reuse};
+use tensor4d::{
+    Float, GemmScratch, MatMut, MatRef, Rows, ShapeError, Window, gemm_dots, gemm_few_rows, gemm_with, reuse,
+};
 
 use crate::activation::Fused;
 use crate::par::{lane_sum, per_part};
@@ -61,8 +63,9 @@ pub struct Convolution<T> {
     /// then also the mask backward needs.
     act: Fused,
     /// One workspace per parallel part: an image's columns (forward); a
-    /// group's `dout` and columns side by side, and `W^T dout` (backward).
-    work: Vec<Vec<T>>,
+    /// group's `dout` and columns side by side, and `W^T dout` (backward);
+    /// and the part's GEMM packing space.
+    work: Vec<Work<T>>,
     /// Each image group's `dW` and `db`, before they are summed in order.
     partial: Vec<T>,
     /// Where each window row starts in a padded image ([`Wide`]).
@@ -265,6 +268,7 @@ impl<T: Float> Convolution<T> {
             .zip(out.par_chunks_mut(per * fnum * ohw))
             .zip(self.work.par_iter_mut())
             .for_each(|((xs, outs), ws)| {
+                let ws = &mut ws.buf;
                 ws.resize(pad_len + fnum * wide.width, T::zero());
                 let (xp, cw) = ws.split_at_mut(pad_len);
                 for (x, out) in xs.chunks_exact(chw).zip(outs.chunks_exact_mut(fnum * ohw)) {
@@ -307,7 +311,11 @@ impl<T: Float> Convolution<T> {
         let wt = weight_mat(&self.weight).t();
         let pad_len = wide.pad_len(c);
         let starts = &self.starts;
-        let body = |ws: &mut Vec<T>, grp: Group<'_, T>| {
+        let body = |ws: &mut Work<T>, grp: Group<'_, T>| {
+            let Work {
+                buf: ws,
+                gemm: scratch,
+            } = ws;
             let count = grp.x.len() / chw;
             let ld = count * width;
             let dcol_len = if input_grad { ckk * ld } else { 0 };
@@ -348,7 +356,8 @@ impl<T: Float> Convolution<T> {
                 *s = lane_sum(row);
             }
             if let Some(dxs) = grp.dx {
-                gemm(
+                gemm_with(
+                    scratch,
                     T::one(),
                     wt,
                     MatRef::row_major(dg, fnum, ld),
@@ -366,6 +375,24 @@ impl<T: Float> Convolution<T> {
         let groups = backward_groups(frame, dout, body).map_err(|e| shape_error(self, e))?;
         self.sum_partials(groups);
         Ok(())
+    }
+}
+
+/// A parallel part's workspace: buffers cut to each use, and the GEMM's
+/// packing space. Both grow to their largest use and stay, so warm steps
+/// allocate nothing.
+#[derive(Clone, Debug)]
+struct Work<T> {
+    buf: Vec<T>,
+    gemm: GemmScratch,
+}
+
+impl<T> Default for Work<T> {
+    fn default() -> Self {
+        Work {
+            buf: Vec::new(),
+            gemm: GemmScratch::default(),
+        }
     }
 }
 
@@ -389,7 +416,7 @@ struct Frame<'a, T> {
     fnum: usize,
     ckk: usize,
     ohw: usize,
-    work: &'a mut Vec<Vec<T>>,
+    work: &'a mut Vec<Work<T>>,
     partial: &'a mut Vec<T>,
     x: &'a [T],
     out: &'a [T],
@@ -404,15 +431,15 @@ struct Frame<'a, T> {
 fn backward_groups<T: Float>(
     f: Frame<'_, T>,
     dout: &[T],
-    body: impl Fn(&mut Vec<T>, Group<'_, T>) -> Result<(), ShapeError> + Sync,
+    body: impl Fn(&mut Work<T>, Group<'_, T>) -> Result<(), ShapeError> + Sync,
 ) -> Result<usize, ShapeError> {
     let (g, chw, fnum, ohw) = (f.g, f.chw, f.fnum, f.ohw);
     let share = f.fnum * f.ckk + f.fnum;
     let groups = f.n.div_ceil(g);
     let per = per_part(groups);
-    f.work.resize_with(groups.div_ceil(per), Vec::new);
+    f.work.resize_with(groups.div_ceil(per), Work::default);
     f.partial.resize(groups * share, T::zero());
-    let run = |ws: &mut Vec<T>, d: &[T], o: &[T], x: &[T], p: &mut [T], mut dx: Option<&mut [T]>| {
+    let run = |ws: &mut Work<T>, d: &[T], o: &[T], x: &[T], p: &mut [T], mut dx: Option<&mut [T]>| {
         let groups = d
             .chunks(g * fnum * ohw)
             .zip(o.chunks(g * fnum * ohw))
@@ -604,7 +631,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
         self.x_shape = Some([n, c, h, w]);
 
         let per = per_part(n);
-        self.work.resize_with(n.div_ceil(per), Vec::new);
+        self.work.resize_with(n.div_ceil(per), Work::default);
         if let Some(wide) = Wide::new(fnum, wide_forward_filters(fnum), self.win, (c, h, w)) {
             wide.starts(&mut self.starts);
             self.forward_wide(&wide, [n, c, h, w], per)?;
@@ -622,6 +649,10 @@ impl<T: Float> Layer<T> for Convolution<T> {
             .zip(out.par_chunks_mut(per * fnum * ohw))
             .zip(self.work.par_iter_mut())
             .try_for_each(|((xs, outs), ws)| {
+                let Work {
+                    buf: ws,
+                    gemm: scratch,
+                } = ws;
                 // Small outputs in groups of about equal size, the images
                 // side by side in one product. Each output is its own sum
                 // over CKK whatever the group, so grouping changes no bit.
@@ -644,7 +675,8 @@ impl<T: Float> Layer<T> for Convolution<T> {
                     for (row, &b) in dst.chunks_exact_mut(ld).zip(bias.iter()) {
                         row.fill(b);
                     }
-                    gemm(
+                    gemm_with(
+                        scratch,
                         T::one(),
                         wmat,
                         MatRef::row_major(col, ckk, ld),
@@ -698,7 +730,11 @@ impl<T: Float> Layer<T> for Convolution<T> {
         // group's images side by side; dW_g = dout_g col_g^T, db_g = row sums
         // of dout_g, and dx = col2im(W^T dout_g) image by image.
         let act = self.act;
-        let body = |ws: &mut Vec<T>, grp: Group<'_, T>| {
+        let body = |ws: &mut Work<T>, grp: Group<'_, T>| {
+            let Work {
+                buf: ws,
+                gemm: scratch,
+            } = ws;
             let ld = grp.dout.len() / fnum;
             ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
             let (dg, rest) = ws.split_at_mut(fnum * ld);
@@ -716,7 +752,8 @@ impl<T: Float> Layer<T> for Convolution<T> {
             }
             let col = &col[..ckk * ld];
             let (dw, db) = grp.partial.split_at_mut(fnum * ckk);
-            gemm(
+            gemm_with(
+                scratch,
                 T::one(),
                 MatRef::row_major(d, fnum, ld),
                 MatRef::row_major(col, ckk, ld).t(),
@@ -728,7 +765,8 @@ impl<T: Float> Layer<T> for Convolution<T> {
             }
             if let Some(dxs) = grp.dx {
                 let dcol = &mut dcol[..ckk * ld];
-                gemm(
+                gemm_with(
+                    scratch,
                     T::one(),
                     wt,
                     MatRef::row_major(d, fnum, ld),

@@ -3,24 +3,45 @@
 //! across threads, so results are bit-identical whatever the thread count.
 
 use rayon::prelude::*;
-use tensor4d::{Float, MatMut, MatRef, gemm, gemm_view};
+use tensor4d::{Float, GemmScratch, MatMut, MatRef, gemm_view_with, gemm_with};
 
 /// Items per part when `n` items are shared among rayon's threads.
 pub(crate) fn per_part(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1))).max(1)
 }
 
+/// The first `parts` scratches of `scratch`, which grows to that many and
+/// never shrinks: products that split into fewer parts keep the others.
+fn first_scratches(scratch: &mut Vec<GemmScratch>, parts: usize) -> &mut [GemmScratch] {
+    if scratch.len() < parts {
+        scratch.resize_with(parts, GemmScratch::default);
+    }
+    &mut scratch[..parts]
+}
+
 /// `C <- alpha A B + beta C` with C row-major `(m, n)`, the rows of A and C
-/// shared among the threads (each element's sum over k stays whole).
-pub(crate) fn par_gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+/// shared among the threads (each element's sum over k stays whole), each
+/// part packing into its own scratch of `scratch` (resized to the parts).
+pub(crate) fn par_gemm<T: Float>(
+    scratch: &mut Vec<GemmScratch>,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+) {
     let (m, n) = (a.rows(), b.cols());
     if m == 0 || n == 0 {
         return;
     }
     let per = per_part(m);
-    c[..m * n].par_chunks_mut(per * n).enumerate().for_each(|(k, c)| {
+    let parts = c[..m * n]
+        .par_chunks_mut(per * n)
+        .zip(first_scratches(scratch, m.div_ceil(per)));
+    parts.enumerate().for_each(|(k, (c, scratch))| {
         let rows = k * per..k * per + c.len() / n;
-        gemm(
+        gemm_with(
+            scratch,
             alpha,
             a.row_range(rows.clone()),
             b,
@@ -34,21 +55,30 @@ pub(crate) fn par_gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, b
 /// instead of the rows: when B is the large operand (a layer's weights),
 /// each thread then packs only its share of B instead of all of it. Each
 /// element's sum stays whole, so the bits are those of one GEMM.
-pub(crate) fn par_gemm_cols<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+pub(crate) fn par_gemm_cols<T: Float>(
+    scratch: &mut Vec<GemmScratch>,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+) {
     let (m, n) = (a.rows(), b.cols());
     if m == 0 || n == 0 {
         return;
     }
     // Whole 16-column panels per part.
     let per = per_part(n.div_ceil(16)) * 16;
+    let scratch = first_scratches(scratch, n.div_ceil(per));
     let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
         .unwrap_or_else(|_| unreachable!("m * n elements"));
     c.axis_chunks_iter_mut(ndarray::Axis(1), per)
         .into_par_iter()
+        .zip(scratch.par_iter_mut())
         .enumerate()
-        .for_each(|(k, c)| {
+        .for_each(|(k, (c, scratch))| {
             let cols = k * per..k * per + c.ncols();
-            gemm_view(alpha, a, b.col_range(cols), beta, c);
+            gemm_view_with(scratch, alpha, a, b.col_range(cols), beta, c);
         });
 }
 

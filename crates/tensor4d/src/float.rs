@@ -2,6 +2,8 @@ use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
+use crate::{GemmScratch, MatRef};
+
 /// The element type of every tensor and layer: implemented for `f32`
 /// (training) and `f64` (gradient checks).
 ///
@@ -58,24 +60,21 @@ pub trait Float:
     /// ```
     fn exp_fast(self) -> Self;
 
-    /// `C <- alpha * A B + beta * C` with arbitrary strides, in elements.
+    /// `C <- alpha A B + beta C` into C at `c` with strides `(rsc, csc)`,
+    /// in elements: for `f32` this crate's packed GEMM, packing into
+    /// `scratch`; for `f64` (gradient checks) `matrixmultiply`'s dgemm,
+    /// which allocates its own.
     ///
     /// # Safety
-    /// The pointers must be valid for every element that the sizes and
-    /// strides address, and `c` must not alias `a`, `b` or itself. Use the
-    /// checked [`crate::gemm`] instead.
+    /// C's elements must be valid, distinct, and alias neither A nor B. Use
+    /// the checked [`crate::gemm`] instead.
+    #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm_unchecked(
-        m: usize,
-        k: usize,
-        n: usize,
+        scratch: &mut GemmScratch,
         alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
         beta: Self,
         c: *mut Self,
         rsc: isize,
@@ -104,30 +103,61 @@ macro_rules! impl_float {
             }
 
             unsafe fn gemm_unchecked(
-                m: usize,
-                k: usize,
-                n: usize,
+                scratch: &mut GemmScratch,
                 alpha: Self,
-                a: *const Self,
-                rsa: isize,
-                csa: isize,
-                b: *const Self,
-                rsb: isize,
-                csb: isize,
+                a: MatRef<'_, Self>,
+                b: MatRef<'_, Self>,
                 beta: Self,
                 c: *mut Self,
                 rsc: isize,
                 csc: isize,
             ) {
                 // SAFETY: forwarded verbatim; the caller upholds the contract.
-                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+                unsafe { $gemm(scratch, alpha, a, b, beta, c, rsc, csc) }
             }
         }
     };
 }
 
-impl_float!(f32, "f32", matrixmultiply::sgemm, exp_f32);
-impl_float!(f64, "f64", matrixmultiply::dgemm, f64::exp);
+impl_float!(f32, "f32", crate::packed::sgemm, exp_f32);
+impl_float!(f64, "f64", dgemm, f64::exp);
+
+/// `matrixmultiply`'s dgemm on checked matrices (gradient checks only:
+/// it allocates a packing buffer per call, which f64 can afford).
+///
+/// # Safety
+/// As [`Float::gemm_unchecked`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn dgemm(
+    _: &mut GemmScratch,
+    alpha: f64,
+    a: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+    beta: f64,
+    c: *mut f64,
+    rsc: isize,
+    csc: isize,
+) {
+    // SAFETY: A and B were checked by their constructors; C by the caller.
+    unsafe {
+        matrixmultiply::dgemm(
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c,
+            rsc,
+            csc,
+        )
+    }
+}
 
 /// Cephes' `expf`: `e^x = 2^n e^r` with `n = round(x / ln 2)` and
 /// `|r| <= ln(2) / 2`, `e^r` by a degree-7 polynomial. Every step is

@@ -1,4 +1,4 @@
-use crate::Float;
+use crate::{Float, GemmScratch};
 
 /// A read-only matrix over a slice with row and column strides in elements.
 /// Transposing is swapping the strides, so no matrix is ever copied to be
@@ -133,26 +133,37 @@ impl<'a, T> MatMut<'a, T> {
     }
 }
 
-/// `C <- alpha * A B + beta * C` through `matrixmultiply`, for any strides.
-/// With `beta == 0` the old contents of C are ignored (NaN included).
+/// `C <- alpha * A B + beta * C` for any strides: for `f32` this crate's
+/// packed GEMM, packing into `scratch` (keep one per parallel part of the
+/// work and repeated products allocate nothing), for `f64`
+/// `matrixmultiply`'s dgemm. With `beta == 0` the old contents of C are
+/// ignored (NaN included).
 ///
 /// Panics if the inner dimensions disagree (a bug in the caller).
 ///
 /// ```
-/// use tensor4d::{gemm, MatMut, MatRef};
-/// let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3
-/// let b = [1.0f64, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3x2
-/// let mut c = [0.0f64; 4];
-/// gemm(1.0, MatRef::row_major(&a, 2, 3), MatRef::row_major(&b, 3, 2), 0.0,
-///      MatMut::row_major(&mut c, 2, 2));
+/// use tensor4d::{gemm_with, GemmScratch, MatMut, MatRef};
+/// let mut scratch = GemmScratch::default();
+/// let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3
+/// let b = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3x2
+/// let mut c = [0.0f32; 4];
+/// gemm_with(&mut scratch, 1.0, MatRef::row_major(&a, 2, 3), MatRef::row_major(&b, 3, 2), 0.0,
+///           MatMut::row_major(&mut c, 2, 2));
 /// assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
 /// // A^T A without copying A: transposing swaps strides.
-/// let mut g = [0.0f64; 9];
+/// let mut g = [0.0f32; 9];
 /// let a = MatRef::row_major(&a, 2, 3);
-/// gemm(1.0, a.t(), a, 0.0, MatMut::row_major(&mut g, 3, 3));
+/// gemm_with(&mut scratch, 1.0, a.t(), a, 0.0, MatMut::row_major(&mut g, 3, 3));
 /// assert_eq!(g[0], 17.0);
 /// ```
-pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+pub fn gemm_with<T: Float>(
+    scratch: &mut GemmScratch,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+) {
     assert!(
         a.cols == b.rows && a.rows == c.rows && b.cols == c.cols,
         "gemm: ({}x{}) * ({}x{}) into ({}x{})",
@@ -170,7 +181,8 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
     // its slice and that C's elements are distinct; `&mut` excludes aliasing
     // between C and the inputs.
     unsafe {
-        gemm_raw(
+        T::gemm_unchecked(
+            scratch,
             alpha,
             a,
             b,
@@ -182,55 +194,39 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
     }
 }
 
-/// `C <- alpha A B + beta C` into C at `c` with strides `(rsc, csc)`.
+/// [`gemm_with`] packing into a scratch that belongs to the calling
+/// thread (allocated on the thread's first use and grown as needed).
 ///
-/// # Safety
-/// C's elements must be valid, distinct, and alias neither A nor B.
-unsafe fn gemm_raw<T: Float>(
-    alpha: T,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    beta: T,
-    c: *mut T,
-    rsc: isize,
-    csc: isize,
-) {
-    // SAFETY: A and B were checked by their constructors; C by the caller.
-    unsafe {
-        T::gemm_unchecked(
-            a.rows,
-            a.cols,
-            b.cols,
-            alpha,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
-            c,
-            rsc,
-            csc,
-        )
-    }
+/// ```
+/// use tensor4d::{gemm, MatMut, MatRef};
+/// let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3
+/// let b = [1.0f64, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3x2
+/// let mut c = [0.0f64; 4];
+/// gemm(1.0, MatRef::row_major(&a, 2, 3), MatRef::row_major(&b, 3, 2), 0.0,
+///      MatMut::row_major(&mut c, 2, 2));
+/// assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+/// ```
+pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    crate::packed::with_thread_scratch(|s| gemm_with(s, alpha, a, b, beta, c))
 }
 
-/// [`gemm`] into an `ndarray` view of C, which may be a block of a larger
-/// matrix (such as a range of its columns, whose elements are not one
-/// contiguous slice): parallel callers can split C with ndarray's
+/// [`gemm_with`] into an `ndarray` view of C, which may be a block of a
+/// larger matrix (such as a range of its columns, whose elements are not
+/// one contiguous slice): parallel callers can split C with ndarray's
 /// `axis_chunks_iter_mut` and give each part its own block.
 ///
 /// ```
 /// use ndarray::{s, Array2};
-/// use tensor4d::{gemm_view, MatRef};
-/// let a = [1.0f64, 2.0]; // 1x2
-/// let b = [1.0f64, 0.0, 0.0, 1.0]; // identity 2x2
+/// use tensor4d::{gemm_view_with, GemmScratch, MatRef};
+/// let a = [1.0f32, 2.0]; // 1x2
+/// let b = [1.0f32, 0.0, 0.0, 1.0]; // identity 2x2
 /// let mut c = Array2::zeros((1, 4));
-/// gemm_view(1.0, MatRef::row_major(&a, 1, 2), MatRef::row_major(&b, 2, 2), 0.0, c.slice_mut(s![.., 1..3]));
+/// gemm_view_with(&mut GemmScratch::default(), 1.0, MatRef::row_major(&a, 1, 2),
+///                MatRef::row_major(&b, 2, 2), 0.0, c.slice_mut(s![.., 1..3]));
 /// assert_eq!(c.as_slice().unwrap(), &[0.0, 1.0, 2.0, 0.0]);
 /// ```
-pub fn gemm_view<T: Float>(
+pub fn gemm_view_with<T: Float>(
+    scratch: &mut GemmScratch,
     alpha: T,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
@@ -250,9 +246,10 @@ pub fn gemm_view<T: Float>(
         return;
     }
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: a mutable ndarray view addresses distinct elements that it
-    // borrows exclusively, so C aliases neither itself nor the inputs.
-    unsafe { gemm_raw(alpha, a, b, beta, c.as_mut_ptr(), rsc, csc) }
+    // SAFETY: A and B were checked by their constructors; a mutable ndarray
+    // view addresses distinct elements that it borrows exclusively, so C
+    // aliases neither itself nor the inputs.
+    unsafe { T::gemm_unchecked(scratch, alpha, a, b, beta, c.as_mut_ptr(), rsc, csc) }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! geometry of a convolution or pooling [`Window`] with the book's output size
 //! `(H + 2P - F) / S + 1` (an error, never a silent floor, when it is not
 //! whole), the [`ShapeError`] that names the sizes at fault, a bounds-checked
-//! strided [`gemm`] over `matrixmultiply`, hand-tiled products for the
+//! strided [`gemm`] (its own packed kernel for f32, `matrixmultiply` for
+//! f64), hand-tiled products for the
 //! shapes it serves badly ([`gemm_few_rows`], [`gemm_dots`]), and helpers
 //! that reuse buffers.
 //!
@@ -22,13 +23,15 @@ mod buffer;
 mod error;
 mod float;
 mod gemm;
+mod packed;
 mod small;
 mod window;
 
 pub use buffer::{reuse, reuse2, reuse4};
 pub use error::ShapeError;
 pub use float::Float;
-pub use gemm::{MatMut, MatRef, gemm, gemm_view};
+pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};
+pub use packed::GemmScratch;
 pub use small::{FEW_ROWS_TILE, Rows, gemm_dots, gemm_few_rows, with_simd};
 pub use window::{Window, output_size};
 

@@ -88,7 +88,7 @@ macro_rules! with_fma {
 
 /// `acc + w * v`, fused (one rounding) when `FMA`.
 #[inline(always)]
-fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
+pub(crate) fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
     if FMA { w.mul_add(v, acc) } else { acc + w * v }
 }
 
