@@ -20,8 +20,8 @@ use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw
 /// copied after the GEMM. Forward keeps its input, not the columns
 /// (`FH*FW` times larger): backward unrolls it again, into a workspace the
 /// product then reads from cache, for the weight gradient
-/// (`dW += dout_n col_n^T`, the transpose being a stride swap for
-/// `matrixmultiply`), and folds `W^T dout_n` back with `col2im` for the
+/// (`dW += dout_n col_n^T`, the transpose being a stride swap for the
+/// GEMM), and folds `W^T dout_n` back with `col2im` for the
 /// input gradient.
 ///
 /// Backward batches small outputs: when `OH*OW` is small, `G` images'
@@ -484,10 +484,10 @@ fn backward_groups<T: Float>(
 /// that each window row `(c, ky, kx)` is one contiguous run of the padded
 /// input, starting at `c*HP*WP + ky*WP + kx`, read in place by the
 /// small-matrix kernels; `WIDTH = (OH-1)*WP + OW` columns. Used for up to
-/// 16 filters (where `matrixmultiply` would run mostly empty), and for the
-/// weight gradient of any first layer (no input gradient: the dot products
-/// of `gemm_dots` then beat im2col and `matrixmultiply`, measured on the
-/// first convolutions of all three networks).
+/// 16 filters (where a packed GEMM's tiles would run mostly empty), and for
+/// the weight gradient of any first layer (no input gradient: the dot
+/// products of `gemm_dots` then beat im2col and a packed GEMM, measured on
+/// the first convolutions of all three networks).
 struct Wide {
     c: usize,
     fh: usize,
@@ -806,11 +806,11 @@ impl<T: Float> Layer<T> for Convolution<T> {
 }
 
 /// The most filters for which forward takes the [`Wide`] layout: 16
-/// (where `matrixmultiply`'s 16-row kernel runs mostly empty), or up to 30
-/// that fill whole tiles of the small-matrix kernel (measured at batch 100:
-/// SimpleConvNet's 30 filters, five tiles, forward 1.28 to 1.11 ms on 2
-/// threads; AlexNet-lite's 32, five tiles and a 2-row remainder, 2% slower
-/// than im2col and `matrixmultiply`, so they stay there).
+/// (where a packed GEMM pays for packing that few rows cannot repay), or up
+/// to 30 that fill whole tiles of the small-matrix kernel (measured at
+/// batch 100: SimpleConvNet's 30 filters, five tiles, forward 1.28 to 1.11
+/// ms on 2 threads; AlexNet-lite's 32, five tiles and a 2-row remainder,
+/// 2% slower than im2col and the packed GEMM, so they stay there).
 fn wide_forward_filters(filters: usize) -> usize {
     if filters.is_multiple_of(tensor4d::FEW_ROWS_TILE) {
         30

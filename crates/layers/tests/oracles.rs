@@ -96,11 +96,11 @@ fn grouped_convolution_backward_matches_nested_loops() {
             ((21, 1, 23, 23), 2, Window::square(3).with_stride(2)),
             ((13, 3, 12, 12), 4, Window::square(2).with_stride(1).with_pad(0)),
             // 13 filters: tiles of 6 rows and a remainder in the small-matrix
-            // kernels; 18 filters: matrixmultiply.
+            // kernels; 18 filters: the packed GEMM.
             ((5, 2, 12, 12), 13, Window::square(3).with_pad(1)),
             ((4, 3, 9, 9), 18, Window::square(3).with_pad(1)),
             // 24 filters, whole tiles of 6: the small-matrix kernel forward,
-            // matrixmultiply backward.
+            // the packed GEMM backward.
             ((3, 2, 8, 8), 24, Window::square(3).with_pad(1)),
             // 7x7 outputs in groups of unequal size (AlexNet-lite's conv3 to 5).
             ((23, 4, 7, 7), 20, Window::square(3).with_pad(1)),
@@ -186,7 +186,7 @@ proptest! {
     #[test]
     fn convolution_matches_nested_loops(
         (shape, win) in exact_case(3, 3),
-        // Up to 16 filters take the small-matrix kernels, more matrixmultiply.
+        // Up to 16 filters take the small-matrix kernels, more the packed GEMM.
         filters in prop_oneof![1usize..8, 17usize..19],
         seed in any::<u64>()
     ) {

@@ -1,6 +1,6 @@
-//! Matrix products whose shapes `matrixmultiply` serves badly: few rows
-//! (a convolution with 6 or 16 filters, where its 8- or 16-row kernel runs
-//! mostly empty and packing costs more than the arithmetic), and weight
+//! Matrix products whose shapes a packed GEMM serves badly: few rows
+//! (a convolution with 6 or 16 filters, where packing costs more than the
+//! arithmetic it serves), and weight
 //! gradients, each element a long dot product. Register-tiled loops that
 //! the compiler vectorises, compiled for AVX2 and FMA when the CPU has them
 //! ([`with_simd`]).
