@@ -6,7 +6,7 @@ use tensor4d::{
 };
 
 use crate::activation::Fused;
-use crate::par::{lane_sum, per_part};
+use crate::par::{first_parts, lane_sum, per_part};
 use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw, shape_error};
 
 /// Convolution by im2col and matrix product (section 7.4.3).
@@ -381,19 +381,10 @@ impl<T: Float> Convolution<T> {
 /// A parallel part's workspace: buffers cut to each use, and the GEMM's
 /// packing space. Both grow to their largest use and stay, so warm steps
 /// allocate nothing.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Work<T> {
     buf: Vec<T>,
     gemm: GemmScratch,
-}
-
-impl<T> Default for Work<T> {
-    fn default() -> Self {
-        Work {
-            buf: Vec::new(),
-            gemm: GemmScratch::default(),
-        }
-    }
 }
 
 /// One group of images in backward: its slices of `dout`, of the output
@@ -437,7 +428,7 @@ fn backward_groups<T: Float>(
     let share = f.fnum * f.ckk + f.fnum;
     let groups = f.n.div_ceil(g);
     let per = per_part(groups);
-    f.work.resize_with(groups.div_ceil(per), Work::default);
+    let work = first_parts(f.work, groups.div_ceil(per));
     f.partial.resize(groups * share, T::zero());
     let run = |ws: &mut Work<T>, d: &[T], o: &[T], x: &[T], p: &mut [T], mut dx: Option<&mut [T]>| {
         let groups = d
@@ -462,8 +453,7 @@ fn backward_groups<T: Float>(
         }
         Ok(())
     };
-    let parts = f
-        .work
+    let parts = work
         .par_iter_mut()
         .zip(dout.par_chunks(per * g * fnum * ohw))
         .zip(f.out.par_chunks(per * g * fnum * ohw))
@@ -631,7 +621,8 @@ impl<T: Float> Layer<T> for Convolution<T> {
         self.x_shape = Some([n, c, h, w]);
 
         let per = per_part(n);
-        self.work.resize_with(n.div_ceil(per), Work::default);
+        // One workspace per part (zips below stop at the parts' count).
+        first_parts(&mut self.work, n.div_ceil(per));
         if let Some(wide) = Wide::new(fnum, wide_forward_filters(fnum), self.win, (c, h, w)) {
             wide.starts(&mut self.starts);
             self.forward_wide(&wide, [n, c, h, w], per)?;

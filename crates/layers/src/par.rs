@@ -10,13 +10,15 @@ pub(crate) fn per_part(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1))).max(1)
 }
 
-/// The first `parts` scratches of `scratch`, which grows to that many and
-/// never shrinks: products that split into fewer parts keep the others.
-fn first_scratches(scratch: &mut Vec<GemmScratch>, parts: usize) -> &mut [GemmScratch] {
-    if scratch.len() < parts {
-        scratch.resize_with(parts, GemmScratch::default);
+/// The first `parts` workspaces of `v`, which grows to that many and never
+/// shrinks: a call that splits into fewer parts keeps the others' buffers
+/// for the next call that needs them (shrinking would free them, and the
+/// next step would allocate them again).
+pub(crate) fn first_parts<X: Default>(v: &mut Vec<X>, parts: usize) -> &mut [X] {
+    if v.len() < parts {
+        v.resize_with(parts, X::default);
     }
-    &mut scratch[..parts]
+    &mut v[..parts]
 }
 
 /// `C <- alpha A B + beta C` with C row-major `(m, n)`, the rows of A and C
@@ -37,7 +39,7 @@ pub(crate) fn par_gemm<T: Float>(
     let per = per_part(m);
     let parts = c[..m * n]
         .par_chunks_mut(per * n)
-        .zip(first_scratches(scratch, m.div_ceil(per)));
+        .zip(first_parts(scratch, m.div_ceil(per)));
     parts.enumerate().for_each(|(k, (c, scratch))| {
         let rows = k * per..k * per + c.len() / n;
         gemm_with(
@@ -69,7 +71,7 @@ pub(crate) fn par_gemm_cols<T: Float>(
     }
     // Whole 16-column panels per part.
     let per = per_part(n.div_ceil(16)) * 16;
-    let scratch = first_scratches(scratch, n.div_ceil(per));
+    let scratch = first_parts(scratch, n.div_ceil(per));
     let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
         .unwrap_or_else(|_| unreachable!("m * n elements"));
     c.axis_chunks_iter_mut(ndarray::Axis(1), per)
