@@ -1,8 +1,8 @@
-//! The general `f32` GEMM behind [`crate::gemm`]: BLIS's loops around a
-//! 6 x 16 register tile (12 AVX2 accumulators), with A and B packed into
-//! buffers that belong to the thread and outlive the call. `matrixmultiply`
+//! The general `f32` GEMM behind [`crate::gemm_with`]: BLIS's loops around
+//! a 6 x 16 register tile (12 AVX2 accumulators), with A and B packed into
+//! a [`GemmScratch`] that the caller keeps between calls. `matrixmultiply`
 //! allocates its packing buffer on every call; here a warm training step,
-//! which repeats the same shapes, allocates nothing.
+//! which repeats the same shapes with the same scratches, allocates nothing.
 //!
 //! Blocking, for a core with 32 KiB of L1 and 1 MiB of L2: a 16-column
 //! panel of packed B, `KC` deep (16 KiB), stays in L1 while the tiles of
