@@ -38,52 +38,46 @@ fn convolutions(c: &mut Criterion) {
         let bm = tensor(&[case.input.0 * k * n], 5);
         let mut cm = vec![0.0f32; case.input.0 * m * n];
         group.throughput(Throughput::Elements(case.forward_flops()));
+        let (a, bm) = (a.as_slice().unwrap(), bm.as_slice().unwrap());
+        let products = |cm: &mut [f32], product: &(dyn Fn(&mut [f32], &[f32]) + Sync)| {
+            cm.par_chunks_mut(m * n)
+                .zip(bm.par_chunks(k * n))
+                .for_each(|(c, b)| product(c, b));
+            black_box(cm[0])
+        };
         group.bench_function("sgemm-same-shape", |b| {
             b.iter(|| {
-                let (a, bm) = (a.as_slice().unwrap(), bm.as_slice().unwrap());
-                cm.par_chunks_mut(m * n)
-                    .zip(bm.par_chunks(k * n))
-                    .for_each(|(c, b)| {
-                        // SAFETY: row-major A (m x k), B (k x n) and C (m x n) in their own slices.
-                        unsafe {
-                            matrixmultiply::sgemm(
-                                m,
-                                k,
-                                n,
-                                1.0,
-                                a.as_ptr(),
-                                k as isize,
-                                1,
-                                b.as_ptr(),
-                                n as isize,
-                                1,
-                                0.0,
-                                c.as_mut_ptr(),
-                                n as isize,
-                                1,
-                            )
-                        }
-                    });
-                black_box(cm[0])
+                products(&mut cm, &|c, b| {
+                    // SAFETY: row-major A (m x k), B (k x n) and C (m x n) in their own slices.
+                    unsafe {
+                        matrixmultiply::sgemm(
+                            m,
+                            k,
+                            n,
+                            1.0,
+                            a.as_ptr(),
+                            k as isize,
+                            1,
+                            b.as_ptr(),
+                            n as isize,
+                            1,
+                            0.0,
+                            c.as_mut_ptr(),
+                            n as isize,
+                            1,
+                        )
+                    }
+                })
             })
         });
         // The same products by this workspace's own f32 GEMM (each thread
         // packing into its own scratch, warm after the first iteration).
         group.bench_function("gemm-same-shape", |b| {
             b.iter(|| {
-                let (a, bm) = (a.as_slice().unwrap(), bm.as_slice().unwrap());
-                cm.par_chunks_mut(m * n)
-                    .zip(bm.par_chunks(k * n))
-                    .for_each(|(c, b)| {
-                        gemm(
-                            1.0,
-                            MatRef::row_major(a, m, k),
-                            MatRef::row_major(b, k, n),
-                            0.0,
-                            MatMut::row_major(c, m, n),
-                        )
-                    });
-                black_box(cm[0])
+                products(&mut cm, &|c, b| {
+                    let (a, b) = (MatRef::row_major(a, m, k), MatRef::row_major(b, k, n));
+                    gemm(1.0, a, b, 0.0, MatMut::row_major(c, m, n))
+                })
             })
         });
         group.throughput(Throughput::Elements((case.input.0 * n * k) as u64));

@@ -2,11 +2,12 @@ use ndarray::{Array1, Array4, ArrayD, ArrayViewD};
 use rand::Rng;
 use rayon::prelude::*;
 use tensor4d::{
-    Float, GemmScratch, MatMut, MatRef, Rows, ShapeError, Window, gemm_dots, gemm_few_rows, gemm_with, reuse,
+    Float, GemmScratch, MatMut, MatRef, Rows, ShapeError, Window, gemm_dots, gemm_few_rows, gemm_with, grow,
+    reuse,
 };
 
 use crate::activation::Fused;
-use crate::par::{first_parts, lane_sum, per_part};
+use crate::par::{lane_sum, per_part};
 use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, expect_nchw, shape_error};
 
 /// Convolution by im2col and matrix product (section 7.4.3).
@@ -428,7 +429,7 @@ fn backward_groups<T: Float>(
     let share = f.fnum * f.ckk + f.fnum;
     let groups = f.n.div_ceil(g);
     let per = per_part(groups);
-    let work = first_parts(f.work, groups.div_ceil(per));
+    let work = grow(f.work, groups.div_ceil(per));
     f.partial.resize(groups * share, T::zero());
     let run = |ws: &mut Work<T>, d: &[T], o: &[T], x: &[T], p: &mut [T], mut dx: Option<&mut [T]>| {
         let groups = d
@@ -622,7 +623,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
 
         let per = per_part(n);
         // One workspace per part (zips below stop at the parts' count).
-        first_parts(&mut self.work, n.div_ceil(per));
+        grow(&mut self.work, n.div_ceil(per));
         if let Some(wide) = Wide::new(fnum, wide_forward_filters(fnum), self.win, (c, h, w)) {
             wide.starts(&mut self.starts);
             self.forward_wide(&wide, [n, c, h, w], per)?;

@@ -3,27 +3,17 @@
 //! across threads, so results are bit-identical whatever the thread count.
 
 use rayon::prelude::*;
-use tensor4d::{Float, GemmScratch, MatMut, MatRef, gemm_view_with, gemm_with};
+use tensor4d::{Float, GemmScratch, MatMut, MatRef, gemm_view_with, gemm_with, grow};
 
 /// Items per part when `n` items are shared among rayon's threads.
 pub(crate) fn per_part(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1))).max(1)
 }
 
-/// The first `parts` workspaces of `v`, which grows to that many and never
-/// shrinks: a call that splits into fewer parts keeps the others' buffers
-/// for the next call that needs them (shrinking would free them, and the
-/// next step would allocate them again).
-pub(crate) fn first_parts<X: Default>(v: &mut Vec<X>, parts: usize) -> &mut [X] {
-    if v.len() < parts {
-        v.resize_with(parts, X::default);
-    }
-    &mut v[..parts]
-}
-
 /// `C <- alpha A B + beta C` with C row-major `(m, n)`, the rows of A and C
 /// shared among the threads (each element's sum over k stays whole), each
-/// part packing into its own scratch of `scratch` (resized to the parts).
+/// part packing into its own scratch of `scratch` (grown to the parts,
+/// never shrunk).
 pub(crate) fn par_gemm<T: Float>(
     scratch: &mut Vec<GemmScratch>,
     alpha: T,
@@ -39,7 +29,7 @@ pub(crate) fn par_gemm<T: Float>(
     let per = per_part(m);
     let parts = c[..m * n]
         .par_chunks_mut(per * n)
-        .zip(first_parts(scratch, m.div_ceil(per)));
+        .zip(grow(scratch, m.div_ceil(per)));
     parts.enumerate().for_each(|(k, (c, scratch))| {
         let rows = k * per..k * per + c.len() / n;
         gemm_with(
@@ -71,7 +61,7 @@ pub(crate) fn par_gemm_cols<T: Float>(
     }
     // Whole 16-column panels per part.
     let per = per_part(n.div_ceil(16)) * 16;
-    let scratch = first_parts(scratch, n.div_ceil(per));
+    let scratch = grow(scratch, n.div_ceil(per));
     let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
         .unwrap_or_else(|_| unreachable!("m * n elements"));
     c.axis_chunks_iter_mut(ndarray::Axis(1), per)

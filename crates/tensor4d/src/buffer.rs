@@ -38,3 +38,21 @@ pub fn reuse2<T: Clone + Zero + Default>(buf: &mut Array2<T>, shape: (usize, usi
 pub fn reuse4<T: Clone + Zero + Default>(buf: &mut Array4<T>, shape: (usize, usize, usize, usize)) -> bool {
     reuse_dim::<T, Ix4>(buf, shape.into_dimension())
 }
+
+/// The first `len` elements of `v`, growing it to that length if it is
+/// shorter and never shrinking it: workspaces kept per parallel part, or
+/// packing space, keep their allocations when a call needs fewer or less
+/// of them, so the next call that needs them does not allocate again.
+///
+/// ```
+/// let mut v: Vec<Vec<f32>> = Vec::new();
+/// assert_eq!(tensor4d::grow(&mut v, 3).len(), 3);
+/// assert_eq!(tensor4d::grow(&mut v, 2).len(), 2);
+/// assert_eq!(v.len(), 3);
+/// ```
+pub fn grow<X: Clone + Default>(v: &mut Vec<X>, len: usize) -> &mut [X] {
+    if v.len() < len {
+        v.resize(len, X::default());
+    }
+    &mut v[..len]
+}

@@ -164,17 +164,7 @@ pub fn gemm_with<T: Float>(
     beta: T,
     c: MatMut<'_, T>,
 ) {
-    assert!(
-        a.cols == b.rows && a.rows == c.rows && b.cols == c.cols,
-        "gemm: ({}x{}) * ({}x{}) into ({}x{})",
-        a.rows,
-        a.cols,
-        b.rows,
-        b.cols,
-        c.rows,
-        c.cols
-    );
-    if c.rows == 0 || c.cols == 0 {
+    if !fits(&a, &b, (c.rows, c.cols)) {
         return;
     }
     // SAFETY: the constructors checked that every addressed element lies in
@@ -192,6 +182,20 @@ pub fn gemm_with<T: Float>(
             c.cs as isize,
         )
     }
+}
+
+/// Panics unless A B has the shape `(rows, cols)` of C (a bug in the
+/// caller); returns whether there is anything to compute.
+fn fits<T>(a: &MatRef<'_, T>, b: &MatRef<'_, T>, (rows, cols): (usize, usize)) -> bool {
+    assert!(
+        a.cols == b.rows && a.rows == rows && b.cols == cols,
+        "gemm: ({}x{}) * ({}x{}) into ({rows}x{cols})",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols,
+    );
+    rows > 0 && cols > 0
 }
 
 /// [`gemm_with`] packing into a scratch that belongs to the calling
@@ -233,16 +237,7 @@ pub fn gemm_view_with<T: Float>(
     beta: T,
     mut c: ndarray::ArrayViewMut2<'_, T>,
 ) {
-    let (rows, cols) = c.dim();
-    assert!(
-        a.cols == b.rows && a.rows == rows && b.cols == cols,
-        "gemm: ({}x{}) * ({}x{}) into ({rows}x{cols})",
-        a.rows,
-        a.cols,
-        b.rows,
-        b.cols,
-    );
-    if rows == 0 || cols == 0 {
+    if !fits(&a, &b, c.dim()) {
         return;
     }
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);

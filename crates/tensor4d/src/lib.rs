@@ -27,7 +27,7 @@ mod packed;
 mod small;
 mod window;
 
-pub use buffer::{reuse, reuse2, reuse4};
+pub use buffer::{grow, reuse, reuse2, reuse4};
 pub use error::ShapeError;
 pub use float::Float;
 pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};

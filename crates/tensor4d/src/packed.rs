@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 
 use crate::small::madd;
-use crate::{FEW_ROWS_TILE as MR, MatRef};
+use crate::{FEW_ROWS_TILE as MR, MatRef, grow};
 
 /// Columns per register tile: two AVX2 registers of f32.
 const NR: usize = 16;
@@ -130,14 +130,6 @@ unsafe fn sgemm_on(
     )
 }
 
-/// The first `len` elements of `v`, growing it if it is shorter.
-fn grow<P: Copy + Default>(v: &mut Vec<P>, len: usize) -> &mut [P] {
-    if v.len() < len {
-        v.resize(len, P::default());
-    }
-    &mut v[..len]
-}
-
 /// BLIS's five loops: B in `NC`-column slabs, the sum in `KC`-deep blocks
 /// (B's block packed once), A in `MC`-row blocks (packed once), then the
 /// register tiles.
@@ -200,17 +192,8 @@ unsafe fn blocked<const FMA: bool>(
                             unsafe { tile.run_avx2(ap, bp) };
                             continue;
                         }
-                        // Edge tiles run only the rows and half-width they need.
-                        macro_rules! dispatch {
-                            ($($r:literal)*) => {
-                                match (rows, cols <= NR / 2) {
-                                    $(($r, true) => unsafe { tile.run::<$r, { NR / 2 }, FMA>(ap, bp) },
-                                      ($r, false) => unsafe { tile.run::<$r, NR, FMA>(ap, bp) },)*
-                                    _ => unreachable!("at most {MR} rows"),
-                                }
-                            };
-                        }
-                        dispatch!(6 5 4 3 2 1);
+                        // SAFETY: the tile's valid part lies in C.
+                        unsafe { tile.run::<FMA>(ap, bp) };
                     }
                 }
             }
@@ -282,19 +265,16 @@ struct Tile {
     update: Update,
 }
 
-/// The `R x W` sums of a tile over a packed block. Returned by value, so
-/// the accumulators live in registers through the loop (a caller that
-/// indexes them by a run-time count would keep them in memory).
+/// The `MR x W` sums of a tile over a packed block (edge rows are zeros in
+/// the packed A). Returned by value, so the accumulators live in registers
+/// through the loop (a caller that indexes them by a run-time count would
+/// keep them in memory).
 #[inline(always)]
-fn sums<const R: usize, const W: usize, const FMA: bool>(
-    ap: &[[f32; MR]],
-    bp: &[[f32; NR]],
-) -> [[f32; W]; R] {
-    let mut acc = [[0.0f32; W]; R];
-    for (a, b) in ap.iter().zip(bp) {
-        let w: [f32; R] = std::array::from_fn(|r| a[r]);
+fn sums<const W: usize, const FMA: bool>(ap: &[[f32; MR]], bp: &[[f32; NR]]) -> [[f32; W]; MR] {
+    let mut acc = [[0.0f32; W]; MR];
+    for (&a, b) in ap.iter().zip(bp) {
         let v: [f32; W] = std::array::from_fn(|j| b[j]);
-        for (acc, w) in acc.iter_mut().zip(w) {
+        for (acc, w) in acc.iter_mut().zip(a) {
             for (s, &v) in acc.iter_mut().zip(&v) {
                 *s = madd::<f32, FMA>(w, v, *s);
             }
@@ -304,44 +284,28 @@ fn sums<const R: usize, const W: usize, const FMA: bool>(
 }
 
 impl Tile {
-    /// Computes the first `R` rows and `W` columns of the tile over a
-    /// packed block and writes its valid part to C.
+    /// The portable tile: the sums in arrays the compiler vectorises, 8 or
+    /// 16 columns as the tile needs, then written to C.
     ///
     /// # Safety
     /// The valid part of the tile must lie in C and be aliased by nothing
-    /// else; `rows <= R` and `cols <= W`.
+    /// else.
     #[inline(always)]
-    unsafe fn run<const R: usize, const W: usize, const FMA: bool>(
-        &self,
-        ap: &[[f32; MR]],
-        bp: &[[f32; NR]],
-    ) {
-        let acc = sums::<R, W, FMA>(ap, bp);
-        let (alpha, update) = (self.alpha, self.update);
-        if self.rows == R && self.cols == W && self.csc == 1 {
-            // A whole tile over whole rows of C: fixed-size loops, so the
-            // sums go from registers straight to C.
-            for (r, acc) in acc.iter().enumerate() {
-                // SAFETY: row r of the tile, W contiguous elements of C
-                // that nothing else borrows.
-                let out = unsafe { &mut *(self.c.offset(r as isize * self.rsc) as *mut [f32; W]) };
-                let old = *out;
-                *out = match update {
-                    Update::Set => std::array::from_fn(|j| alpha * acc[j]),
-                    Update::Beta(beta) => std::array::from_fn(|j| alpha * acc[j] + beta * old[j]),
-                    Update::Add => std::array::from_fn(|j| old[j] + alpha * acc[j]),
-                };
-            }
-            return;
-        }
+    unsafe fn run<const FMA: bool>(&self, ap: &[[f32; MR]], bp: &[[f32; NR]]) {
         // SAFETY: as this function's contract.
-        unsafe { self.store(&acc) }
+        unsafe {
+            if self.cols <= NR / 2 {
+                self.store(&sums::<{ NR / 2 }, FMA>(ap, bp))
+            } else {
+                self.store(&sums::<NR, FMA>(ap, bp))
+            }
+        }
     }
 
     /// Writes the valid part of the sums `acc` to C, element by element.
     ///
     /// # Safety
-    /// As [`Tile::run`].
+    /// As [`Tile::run`]; `acc` covers the valid part.
     #[inline(always)]
     unsafe fn store<const W: usize>(&self, acc: &[[f32; W]]) {
         let (alpha, update) = (self.alpha, self.update);
