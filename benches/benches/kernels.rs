@@ -4,11 +4,12 @@
 
 use benches::{CONV_CASES, input, tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kernels::{MatMut, MatRef, gemm};
 use layers::{Affine, Convolution, Init, Layer, Mode, Pooling};
 use rand::SeedableRng;
 use rayon::prelude::*;
 use std::hint::black_box;
-use tensor4d::{MatMut, MatRef, Window, gemm};
+use tensor4d::Window;
 
 fn convolutions(c: &mut Criterion) {
     for case in CONV_CASES {

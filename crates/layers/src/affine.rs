@@ -1,6 +1,7 @@
+use kernels::{GemmScratch, MatRef};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
 use rand::Rng;
-use tensor4d::{Float, GemmScratch, MatRef, ShapeError, reuse, reuse2};
+use tensor4d::{Float, ShapeError, reuse, reuse2};
 
 use crate::par::{par_gemm, par_gemm_cols};
 

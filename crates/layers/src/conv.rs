@@ -1,10 +1,8 @@
+use kernels::{GemmScratch, MatMut, MatRef, Rows, gemm_dots, gemm_few_rows, gemm_with};
 use ndarray::{Array1, Array4, ArrayD, ArrayViewD};
 use rand::Rng;
 use rayon::prelude::*;
-use tensor4d::{
-    Float, GemmScratch, MatMut, MatRef, Rows, ShapeError, Window, gemm_dots, gemm_few_rows, gemm_with, grow,
-    reuse,
-};
+use tensor4d::{Float, ShapeError, Window, grow, reuse};
 
 use crate::activation::Fused;
 use crate::par::{lane_sum, per_part};
@@ -280,7 +278,7 @@ impl<T: Float> Convolution<T> {
                     let rows = Rows::new(xin, starts, wide.width);
                     gemm_few_rows(wmat, rows, MatMut::row_major(cw, fnum, wide.width));
                     // The valid columns, through the fused activation if any.
-                    tensor4d::with_simd(
+                    kernels::with_simd(
                         #[inline(always)]
                         |_| {
                             let filters = out.chunks_exact_mut(ohw).zip(cw.chunks_exact(wide.width));
@@ -572,7 +570,7 @@ impl Wide {
             dx
         };
         target.fill(T::zero());
-        tensor4d::with_simd(
+        kernels::with_simd(
             #[inline(always)]
             |_| {
                 for (k, &s) in starts.iter().enumerate() {
@@ -676,7 +674,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
                         MatMut::row_major(dst, fnum, ld),
                     );
                     // The activation's own function, while the group is in cache.
-                    tensor4d::with_simd(
+                    kernels::with_simd(
                         #[inline(always)]
                         |_| {
                             if count == 1 {
@@ -804,7 +802,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
 /// ms on 2 threads; AlexNet-lite's 32, five tiles and a 2-row remainder,
 /// 2% slower than im2col and the packed GEMM, so they stay there).
 fn wide_forward_filters(filters: usize) -> usize {
-    if filters.is_multiple_of(tensor4d::FEW_ROWS_TILE) {
+    if filters.is_multiple_of(kernels::TILE_ROWS) {
         30
     } else {
         16

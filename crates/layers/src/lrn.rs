@@ -132,7 +132,7 @@ impl<T: Float> Layer<T> for Lrn<T> {
             .zip(scale.par_chunks_mut(per))
             .zip(out.par_chunks_mut(per))
             .for_each(|((xs, ss), os)| {
-                tensor4d::with_simd(
+                kernels::with_simd(
                     #[inline(always)]
                     |_| {
                         for ((img, s_img), o_img) in xs
@@ -187,7 +187,7 @@ impl<T: Float> Layer<T> for Lrn<T> {
             .enumerate()
             .for_each(|(part, (dxs, t))| {
                 t.resize(len, T::zero());
-                tensor4d::with_simd(
+                kernels::with_simd(
                     #[inline(always)]
                     |_| {
                         for (i, dx_img) in dxs.chunks_exact_mut(len).enumerate() {

@@ -2,8 +2,9 @@
 //! thread its own outputs (images, rows, planes), and no sum is ever split
 //! across threads, so results are bit-identical whatever the thread count.
 
+use kernels::{GemmScratch, MatMut, MatRef, TILE_COLS, gemm_view_with, gemm_with};
 use rayon::prelude::*;
-use tensor4d::{Float, GemmScratch, MatMut, MatRef, gemm_view_with, gemm_with, grow};
+use tensor4d::{Float, grow};
 
 /// Items per part when `n` items are shared among rayon's threads.
 pub(crate) fn per_part(n: usize) -> usize {
@@ -59,8 +60,8 @@ pub(crate) fn par_gemm_cols<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    // Whole 16-column panels per part.
-    let per = per_part(n.div_ceil(16)) * 16;
+    // Whole panels of the packed GEMM per part.
+    let per = per_part(n.div_ceil(TILE_COLS)) * TILE_COLS;
     let scratch = grow(scratch, n.div_ceil(per));
     let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
         .unwrap_or_else(|_| unreachable!("m * n elements"));
@@ -95,7 +96,7 @@ pub(crate) fn par_map<T: Float>(out: &mut [T], a: &[T], f: impl Fn(T) -> T + Syn
     let per = per_part(out.len()).max(4096);
     out.par_chunks_mut(per).zip(a.par_chunks(per)).for_each(|(o, a)| {
         // Vectorised for AVX2 where the CPU has it: the same bits, wider.
-        tensor4d::with_simd(
+        kernels::with_simd(
             #[inline(always)]
             |_| {
                 for (o, &a) in o.iter_mut().zip(a) {
@@ -111,7 +112,7 @@ pub(crate) fn par_update<T: Float>(x: &mut [T], b: &[T], f: impl Fn(T, T) -> T +
     let per = per_part(x.len()).max(4096);
     x.par_chunks_mut(per).zip(b.par_chunks(per)).for_each(|(x, b)| {
         // Vectorised for AVX2 where the CPU has it: the same bits, wider.
-        tensor4d::with_simd(
+        kernels::with_simd(
             #[inline(always)]
             |_| {
                 for (x, &b) in x.iter_mut().zip(b) {

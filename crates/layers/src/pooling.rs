@@ -408,7 +408,7 @@ impl<T: Float> Layer<T> for Pooling<T> {
                         for ((plane, out), args) in planes.zip(args.chunks_exact_mut(oh * ow)) {
                             if win.ph == 0 && win.pw == 0 {
                                 // Compiled for AVX2 where the CPU has it (no FMA: same bits).
-                                tensor4d::with_simd(
+                                kernels::with_simd(
                                     #[inline(always)]
                                     |_| forward_unpadded(kind, win, plane, (w, ow), out, args, finish),
                                 );

@@ -2,14 +2,9 @@ use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
-use crate::{GemmScratch, MatRef};
-
-/// The element type of every tensor and layer: implemented for `f32`
-/// (training) and `f64` (gradient checks).
-///
-/// Beyond `num_traits::Float` it carries the one thing that differs by type
-/// at the machine level, the GEMM kernel, so generic layer code can call
-/// [`crate::gemm`] without knowing which precision it runs in.
+/// The element type of every tensor and layer: `f32` (training) and `f64`
+/// (gradient checks), and no other type (the trait is sealed, so the GEMM
+/// engine can give each of the two its own kernel).
 ///
 /// ```
 /// use tensor4d::Float;
@@ -18,7 +13,8 @@ use crate::{GemmScratch, MatRef};
 /// assert_eq!(half(3.0f64), 1.5);
 /// ```
 pub trait Float:
-    num_traits::Float
+    sealed::Sealed
+    + num_traits::Float
     + num_traits::FromPrimitive
     + ndarray::LinalgScalar
     + ndarray::ScalarOperand
@@ -59,31 +55,17 @@ pub trait Float:
     /// assert_eq!(1.0f64.exp_fast(), 1.0f64.exp());
     /// ```
     fn exp_fast(self) -> Self;
+}
 
-    /// `C <- alpha A B + beta C` into C at `c` with strides `(rsc, csc)`,
-    /// in elements: for `f32` this crate's packed GEMM, packing into
-    /// `scratch`; for `f64` (gradient checks) `matrixmultiply`'s dgemm,
-    /// which allocates its own.
-    ///
-    /// # Safety
-    /// C's elements must be valid, distinct, and alias neither A nor B. Use
-    /// the checked [`crate::gemm`] instead.
-    #[doc(hidden)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_unchecked(
-        scratch: &mut GemmScratch,
-        alpha: Self,
-        a: MatRef<'_, Self>,
-        b: MatRef<'_, Self>,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
+mod sealed {
+    /// Keeps [`super::Float`] to the two types implemented here.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $gemm:path, $exp:path) => {
+    ($t:ty, $name:literal, $exp:path) => {
         impl Float for $t {
             const NAME: &'static str = $name;
 
@@ -101,63 +83,12 @@ macro_rules! impl_float {
             fn exp_fast(self) -> Self {
                 $exp(self)
             }
-
-            unsafe fn gemm_unchecked(
-                scratch: &mut GemmScratch,
-                alpha: Self,
-                a: MatRef<'_, Self>,
-                b: MatRef<'_, Self>,
-                beta: Self,
-                c: *mut Self,
-                rsc: isize,
-                csc: isize,
-            ) {
-                // SAFETY: forwarded verbatim; the caller upholds the contract.
-                unsafe { $gemm(scratch, alpha, a, b, beta, c, rsc, csc) }
-            }
         }
     };
 }
 
-impl_float!(f32, "f32", crate::packed::sgemm, exp_f32);
-impl_float!(f64, "f64", dgemm, f64::exp);
-
-/// `matrixmultiply`'s dgemm on checked matrices (gradient checks only:
-/// it allocates a packing buffer per call, which f64 can afford).
-///
-/// # Safety
-/// As [`Float::gemm_unchecked`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn dgemm(
-    _: &mut GemmScratch,
-    alpha: f64,
-    a: MatRef<'_, f64>,
-    b: MatRef<'_, f64>,
-    beta: f64,
-    c: *mut f64,
-    rsc: isize,
-    csc: isize,
-) {
-    // SAFETY: A and B were checked by their constructors; C by the caller.
-    unsafe {
-        matrixmultiply::dgemm(
-            a.rows,
-            a.cols,
-            b.cols,
-            alpha,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
-            c,
-            rsc,
-            csc,
-        )
-    }
-}
+impl_float!(f32, "f32", exp_f32);
+impl_float!(f64, "f64", f64::exp);
 
 /// Cephes' `expf`: `e^x = 2^n e^r` with `n = round(x / ln 2)` and
 /// `|r| <= ln(2) / 2`, `e^r` by a degree-7 polynomial. Every step is

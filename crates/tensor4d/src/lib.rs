@@ -1,15 +1,15 @@
-//! NCHW tensors for the rest of the workspace: the [`Float`] trait that every
-//! layer is generic over (f32 for training, f64 for gradient checks), the
-//! geometry of a convolution or pooling [`Window`] with the book's output size
-//! `(H + 2P - F) / S + 1` (an error, never a silent floor, when it is not
-//! whole), the [`ShapeError`] that names the sizes at fault, a bounds-checked
-//! strided [`gemm`] (its own packed kernel for f32, `matrixmultiply` for
-//! f64), hand-tiled products for the
-//! shapes it serves badly ([`gemm_few_rows`], [`gemm_dots`]), and helpers
-//! that reuse buffers.
+//! What a tensor and a window are, for the rest of the workspace: the
+//! [`Float`] trait that every layer is generic over (f32 for training, f64
+//! for gradient checks), the geometry of a convolution or pooling
+//! [`Window`] with the book's output size `(H + 2P - F) / S + 1` (an
+//! error, never a silent floor, when it is not whole), the [`ShapeError`]
+//! that names the sizes at fault, NCHW helpers ([`as_nchw`],
+//! [`check_nonempty`], [`contiguous`]) and helpers that reuse buffers
+//! ([`reuse`], [`grow`]).
 //!
 //! Tensors are plain `ndarray` arrays (`Array4`, `ArrayD` and their views); this
-//! crate adds no wrapper type. It knows nothing of layers or im2col.
+//! crate adds no wrapper type. It knows nothing of layers, im2col or matrix
+//! products (those are the `kernels` crate's), and holds no `unsafe` code.
 //!
 //! ```
 //! use tensor4d::Window;
@@ -19,20 +19,16 @@
 //! assert!(Window::square(5).with_stride(2).output_size(28, 28).is_err());
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod buffer;
 mod error;
 mod float;
-mod gemm;
-mod packed;
-mod small;
 mod window;
 
 pub use buffer::{grow, reuse, reuse2, reuse4};
 pub use error::ShapeError;
 pub use float::Float;
-pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};
-pub use packed::GemmScratch;
-pub use small::{FEW_ROWS_TILE, Rows, gemm_dots, gemm_few_rows, with_simd};
 pub use window::{Window, output_size};
 
 use std::borrow::Cow;

@@ -5,33 +5,9 @@
 //! the compiler vectorises, compiled for AVX2 and FMA when the CPU has them
 //! ([`with_simd`]).
 
-use crate::{Float, MatMut, MatRef};
+use tensor4d::Float;
 
-/// Runs `f`, compiled for AVX2 and FMA when the CPU has both (then `f`
-/// receives `true`): loops inlined into `f` are vectorised 8 `f32` wide
-/// instead of baseline x86-64's 4. The compiler never fuses a multiply and
-/// an add on its own, so a loop that does not ask for `mul_add` gives the
-/// same bits either way.
-///
-/// ```
-/// let sum: f32 = tensor4d::with_simd(|_| (1..=4).map(|v| v as f32).sum());
-/// assert_eq!(sum, 10.0);
-/// ```
-#[inline(always)]
-pub fn with_simd<R>(f: impl FnOnce(bool) -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2_fma<R>(f: impl FnOnce(bool) -> R) -> R {
-            f(true)
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU was just seen to support AVX2 and FMA.
-            return unsafe { avx2_fma(f) };
-        }
-    }
-    f(false)
-}
+use crate::{MatMut, MatRef, TILE_COLS, TILE_ROWS, with_simd};
 
 /// A matrix given by where each row starts in a slice, every row `cols`
 /// long: the rows of a row-major matrix, or, for a stride-1 convolution,
@@ -40,7 +16,7 @@ pub fn with_simd<R>(f: impl FnOnce(bool) -> R) -> R {
 /// ```
 /// let data = [1.0f32, 2.0, 3.0, 4.0];
 /// // Rows [2, 3] and [1, 2]: overlapping and out of order are both fine.
-/// let rows = tensor4d::Rows::new(&data, &[1, 0], 2);
+/// let rows = kernels::Rows::new(&data, &[1, 0], 2);
 /// assert_eq!(rows.row(0), &[2.0, 3.0]);
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -92,11 +68,10 @@ pub(crate) fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
     if FMA { w.mul_add(v, acc) } else { acc + w * v }
 }
 
-/// Output columns per tile of [`gemm_few_rows`]: two AVX2 registers of f32.
-const COLS: usize = 16;
-/// Output rows per tile of [`gemm_few_rows`]: 6 x 2 accumulators fit
-/// AVX2's 16 registers beside the loaded row and the broadcast weight.
-pub const FEW_ROWS_TILE: usize = 6;
+/// Output columns per tile of [`gemm_few_rows`].
+const COLS: usize = TILE_COLS;
+// `few_rows` below spells out tiles of 1 to 6 rows.
+const _: () = assert!(TILE_ROWS == 6);
 
 /// `C <- C + A B` for an A with few rows (a convolution's filters times its
 /// columns), reading B's rows where they are and writing C in place (no
@@ -106,7 +81,7 @@ pub const FEW_ROWS_TILE: usize = 6;
 /// CPU has them), so results depend on the machine but not on threads.
 ///
 /// ```
-/// use tensor4d::{gemm_few_rows, MatMut, MatRef, Rows};
+/// use kernels::{gemm_few_rows, MatMut, MatRef, Rows};
 /// let a = [1.0f32, 2.0]; // 1x2
 /// let b = [1.0f32, 2.0, 3.0, 10.0, 20.0, 30.0]; // 2x3
 /// let mut c = [0.5f32; 3];
@@ -129,7 +104,7 @@ fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, mut c: 
     let mut r0 = 0;
     while r0 < c.rows {
         let left = c.rows - r0;
-        match left.min(FEW_ROWS_TILE) {
+        match left.min(TILE_ROWS) {
             6 => few_rows_tile::<T, 6, FMA>(a, b, &mut c, r0),
             5 => few_rows_tile::<T, 5, FMA>(a, b, &mut c, r0),
             4 => few_rows_tile::<T, 4, FMA>(a, b, &mut c, r0),
@@ -137,7 +112,7 @@ fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, mut c: 
             2 => few_rows_tile::<T, 2, FMA>(a, b, &mut c, r0),
             _ => few_rows_tile::<T, 1, FMA>(a, b, &mut c, r0),
         }
-        r0 += left.min(FEW_ROWS_TILE);
+        r0 += left.min(TILE_ROWS);
     }
 }
 
@@ -224,7 +199,7 @@ const DOT_COLS: usize = 3;
 /// order, so results depend on the machine but not on threads.
 ///
 /// ```
-/// use tensor4d::{gemm_dots, MatMut, MatRef, Rows};
+/// use kernels::{gemm_dots, MatMut, MatRef, Rows};
 /// let a = [1.0f32, 2.0, 3.0]; // 1x3
 /// let b = [1.0f32, 1.0, 1.0, 0.0, 1.0, 0.0]; // 2x3
 /// let mut c = [9.0f32; 2];

@@ -10,11 +10,11 @@
 
 use std::cell::RefCell;
 
-use crate::small::madd;
-use crate::{FEW_ROWS_TILE as MR, MatRef, grow};
+use tensor4d::grow;
 
-/// Columns per register tile: two AVX2 registers of f32.
-const NR: usize = 16;
+use crate::small::madd;
+use crate::{MatRef, TILE_COLS as NR, TILE_ROWS as MR};
+
 /// Depth of one packed block: each element of C gets its sum in blocks of
 /// this many products, added to C in order.
 const KC: usize = 256;
@@ -29,7 +29,7 @@ const NC: usize = 255 * NR;
 /// without allocating. `f64` products do not use it.
 ///
 /// ```
-/// use tensor4d::{gemm_with, GemmScratch, MatMut, MatRef};
+/// use kernels::{gemm_with, GemmScratch, MatMut, MatRef};
 /// let mut scratch = GemmScratch::default();
 /// let (a, b) = ([1.0f32, 2.0], [3.0f32, 4.0]);
 /// let mut c = [0.0f32; 1];

@@ -1,4 +1,8 @@
-use crate::{Float, GemmScratch};
+use std::any::TypeId;
+
+use tensor4d::Float;
+
+use crate::GemmScratch;
 
 /// A read-only matrix over a slice with row and column strides in elements.
 /// Transposing is swapping the strides, so no matrix is ever copied to be
@@ -142,7 +146,7 @@ impl<'a, T> MatMut<'a, T> {
 /// Panics if the inner dimensions disagree (a bug in the caller).
 ///
 /// ```
-/// use tensor4d::{gemm_with, GemmScratch, MatMut, MatRef};
+/// use kernels::{gemm_with, GemmScratch, MatMut, MatRef};
 /// let mut scratch = GemmScratch::default();
 /// let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3
 /// let b = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3x2
@@ -171,7 +175,7 @@ pub fn gemm_with<T: Float>(
     // its slice and that C's elements are distinct; `&mut` excludes aliasing
     // between C and the inputs.
     unsafe {
-        T::gemm_unchecked(
+        gemm_unchecked(
             scratch,
             alpha,
             a,
@@ -202,7 +206,7 @@ fn fits<T>(a: &MatRef<'_, T>, b: &MatRef<'_, T>, (rows, cols): (usize, usize)) -
 /// thread (allocated on the thread's first use and grown as needed).
 ///
 /// ```
-/// use tensor4d::{gemm, MatMut, MatRef};
+/// use kernels::{gemm, MatMut, MatRef};
 /// let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3
 /// let b = [1.0f64, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3x2
 /// let mut c = [0.0f64; 4];
@@ -221,7 +225,7 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
 ///
 /// ```
 /// use ndarray::{s, Array2};
-/// use tensor4d::{gemm_view_with, GemmScratch, MatRef};
+/// use kernels::{gemm_view_with, GemmScratch, MatRef};
 /// let a = [1.0f32, 2.0]; // 1x2
 /// let b = [1.0f32, 0.0, 0.0, 1.0]; // identity 2x2
 /// let mut c = Array2::zeros((1, 4));
@@ -244,7 +248,90 @@ pub fn gemm_view_with<T: Float>(
     // SAFETY: A and B were checked by their constructors; a mutable ndarray
     // view addresses distinct elements that it borrows exclusively, so C
     // aliases neither itself nor the inputs.
-    unsafe { T::gemm_unchecked(scratch, alpha, a, b, beta, c.as_mut_ptr(), rsc, csc) }
+    unsafe { gemm_unchecked(scratch, alpha, a, b, beta, c.as_mut_ptr(), rsc, csc) }
+}
+
+impl<'a, T: 'static> MatRef<'a, T> {
+    /// The same matrix over the same memory as elements of type `U`, which
+    /// must be `T` itself (checked): how the generic entry points reach the
+    /// kernel of their precision.
+    fn cast<U: 'static>(self) -> MatRef<'a, U> {
+        assert_eq!(
+            TypeId::of::<T>(),
+            TypeId::of::<U>(),
+            "a matrix cast to another type"
+        );
+        // SAFETY: `U` is `T` (checked above), so the slice is unchanged.
+        let data = unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<U>(), self.data.len()) };
+        MatRef {
+            data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+}
+
+/// `C <- alpha A B + beta C` into C at `c` with strides `(rsc, csc)`, in
+/// elements: for `f32` this crate's packed GEMM, packing into `scratch`;
+/// for `f64` (gradient checks) `matrixmultiply`'s dgemm, which allocates
+/// its own packing space. [`Float`] is implemented for these two alone.
+///
+/// # Safety
+/// C's elements must be valid, distinct, and alias neither A nor B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_unchecked<T: Float>(
+    scratch: &mut GemmScratch,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) {
+    let (alpha, beta) = (alpha.as_f64(), beta.as_f64());
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: T is f32; the caller upholds the rest. Narrowing alpha
+        // and beta back from f64 is exact.
+        unsafe {
+            crate::packed::sgemm(
+                scratch,
+                alpha as f32,
+                a.cast(),
+                b.cast(),
+                beta as f32,
+                c.cast(),
+                rsc,
+                csc,
+            )
+        }
+    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+        let (a, b) = (a.cast::<f64>(), b.cast::<f64>());
+        // SAFETY: T is f64; A and B were checked by their constructors, C
+        // by the caller.
+        unsafe {
+            matrixmultiply::dgemm(
+                a.rows,
+                a.cols,
+                b.cols,
+                alpha,
+                a.data.as_ptr(),
+                a.rs as isize,
+                a.cs as isize,
+                b.data.as_ptr(),
+                b.rs as isize,
+                b.cs as isize,
+                beta,
+                c.cast(),
+                rsc,
+                csc,
+            )
+        }
+    } else {
+        unreachable!("Float is sealed: f32 and f64 only")
+    }
 }
 
 #[cfg(test)]
