@@ -1,45 +1,95 @@
 //! `im2col` and `col2im` (section 7.4.2 of the chapter): unroll every window
-//! of a batched NCHW input into a row of a matrix, so a convolution becomes
-//! one matrix product, and fold such a matrix back, summing where windows
-//! overlap. Any stride >= 1, padding >= 0 and rectangular windows.
+//! of an NCHW input into a matrix, so that a convolution becomes one matrix
+//! product with the filter matrix instead of nested loops over windows, and
+//! fold such a matrix back, summing where windows overlap and dropping what
+//! falls in the padding. Any stride >= 1, padding >= 0 and rectangular
+//! windows.
 //!
 //! Two layouts:
-//! - [`im2col`]: the chapter's, one row per output position `(n, oh, ow)` and
-//!   one column per `(c, ki, kj)`, shape `(N*OH*OW, C*FH*FW)`; the rows of one
-//!   image are contiguous, so a convolution can work image by image.
-//! - [`im2col_per_channel`]: the expansion pooling uses, one row per
-//!   `(n, c, oh, ow)` and one column per `(ki, kj)`, shape
-//!   `(N*C*OH*OW, FH*FW)`. The chapter reshapes the first layout to get it and
-//!   then transposes the pooled result back to NCHW; ordering rows by channel
-//!   first makes the pooled column already NCHW, with no transpose.
+//! - [`im2col`], the chapter's: a batch `(N, C, H, W)` becomes one row per
+//!   output position `(n, oh, ow)` and one column per filter element
+//!   `(c, ki, kj)`, shape `(N*OH*OW, C*FH*FW)` (see [`col_shape`]).
+//! - [`im2col_t`]: one image `(C, H, W)` with its windows as *columns*,
+//!   shape `(C*FH*FW, OH*OW)` (see [`col_shape_t`]), the transpose of that
+//!   image's rows in the chapter's layout (Caffe's arrangement). The
+//!   `(FN, C*FH*FW)` filter matrix times it is the image's output already in
+//!   NCHW order, and [`im2col_t_into`] can write it as a column block of a
+//!   wider matrix, so several images side by side make one larger product.
 //!
-//! - [`im2col_t_into`]: one image's windows as *columns*, shape
-//!   `(C*FH*FW, OH*OW)`, the transpose of that image's rows in the first
-//!   layout (Caffe's arrangement). Multiplying the `(FN, C*FH*FW)` filter
-//!   matrix by it gives the image's output already in NCHW order, and it is
-//!   filled by contiguous runs along each output row, so it is what
-//!   `layers::Convolution` uses.
+//! Each layout has an owned variant, which allocates its result, and an
+//! `_into` variant, which overwrites every element of a caller's buffer so
+//! that a layer can reuse its memory from one step to the next. [`col2im`]
+//! and [`col2im_t`] (with [`col2im_into`] and [`col2im_t_into`]) fold back;
+//! each is the adjoint of its `im2col`: `<im2col(x), c> == <x, col2im(c)>`
+//! for all `x` and `c`, which is what a convolution's backward pass needs.
 //!
-//! Each has a `col2im` adjoint and `_into` variants that write into a caller's
-//! buffer so that layers reuse memory across training steps. This crate knows
-//! nothing of layers; it only moves numbers.
+//! Arguments always come in the same order: source, window, destination,
+//! where the destination is a shape for the owned variants and a buffer for
+//! the `_into` ones. Sizes that do not fit together are a [`ShapeError`]
+//! that names what is at fault and the sizes involved, never a panic. This
+//! crate knows nothing of layers; it only moves numbers.
+//!
+//! The chapter's shapes: one 3-channel 7x7 image and a 5x5 filter give 3x3
+//! output positions of 3*5*5 values each, and a batch of 10 gives ten times
+//! the rows.
 //!
 //! ```
-//! use ndarray::Array4;
+//! use ndarray::{Array4, Axis, s};
 //! use tensor4d::Window;
-//! let x = Array4::from_shape_fn((1, 1, 3, 3), |(_, _, i, j)| (3 * i + j) as f32);
-//! let col = im2col::im2col(x.view(), Window::square(2)).unwrap();
-//! assert_eq!(col.dim(), (4, 4)); // 2x2 output positions, 2x2 window
-//! assert_eq!(col.row(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]);
+//! let win = Window::square(5);
+//! let x = Array4::from_shape_fn((1, 3, 7, 7), |(_, c, i, j)| (100 * c + 10 * i + j) as f32);
+//! let col = im2col::im2col(x.view(), win)?;
+//! assert_eq!(col.dim(), (9, 75));
+//! // Row 0 is the window at output (0, 0): channel by channel, row-major.
+//! assert_eq!(col.row(0).to_vec(), x.slice(s![0, .., ..5, ..5]).iter().copied().collect::<Vec<_>>());
+//!
+//! let batch = Array4::<f32>::zeros((10, 3, 7, 7));
+//! let col = im2col::im2col(batch.view(), win)?;
+//! assert_eq!(col.dim(), (90, 75));
+//! let back = im2col::col2im(col.view(), win, (10, 3, 7, 7))?;
+//! assert_eq!(back.dim(), (10, 3, 7, 7));
+//!
+//! // The second layout, one image at a time: the transpose of its rows.
+//! let col_t = im2col::im2col_t(x.index_axis(Axis(0), 0), win)?;
+//! assert_eq!(col_t.dim(), (75, 9));
+//! assert_eq!(col_t, im2col::im2col(x.view(), win)?.t());
+//! # Ok::<(), tensor4d::ShapeError>(())
 //! ```
 
 use std::ops::AddAssign;
 
 use ndarray::{
-    Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3, ArrayViewMut4,
+    Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut, ArrayViewMut2, ArrayViewMut3,
+    ArrayViewMut4, Dimension,
 };
 use num_traits::Zero;
 use tensor4d::{ShapeError, Window};
+
+/// Sizes of a column matrix: output height and width, and the matrix's rows
+/// and columns.
+///
+/// ```
+/// use im2col::ColShape;
+/// use tensor4d::Window;
+/// // A batch of 100 MNIST images and a 5x5 filter, in the chapter's layout.
+/// let s = im2col::col_shape((100, 1, 28, 28), Window::square(5))?;
+/// assert_eq!(s, ColShape { oh: 24, ow: 24, rows: 100 * 24 * 24, cols: 25 });
+/// // One of those images with its windows as columns.
+/// let s = im2col::col_shape_t((1, 28, 28), Window::square(5))?;
+/// assert_eq!((s.rows, s.cols), (25, 24 * 24));
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColShape {
+    /// Output height: window positions down the (padded) input.
+    pub oh: usize,
+    /// Output width: window positions across the (padded) input.
+    pub ow: usize,
+    /// Rows of the column matrix.
+    pub rows: usize,
+    /// Columns of the column matrix.
+    pub cols: usize,
+}
 
 /// Sizes shared by every function here, checked once.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +117,8 @@ impl Geometry {
             ow,
             win,
         };
-        // Refuse sizes whose column matrix could not even be indexed.
+        // Refuse sizes whose column matrix could not even be indexed, before
+        // anything is allocated; every product below is then safe.
         [n, c, oh, ow, win.fh, win.fw, h, w]
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
@@ -78,16 +129,50 @@ impl Geometry {
         Ok(g)
     }
 
-    fn rows(&self) -> usize {
-        self.n * self.oh * self.ow
+    /// One image `(C, H, W)`, for the transposed layout.
+    fn image(shape: (usize, usize, usize), win: Window) -> Result<Self, ShapeError> {
+        let (c, h, w) = shape;
+        Geometry::new((1, c, h, w), win)
     }
 
-    fn cols(&self) -> usize {
+    /// Output positions per image.
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Values per window: `C*FH*FW`.
+    fn ckk(&self) -> usize {
         self.c * self.win.area()
     }
 
     fn plane(&self) -> usize {
         self.h * self.w
+    }
+
+    /// The chapter's layout: `(N*OH*OW, C*FH*FW)`.
+    fn rows_layout(&self) -> ColShape {
+        ColShape {
+            oh: self.oh,
+            ow: self.ow,
+            rows: self.n * self.ohw(),
+            cols: self.ckk(),
+        }
+    }
+
+    /// One image's windows as columns: `(C*FH*FW, OH*OW)`.
+    fn columns_layout(&self) -> ColShape {
+        ColShape {
+            oh: self.oh,
+            ow: self.ow,
+            rows: self.ckk(),
+            cols: self.ohw(),
+        }
+    }
+}
+
+impl ColShape {
+    fn dim(&self) -> (usize, usize) {
+        (self.rows, self.cols)
     }
 }
 
@@ -166,61 +251,78 @@ fn check_dim(what: &str, expected: (usize, usize), found: (usize, usize)) -> Res
     Ok(())
 }
 
-fn check_len(what: &str, expected: usize, found: usize) -> Result<(), ShapeError> {
-    if expected != found {
-        return Err(ShapeError::mismatch(what, expected, found));
+/// The elements of an output buffer as one slice; the fast loops index it
+/// directly, so a strided view is refused rather than silently copied.
+fn standard<'a, T, D: Dimension>(
+    what: &str,
+    v: &'a mut ArrayViewMut<'_, T, D>,
+) -> Result<&'a mut [T], ShapeError> {
+    v.as_slice_mut()
+        .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
+}
+
+/// A column block's rows must each be one slice (column stride 1, or a
+/// single column); the stride between rows is free, so that the block may
+/// sit inside a wider matrix.
+fn check_rows_contiguous(what: &str, strides: &[isize], cols: usize) -> Result<(), ShapeError> {
+    if cols > 1 && strides[1] != 1 {
+        return Err(ShapeError::mismatch(
+            what,
+            "contiguous rows (column stride 1)",
+            format!("column stride {}", strides[1]),
+        ));
     }
     Ok(())
 }
 
-fn contiguous2<'a, 'b, T>(what: &str, v: &'a mut ArrayViewMut2<'b, T>) -> Result<&'a mut [T], ShapeError> {
-    v.as_slice_mut()
-        .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
-}
-
-fn contiguous4<'a, 'b, T>(what: &str, v: &'a mut ArrayViewMut4<'b, T>) -> Result<&'a mut [T], ShapeError> {
-    v.as_slice_mut()
-        .ok_or_else(|| ShapeError::mismatch(what, "a contiguous row-major buffer", "a strided view"))
-}
-
-/// Output height and width of `win` over an input of shape `shape` (NCHW),
-/// and the shape of its [`im2col`] matrix.
+/// Output height and width of `win` over a batch of shape `x` (NCHW), and
+/// the shape `(N*OH*OW, C*FH*FW)` of its [`im2col`] matrix.
 ///
 /// ```
-/// let (oh, ow, rows, cols) = im2col::col_shape((100, 1, 28, 28), tensor4d::Window::square(5)).unwrap();
-/// assert_eq!((oh, ow, rows, cols), (24, 24, 100 * 24 * 24, 25));
+/// let s = im2col::col_shape((10, 3, 7, 7), tensor4d::Window::square(5))?;
+/// assert_eq!((s.oh, s.ow, s.rows, s.cols), (3, 3, 90, 75));
+/// # Ok::<(), tensor4d::ShapeError>(())
 /// ```
-pub fn col_shape(
-    shape: (usize, usize, usize, usize),
-    win: Window,
-) -> Result<(usize, usize, usize, usize), ShapeError> {
-    let g = Geometry::new(shape, win)?;
-    Ok((g.oh, g.ow, g.rows(), g.cols()))
+pub fn col_shape(x: (usize, usize, usize, usize), win: Window) -> Result<ColShape, ShapeError> {
+    Ok(Geometry::new(x, win)?.rows_layout())
 }
 
-/// Unrolls every window of `x` into a row: shape `(N*OH*OW, C*FH*FW)`, rows
-/// ordered `(n, oh, ow)`, columns `(c, ki, kj)`, as in the chapter.
+/// Unrolls every window of `x` into a row, as in the chapter: shape
+/// `(N*OH*OW, C*FH*FW)`, rows ordered `(n, oh, ow)`, columns `(c, ki, kj)`,
+/// zero where a window overhangs the input into the padding. `x` may be
+/// any view.
+///
+/// ```
+/// use ndarray::Array4;
+/// use tensor4d::Window;
+/// let x = Array4::from_shape_fn((1, 1, 3, 3), |(_, _, i, j)| (3 * i + j) as f32);
+/// let col = im2col::im2col(x.view(), Window::square(2))?;
+/// assert_eq!(col.dim(), (4, 4)); // 2x2 output positions, 2x2 window
+/// assert_eq!(col.row(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]);
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
 pub fn im2col<T: Copy + Zero>(x: ArrayView4<'_, T>, win: Window) -> Result<Array2<T>, ShapeError> {
-    let g = Geometry::new(x.dim(), win)?;
-    let mut col = Array2::zeros((g.rows(), g.cols()));
+    let s = col_shape(x.dim(), win)?;
+    let mut col = Array2::zeros(s.dim());
     im2col_into(x, win, col.view_mut())?;
     Ok(col)
 }
 
-/// [`im2col`] into a contiguous buffer of shape `(N*OH*OW, C*FH*FW)`; every
-/// element is overwritten.
+/// [`im2col`] into `col`, a contiguous row-major buffer of shape
+/// `(N*OH*OW, C*FH*FW)`; every element is overwritten.
 pub fn im2col_into<T: Copy + Zero>(
     x: ArrayView4<'_, T>,
     win: Window,
     mut col: ArrayViewMut2<'_, T>,
 ) -> Result<(), ShapeError> {
     let g = Geometry::new(x.dim(), win)?;
-    check_dim("im2col buffer shape", (g.rows(), g.cols()), col.dim())?;
-    let dst = contiguous2("im2col buffer", &mut col)?;
+    let s = g.rows_layout();
+    check_dim("im2col column matrix", s.dim(), col.dim())?;
+    let dst = standard("im2col column matrix", &mut col)?;
     let src = tensor4d::contiguous(&x);
-    let area = win.area();
-    for (r, row) in dst.chunks_exact_mut(g.cols()).enumerate() {
-        let (n, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+    let (ohw, area) = (g.ohw(), win.area());
+    for (r, row) in dst.chunks_exact_mut(s.cols).enumerate() {
+        let (n, pos) = (r / ohw, r % ohw);
         let (oh, ow) = (pos / g.ow, pos % g.ow);
         for (c, out) in row.chunks_exact_mut(area).enumerate() {
             let p = (n * g.c + c) * g.plane();
@@ -230,38 +332,53 @@ pub fn im2col_into<T: Copy + Zero>(
     Ok(())
 }
 
-/// Folds a matrix in [`im2col`]'s layout back into an NCHW tensor of shape
-/// `shape`, summing the values that overlapping windows put on one pixel and
-/// dropping those that fall in the padding. It is the adjoint of `im2col`:
-/// `<im2col(x), c> == <x, col2im(c)>` for all `x` and `c`.
+/// Folds `col`, a matrix in [`im2col`]'s layout, back into an NCHW tensor
+/// of shape `shape`, summing the values that overlapping windows put on one
+/// pixel and dropping those that fall in the padding. It is the adjoint of
+/// `im2col`: `<im2col(x), c> == <x, col2im(c)>` for all `x` and `c`. `col`
+/// may be any view.
+///
+/// ```
+/// use ndarray::Array2;
+/// use tensor4d::Window;
+/// // Four 2x2 windows over a 3x3 image: the centre pixel is in all four.
+/// let col = Array2::<f32>::ones((4, 4));
+/// let x = im2col::col2im(col.view(), Window::square(2), (1, 1, 3, 3))?;
+/// assert_eq!(x[[0, 0, 1, 1]], 4.0);
+/// assert_eq!(x[[0, 0, 0, 0]], 1.0);
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
 pub fn col2im<T: Copy + Zero + AddAssign>(
     col: ArrayView2<'_, T>,
-    shape: (usize, usize, usize, usize),
     win: Window,
+    shape: (usize, usize, usize, usize),
 ) -> Result<Array4<T>, ShapeError> {
+    // Check the sizes before allocating `shape`.
     Geometry::new(shape, win)?;
     let mut x = Array4::zeros(shape);
     col2im_into(col, win, x.view_mut())?;
     Ok(x)
 }
 
-/// [`col2im`] into a contiguous NCHW buffer, which is overwritten (not added to).
+/// [`col2im`] into `x`, a contiguous row-major NCHW buffer whose shape
+/// gives the image size; `x` is overwritten, not added to.
 pub fn col2im_into<T: Copy + Zero + AddAssign>(
     col: ArrayView2<'_, T>,
     win: Window,
     mut x: ArrayViewMut4<'_, T>,
 ) -> Result<(), ShapeError> {
     let g = Geometry::new(x.dim(), win)?;
-    check_dim("col2im column shape", (g.rows(), g.cols()), col.dim())?;
-    let dst = contiguous4("col2im output", &mut x)?;
+    let s = g.rows_layout();
+    check_dim("col2im column matrix", s.dim(), col.dim())?;
+    let dst = standard("col2im output", &mut x)?;
     dst.fill(T::zero());
     let col = col.as_standard_layout();
     let src = col
         .as_slice()
         .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
-    let area = win.area();
-    for (r, row) in src.chunks_exact(g.cols()).enumerate() {
-        let (n, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+    let (ohw, area) = (g.ohw(), win.area());
+    for (r, row) in src.chunks_exact(s.cols).enumerate() {
+        let (n, pos) = (r / ohw, r % ohw);
         let (oh, ow) = (pos / g.ow, pos % g.ow);
         for (c, vals) in row.chunks_exact(area).enumerate() {
             let p = (n * g.c + c) * g.plane();
@@ -271,127 +388,141 @@ pub fn col2im_into<T: Copy + Zero + AddAssign>(
     Ok(())
 }
 
-/// Output height and width of `win` over `shape` (NCHW), and the shape of
-/// its [`im2col_per_channel`] matrix.
-pub fn col_shape_per_channel(
-    shape: (usize, usize, usize, usize),
-    win: Window,
-) -> Result<(usize, usize, usize, usize), ShapeError> {
-    let g = Geometry::new(shape, win)?;
-    Ok((g.oh, g.ow, g.rows() * g.c, win.area()))
-}
-
-/// The pooling expansion: one row per `(n, c, oh, ow)` holding that
-/// channel's window, shape `(N*C*OH*OW, FH*FW)`. A reduction along each row
-/// (max, mean) is then already in NCHW order.
+/// Output height and width of `win` over one image of shape `x` (CHW), and
+/// the shape `(C*FH*FW, OH*OW)` of its [`im2col_t`] matrix.
 ///
 /// ```
-/// use ndarray::Array4;
-/// use tensor4d::Window;
-/// let x = Array4::from_shape_fn((1, 2, 2, 2), |(_, c, i, j)| (10 * c + 2 * i + j) as f32);
-/// let col = im2col::im2col_per_channel(x.view(), Window::square(2).with_stride(2)).unwrap();
-/// assert_eq!(col.dim(), (2, 4));
-/// assert_eq!(col.row(1).to_vec(), vec![10.0, 11.0, 12.0, 13.0]);
+/// let s = im2col::col_shape_t((3, 7, 7), tensor4d::Window::square(5))?;
+/// assert_eq!((s.oh, s.ow, s.rows, s.cols), (3, 3, 75, 9));
+/// # Ok::<(), tensor4d::ShapeError>(())
 /// ```
-pub fn im2col_per_channel<T: Copy + Zero>(
-    x: ArrayView4<'_, T>,
-    win: Window,
-) -> Result<Array2<T>, ShapeError> {
-    let (_, _, rows, cols) = col_shape_per_channel(x.dim(), win)?;
-    let mut col = Array2::zeros((rows, cols));
-    im2col_per_channel_into(x, win, col.view_mut())?;
+pub fn col_shape_t(x: (usize, usize, usize), win: Window) -> Result<ColShape, ShapeError> {
+    Ok(Geometry::image(x, win)?.columns_layout())
+}
+
+/// One image's windows as columns: shape `(C*FH*FW, OH*OW)`, with in row
+/// `(c, ki, kj)` and column `(oh, ow)` the padded input pixel that filter
+/// element `(ki, kj)` of channel `c` sees at output `(oh, ow)`. It is the
+/// transpose of the rows [`im2col`] gives this image. `x` may be any view.
+///
+/// ```
+/// use ndarray::Array3;
+/// use tensor4d::Window;
+/// let x = Array3::from_shape_fn((1, 3, 3), |(_, i, j)| (3 * i + j) as f32);
+/// let col = im2col::im2col_t(x.view(), Window::square(2))?;
+/// assert_eq!(col.dim(), (4, 4));
+/// assert_eq!(col.column(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]); // output (0, 0)
+/// assert_eq!(col.row(3).to_vec(), vec![4.0, 5.0, 7.0, 8.0]); // element (1, 1)
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
+pub fn im2col_t<T: Copy + Zero>(x: ArrayView3<'_, T>, win: Window) -> Result<Array2<T>, ShapeError> {
+    let s = col_shape_t(x.dim(), win)?;
+    let mut col = Array2::zeros(s.dim());
+    im2col_t_into(x, win, col.view_mut())?;
     Ok(col)
 }
 
-/// [`im2col_per_channel`] into a contiguous buffer of shape `(N*C*OH*OW, FH*FW)`.
-pub fn im2col_per_channel_into<T: Copy + Zero>(
-    x: ArrayView4<'_, T>,
-    win: Window,
-    mut col: ArrayViewMut2<'_, T>,
-) -> Result<(), ShapeError> {
-    let g = Geometry::new(x.dim(), win)?;
-    check_dim(
-        "per-channel im2col buffer shape",
-        (g.rows() * g.c, win.area()),
-        col.dim(),
-    )?;
-    let dst = contiguous2("per-channel im2col buffer", &mut col)?;
-    let src = tensor4d::contiguous(&x);
-    let per_plane = g.oh * g.ow * win.area();
-    for (plane, out) in src.chunks_exact(g.plane()).zip(dst.chunks_exact_mut(per_plane)) {
-        for (pos, o) in out.chunks_exact_mut(win.area()).enumerate() {
-            copy_window(plane, &g, pos / g.ow, pos % g.ow, o);
-        }
-    }
-    Ok(())
-}
-
-/// The adjoint of [`im2col_per_channel`]: folds `(N*C*OH*OW, FH*FW)` rows
-/// back into an NCHW tensor of shape `shape`, summing overlaps.
-pub fn col2im_per_channel<T: Copy + Zero + AddAssign>(
-    col: ArrayView2<'_, T>,
-    shape: (usize, usize, usize, usize),
-    win: Window,
-) -> Result<Array4<T>, ShapeError> {
-    Geometry::new(shape, win)?;
-    let mut x = Array4::zeros(shape);
-    col2im_per_channel_into(col, win, x.view_mut())?;
-    Ok(x)
-}
-
-/// [`col2im_per_channel`] into a contiguous NCHW buffer, which is overwritten.
-pub fn col2im_per_channel_into<T: Copy + Zero + AddAssign>(
-    col: ArrayView2<'_, T>,
-    win: Window,
-    mut x: ArrayViewMut4<'_, T>,
-) -> Result<(), ShapeError> {
-    let g = Geometry::new(x.dim(), win)?;
-    check_dim(
-        "per-channel col2im column shape",
-        (g.rows() * g.c, win.area()),
-        col.dim(),
-    )?;
-    let dst = contiguous4("per-channel col2im output", &mut x)?;
-    dst.fill(T::zero());
-    let col = col.as_standard_layout();
-    let src = col
-        .as_slice()
-        .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
-    let per_plane = g.oh * g.ow * win.area();
-    for (plane, vals) in dst.chunks_exact_mut(g.plane()).zip(src.chunks_exact(per_plane)) {
-        for (pos, v) in vals.chunks_exact(win.area()).enumerate() {
-            add_window(plane, &g, pos / g.ow, pos % g.ow, v);
-        }
-    }
-    Ok(())
-}
-
-/// One image's windows as columns: `col` of shape `(C*FH*FW, OH*OW)` gets,
-/// in row `(c, ki, kj)` and column `(oh, ow)`, the padded input pixel that
-/// filter offset `(ki, kj)` of channel `c` sees at output `(oh, ow)`. It is
-/// the transpose of the rows [`im2col`] gives this image. Every element of
-/// `col` is overwritten.
+/// [`im2col_t`] into `col` of shape `(C*FH*FW, OH*OW)`; every element of
+/// `col` is overwritten and nothing else is touched.
+///
+/// `col` may be a column block of a wider matrix: each of its rows must be
+/// contiguous (column stride 1), but the stride between rows is free. `G`
+/// images side by side in a `(C*FH*FW, G*OH*OW)` matrix make one larger
+/// matrix product instead of `G` small ones. Nothing is allocated when `x`
+/// is contiguous.
 ///
 /// ```
-/// use ndarray::{Array2, Array3};
+/// use ndarray::{Array2, Array3, s};
 /// use tensor4d::Window;
-/// let x = Array3::from_shape_fn((1, 3, 3), |(_, i, j)| (3 * i + j) as f32);
-/// let mut col = Array2::zeros((4, 4));
-/// im2col::im2col_t_into(x.view(), Window::square(2), col.view_mut()).unwrap();
-/// assert_eq!(col.column(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]); // output (0, 0)
-/// assert_eq!(col.row(3).to_vec(), vec![4.0, 5.0, 7.0, 8.0]);    // offset (1, 1)
+/// // Two 1x2x2 images and a 1x1 filter: each image's 4 pixels side by side.
+/// let a = Array3::from_shape_vec((1, 2, 2), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+/// let b = Array3::from_shape_vec((1, 2, 2), vec![5.0, 6.0, 7.0, 8.0]).unwrap();
+/// let win = Window::square(1);
+/// let ohw = im2col::col_shape_t(a.dim(), win)?.cols;
+/// let mut big = Array2::zeros((1, 2 * ohw));
+/// for (j, x) in [a, b].iter().enumerate() {
+///     im2col::im2col_t_into(x.view(), win, big.slice_mut(s![.., j * ohw..(j + 1) * ohw]))?;
+/// }
+/// assert_eq!(big.row(0).to_vec(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+/// # Ok::<(), tensor4d::ShapeError>(())
 /// ```
 pub fn im2col_t_into<T: Copy + Zero>(
     x: ArrayView3<'_, T>,
     win: Window,
     mut col: ArrayViewMut2<'_, T>,
 ) -> Result<(), ShapeError> {
-    let (c, h, w) = x.dim();
-    let g = Geometry::new((1, c, h, w), win)?;
-    check_dim("im2col_t buffer shape", (g.cols(), g.oh * g.ow), col.dim())?;
-    let dst = contiguous2("im2col_t buffer", &mut col)?;
+    let g = Geometry::image(x.dim(), win)?;
+    check_dim("im2col_t column block", g.columns_layout().dim(), col.dim())?;
+    check_rows_contiguous("im2col_t column block rows", col.strides(), col.ncols())?;
     let src = tensor4d::contiguous(&x);
-    im2col_t_slices(&src, &g, dst, g.oh * g.ow);
+    let rows = col.rows_mut().into_iter().map(|r| {
+        r.into_slice()
+            .unwrap_or_else(|| unreachable!("rows checked contiguous"))
+    });
+    im2col_t_rows(&src, &g, rows);
+    Ok(())
+}
+
+/// Folds `col`, one image's windows as columns in [`im2col_t`]'s layout,
+/// back into a `(C, H, W)` image of shape `shape`, summing overlaps and
+/// dropping padding: the adjoint of `im2col_t`. As for [`col2im_t_into`],
+/// `col`'s rows must each be contiguous.
+///
+/// ```
+/// use ndarray::Array2;
+/// use tensor4d::Window;
+/// let col = Array2::<f32>::ones((4, 4));
+/// let x = im2col::col2im_t(col.view(), Window::square(2), (1, 3, 3))?;
+/// assert_eq!(x[[0, 1, 1]], 4.0); // the centre pixel is in all four windows
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
+pub fn col2im_t<T: Copy + Zero + AddAssign>(
+    col: ArrayView2<'_, T>,
+    win: Window,
+    shape: (usize, usize, usize),
+) -> Result<Array3<T>, ShapeError> {
+    // Check the sizes before allocating `shape`.
+    Geometry::image(shape, win)?;
+    let mut x = Array3::zeros(shape);
+    col2im_t_into(col, win, x.view_mut())?;
+    Ok(x)
+}
+
+/// [`col2im_t`] into `x`, a contiguous row-major `(C, H, W)` buffer whose
+/// shape gives the image size; `x` is overwritten, not added to.
+///
+/// `col` may be a column block of a wider matrix, as for
+/// [`im2col_t_into`]: each of its rows must be contiguous (column stride 1),
+/// the stride between rows is free. Nothing is allocated.
+///
+/// ```
+/// use ndarray::{Array2, Array3, s};
+/// use tensor4d::Window;
+/// // Gradients of two 1x2x2 images side by side, 1x1 filter: each image
+/// // gets its own block back.
+/// let big = Array2::from_shape_vec((1, 8), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+/// let win = Window::square(1);
+/// let mut dx = Array3::zeros((1, 2, 2));
+/// im2col::col2im_t_into(big.slice(s![.., 4..8]), win, dx.view_mut())?;
+/// assert_eq!(dx.iter().copied().collect::<Vec<_>>(), vec![5.0, 6.0, 7.0, 8.0]);
+/// im2col::col2im_t_into(big.slice(s![.., 0..4]), win, dx.view_mut())?;
+/// assert_eq!(dx.iter().copied().collect::<Vec<_>>(), vec![1.0, 2.0, 3.0, 4.0]);
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
+pub fn col2im_t_into<T: Copy + Zero + AddAssign>(
+    col: ArrayView2<'_, T>,
+    win: Window,
+    mut x: ArrayViewMut3<'_, T>,
+) -> Result<(), ShapeError> {
+    let g = Geometry::image(x.dim(), win)?;
+    check_dim("col2im_t column block", g.columns_layout().dim(), col.dim())?;
+    check_rows_contiguous("col2im_t column block rows", col.strides(), col.ncols())?;
+    let dst = standard("col2im_t output", &mut x)?;
+    let rows = col.rows().into_iter().map(|r| {
+        r.to_slice()
+            .unwrap_or_else(|| unreachable!("rows checked contiguous"))
+    });
+    col2im_t_rows(rows, &g, dst);
     Ok(())
 }
 
@@ -415,13 +546,18 @@ fn inside_run(g: &Geometry, kj: usize) -> (usize, usize, isize) {
     (lo.min(g.ow), hi.min(g.ow).max(lo.min(g.ow)), x0)
 }
 
-/// `dst` holds `C*FH*FW` rows of `OH*OW` values, `ld` apart.
-fn im2col_t_slices<T: Copy + Zero>(src: &[T], g: &Geometry, dst: &mut [T], ld: usize) {
+/// Fills the `C*FH*FW` rows of one image's columns, each `OH*OW` values,
+/// from `src`, the image `(C, H, W)` row-major. Each output row is filled by
+/// contiguous runs along the input rows, which is what makes this layout
+/// cheap to build.
+fn im2col_t_rows<'a, T: Copy + Zero + 'a>(
+    src: &[T],
+    g: &Geometry,
+    mut rows: impl Iterator<Item = &'a mut [T]>,
+) {
     let Window {
         fh, fw, sh, sw, ph, ..
     } = g.win;
-    let ohw = g.oh * g.ow;
-    let mut rows = dst.chunks_mut(ld).map(|r| &mut r[..ohw]);
     for plane in src.chunks_exact(g.plane()).take(g.c) {
         for ki in 0..fh {
             for kj in 0..fw {
@@ -453,40 +589,17 @@ fn im2col_t_slices<T: Copy + Zero>(src: &[T], g: &Geometry, dst: &mut [T], ld: u
     }
 }
 
-/// The adjoint of [`im2col_t_into`]: folds one image's `(C*FH*FW, OH*OW)`
-/// columns back into `x` of shape `(C, H, W)`, summing overlaps and dropping
-/// padding. `x` is overwritten.
-pub fn col2im_t_into<T: Copy + Zero + AddAssign>(
-    col: ArrayView2<'_, T>,
-    win: Window,
-    mut x: ArrayViewMut3<'_, T>,
-) -> Result<(), ShapeError> {
-    let (c, h, w) = x.dim();
-    let g = Geometry::new((1, c, h, w), win)?;
-    check_dim("col2im_t column shape", (g.cols(), g.oh * g.ow), col.dim())?;
-    let dst = x.as_slice_mut().ok_or_else(|| {
-        ShapeError::mismatch(
-            "col2im_t output",
-            "a contiguous row-major buffer",
-            "a strided view",
-        )
-    })?;
-    let col = col.as_standard_layout();
-    let src = col
-        .as_slice()
-        .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
-    col2im_t_slices(src, &g, dst, g.oh * g.ow);
-    Ok(())
-}
-
-/// `src` holds `C*FH*FW` rows of `OH*OW` values, `ld` apart.
-fn col2im_t_slices<T: Copy + Zero + AddAssign>(src: &[T], g: &Geometry, dst: &mut [T], ld: usize) {
+/// The adjoint of [`im2col_t_rows`]: zeroes `dst`, the image `(C, H, W)`
+/// row-major, and adds the `C*FH*FW` rows of `OH*OW` values back onto it.
+fn col2im_t_rows<'a, T: Copy + Zero + AddAssign + 'a>(
+    mut rows: impl Iterator<Item = &'a [T]>,
+    g: &Geometry,
+    dst: &mut [T],
+) {
     let Window {
         fh, fw, sh, sw, ph, ..
     } = g.win;
     dst.fill(T::zero());
-    let ohw = g.oh * g.ow;
-    let mut rows = src.chunks(ld).map(|r| &r[..ohw]);
     for plane in dst.chunks_exact_mut(g.plane()).take(g.c) {
         for ki in 0..fh {
             for kj in 0..fw {
@@ -505,103 +618,5 @@ fn col2im_t_slices<T: Copy + Zero + AddAssign>(src: &[T], g: &Geometry, dst: &mu
                 }
             }
         }
-    }
-}
-
-/// [`im2col_t_into`] on plain slices, for callers that have already checked
-/// the shapes (a layer's hot loop): `x` is one image `(C, H, W)` row-major,
-/// `col` is `(C*FH*FW, OH*OW)` row-major.
-///
-/// Slices of the wrong length are an error.
-pub fn im2col_t_slice<T: Copy + Zero>(
-    x: &[T],
-    shape: (usize, usize, usize),
-    win: Window,
-    col: &mut [T],
-) -> Result<(), ShapeError> {
-    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    check_len("im2col_t column length", g.cols() * g.oh * g.ow, col.len())?;
-    im2col_t_strided(x, shape, win, col, g.oh * g.ow)
-}
-
-/// [`im2col_t_slice`] into a block of a wider matrix: row `r` of the
-/// image's `(C*FH*FW, OH*OW)` columns goes to `col[r*ld..r*ld + OH*OW]`, and
-/// the elements between rows are left alone. Several images side by side
-/// in one matrix (`ld = G*OH*OW`, image `g` starting at `col[g*OH*OW..]`)
-/// make one large matrix product instead of `G` small ones.
-///
-/// ```
-/// use tensor4d::Window;
-/// // Two 1x2x2 images, 1x1 filter: each image's 4 pixels side by side.
-/// let (a, b) = ([1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]);
-/// let mut col = [0.0; 8];
-/// im2col::im2col_t_strided(&a, (1, 2, 2), Window::square(1), &mut col[..], 8)?;
-/// im2col::im2col_t_strided(&b, (1, 2, 2), Window::square(1), &mut col[4..], 8)?;
-/// assert_eq!(col, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
-/// # Ok::<(), tensor4d::ShapeError>(())
-/// ```
-pub fn im2col_t_strided<T: Copy + Zero>(
-    x: &[T],
-    shape: (usize, usize, usize),
-    win: Window,
-    col: &mut [T],
-    ld: usize,
-) -> Result<(), ShapeError> {
-    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    check_len("im2col_t input length", g.c * g.plane(), x.len())?;
-    check_block("im2col_t", &g, col.len(), ld)?;
-    im2col_t_slices(x, &g, col, ld);
-    Ok(())
-}
-
-/// [`col2im_t_into`] on plain slices; see [`im2col_t_slice`].
-pub fn col2im_t_slice<T: Copy + Zero + AddAssign>(
-    col: &[T],
-    shape: (usize, usize, usize),
-    win: Window,
-    x: &mut [T],
-) -> Result<(), ShapeError> {
-    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    check_len("col2im_t column length", g.cols() * g.oh * g.ow, col.len())?;
-    col2im_t_strided(col, shape, win, x, g.oh * g.ow)
-}
-
-/// The adjoint of [`im2col_t_strided`]: folds the image's columns, rows
-/// `ld` apart in `col`, back into `x` `(C, H, W)` (overwritten).
-pub fn col2im_t_strided<T: Copy + Zero + AddAssign>(
-    col: &[T],
-    shape: (usize, usize, usize),
-    win: Window,
-    x: &mut [T],
-    ld: usize,
-) -> Result<(), ShapeError> {
-    let g = Geometry::new((1, shape.0, shape.1, shape.2), win)?;
-    check_len("col2im_t output length", g.c * g.plane(), x.len())?;
-    check_block("col2im_t", &g, col.len(), ld)?;
-    col2im_t_slices(col, &g, x, ld);
-    Ok(())
-}
-
-/// A block of `C*FH*FW` rows of `OH*OW` values, `ld` apart, fits in `len`.
-fn check_block(what: &str, g: &Geometry, len: usize, ld: usize) -> Result<(), ShapeError> {
-    let ohw = g.oh * g.ow;
-    if ld < ohw {
-        return Err(ShapeError::mismatch(
-            format!("{what} row stride"),
-            format!("at least OH*OW = {ohw}"),
-            ld,
-        ));
-    }
-    let need = g
-        .cols()
-        .checked_sub(1)
-        .map_or(Some(0), |r| r.checked_mul(ld)?.checked_add(ohw));
-    match need {
-        Some(need) if need <= len => Ok(()),
-        _ => Err(ShapeError::mismatch(
-            format!("{what} column block length"),
-            format!("at least {} rows {ld} apart", g.cols()),
-            len,
-        )),
     }
 }

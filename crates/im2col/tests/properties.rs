@@ -1,9 +1,10 @@
 //! im2col/col2im checked against oracles that share no code with them: an
 //! element-by-element definition, the chapter's slice-per-filter-offset
 //! algorithm on an explicitly padded image, the adjoint identity, and a
-//! count of the windows covering each pixel.
+//! count of the windows covering each pixel. The transposed layout is then
+//! checked against the chapter's layout, image by image.
 
-use im2col::{col2im, col2im_per_channel, im2col, im2col_per_channel, im2col_per_channel_into};
+use im2col::{ColShape, col_shape, col2im, col2im_into, im2col, im2col_into};
 use ndarray::{Array2, Array4, s};
 use proptest::prelude::*;
 use tensor4d::{ShapeError, Window};
@@ -42,6 +43,12 @@ fn input(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f64> {
         state ^= state << 17;
         (state % 2001) as f64 / 1000.0 - 1.0
     })
+}
+
+fn matrix(dim: (usize, usize), seed: u64) -> Array2<f64> {
+    input((1, 1, dim.0, dim.1), seed)
+        .into_shape_with_order(dim)
+        .unwrap()
 }
 
 /// The definition: col[(n, oh, ow), (c, ki, kj)] = padded x at the window's pixel.
@@ -97,8 +104,8 @@ fn chapter_im2col(x: &Array4<f64>, win: Window) -> Array2<f64> {
         .unwrap()
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+fn dot<'a>(a: impl IntoIterator<Item = &'a f64>, b: impl IntoIterator<Item = &'a f64>) -> f64 {
+    a.into_iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 proptest! {
@@ -113,13 +120,23 @@ proptest! {
     }
 
     #[test]
+    fn col_shape_is_the_shape_im2col_gives((shape, win) in case()) {
+        let (n, c, h, w) = shape;
+        let (oh, ow) = win.output_size(h, w).unwrap();
+        let s = col_shape(shape, win).unwrap();
+        prop_assert_eq!(s, ColShape { oh, ow, rows: n * oh * ow, cols: c * win.fh * win.fw });
+        let col = im2col(Array4::<f64>::zeros(shape).view(), win).unwrap();
+        prop_assert_eq!(col.dim(), (s.rows, s.cols));
+    }
+
+    #[test]
     fn col2im_is_adjoint_of_im2col((shape, win) in case(), seed in any::<u64>()) {
         let x = input(shape, seed);
         let col = im2col(x.view(), win).unwrap();
-        let c = input((1, 1, col.nrows(), col.ncols()), seed ^ 0x9e37).into_shape_with_order(col.dim()).unwrap();
-        let back = col2im(c.view(), shape, win).unwrap();
-        let lhs = dot(col.as_slice().unwrap(), c.as_slice().unwrap());
-        let rhs = dot(x.as_slice().unwrap(), back.as_slice().unwrap());
+        let c = matrix(col.dim(), seed ^ 0x9e37);
+        let back = col2im(c.view(), win, shape).unwrap();
+        let lhs = dot(&col, &c);
+        let rhs = dot(&x, &back);
         let scale = lhs.abs().max(rhs.abs()).max(1e-300);
         prop_assert!((lhs - rhs).abs() <= 1e-9 * scale.max(1.0), "{} vs {}", lhs, rhs);
     }
@@ -127,7 +144,7 @@ proptest! {
     #[test]
     fn col2im_of_im2col_counts_coverage((shape, win) in case(), seed in any::<u64>()) {
         let x = input(shape, seed);
-        let back = col2im(im2col(x.view(), win).unwrap().view(), shape, win).unwrap();
+        let back = col2im(im2col(x.view(), win).unwrap().view(), win, shape).unwrap();
         let (_, _, h, w) = shape;
         let (oh, ow) = win.output_size(h, w).unwrap();
         // How many windows cover pixel (y, x): count by brute force.
@@ -150,33 +167,33 @@ proptest! {
         }
     }
 
+    // The `_into` variants overwrite their destination: a NaN left anywhere
+    // (or added to) would show.
     #[test]
-    fn per_channel_expansion_is_chapter_reshape((shape, win) in case(), seed in any::<u64>()) {
+    fn into_variants_overwrite_their_destination((shape, win) in case(), seed in any::<u64>()) {
         let x = input(shape, seed);
-        let (n, c, h, w) = shape;
-        let (oh, ow) = win.output_size(h, w).unwrap();
-        let area = win.fh * win.fw;
-        let full = naive_im2col(&x, win);
-        let pc = im2col_per_channel(x.view(), win).unwrap();
-        prop_assert_eq!(pc.dim(), (n * c * oh * ow, area));
-        for b in 0..n { for ch in 0..c { for p in 0..oh * ow { for k in 0..area {
-            prop_assert_eq!(pc[[(b * c + ch) * oh * ow + p, k]], full[[b * oh * ow + p, ch * area + k]]);
-        }}}}
-        // And its col2im is the adjoint.
-        let cmat = input((1, 1, pc.nrows(), area), seed ^ 7).into_shape_with_order(pc.dim()).unwrap();
-        let back = col2im_per_channel(cmat.view(), shape, win).unwrap();
-        let lhs = dot(pc.as_slice().unwrap(), cmat.as_slice().unwrap());
-        let rhs = dot(x.as_slice().unwrap(), back.as_slice().unwrap());
-        prop_assert!((lhs - rhs).abs() <= 1e-9 * lhs.abs().max(rhs.abs()).max(1.0));
+        let want = im2col(x.view(), win).unwrap();
+        let mut col = Array2::from_elem(want.dim(), f64::NAN);
+        im2col_into(x.view(), win, col.view_mut()).unwrap();
+        prop_assert_eq!(&col, &want);
+        let c = matrix(want.dim(), seed ^ 5);
+        let mut back = Array4::from_elem(shape, f64::NAN);
+        col2im_into(c.view(), win, back.view_mut()).unwrap();
+        prop_assert_eq!(back, col2im(c.view(), win, shape).unwrap());
     }
 
     #[test]
-    fn strided_input_views_are_read_correctly((shape, win) in case(), seed in any::<u64>()) {
+    fn strided_views_are_read_correctly((shape, win) in case(), seed in any::<u64>()) {
         // A transposed-and-back view is not contiguous; results must not change.
         let x = input(shape, seed);
         let xt = x.clone().permuted_axes([0, 1, 3, 2]).as_standard_layout().into_owned();
         let view = xt.view().permuted_axes([0, 1, 3, 2]);
-        prop_assert_eq!(im2col(view, win).unwrap(), im2col(x.view(), win).unwrap());
+        let col = im2col(x.view(), win).unwrap();
+        prop_assert_eq!(im2col(view, win).unwrap(), col.clone());
+        // col2im reads any column matrix too, here a transposed one.
+        let c = matrix(col.dim(), seed ^ 11);
+        let ct = c.t().as_standard_layout().into_owned();
+        prop_assert_eq!(col2im(ct.t(), win, shape).unwrap(), col2im(c.view(), win, shape).unwrap());
     }
 }
 
@@ -196,50 +213,90 @@ fn errors_name_the_sizes() {
         "{e}"
     );
     let mut small = Array2::<f32>::zeros((3, 3));
-    let e =
-        im2col_per_channel_into(x.view(), Window::square(2).with_stride(2), small.view_mut()).unwrap_err();
-    assert!(e.to_string().contains("(196, 4)"), "{e}");
-    let e = col2im(small.view(), (1, 1, 28, 28), Window::square(5)).unwrap_err();
-    assert!(
-        e.to_string().contains("(576, 25)") && e.to_string().contains("(3, 3)"),
-        "{e}"
+    let e = im2col_into(x.view(), Window::square(2).with_stride(2), small.view_mut()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "im2col column matrix: expected (196, 4), found (3, 3)"
+    );
+    let e = col2im(small.view(), Window::square(5), (1, 1, 28, 28)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "col2im column matrix: expected (576, 25), found (3, 3)"
     );
     let empty = Array4::<f32>::zeros((0, 1, 4, 4));
     assert!(matches!(
         im2col(empty.view(), Window::square(2)),
         Err(ShapeError::Empty { .. })
     ));
-    let mut col = Array2::<f32>::zeros((9, 4));
-    let e = im2col::im2col_into(
+    // The right shape, but a strided buffer: refused, naming the argument.
+    let mut col = Array2::<f32>::zeros((4, 9));
+    let e = im2col_into(
         Array4::<f32>::zeros((1, 1, 4, 4)).view(),
         Window::square(2),
         col.view_mut().reversed_axes(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("(9, 4)"), "{e}");
+    assert!(
+        e.to_string().starts_with("im2col column matrix") && e.to_string().contains("strided"),
+        "{e}"
+    );
+    let mut x = Array4::<f32>::zeros((1, 1, 4, 4));
+    let e = col2im_into(
+        Array2::<f32>::zeros((9, 4)).view(),
+        Window::square(2),
+        x.view_mut().permuted_axes([0, 1, 3, 2]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("col2im output"), "{e}");
+}
+
+// Sizes whose column matrix could not be indexed are errors before anything
+// is allocated, not a panic or an attempt at a huge allocation.
+#[test]
+fn oversized_shapes_are_errors() {
+    let huge = usize::MAX / 4;
+    let win = Window::square(1);
+    for shape in [(huge, 1, 2, 2), (2, huge, 2, 2), (1, 1, huge, 4)] {
+        let e = col_shape(shape, win).unwrap_err();
+        assert!(matches!(e, ShapeError::TooLarge { .. }), "{shape:?}: {e}");
+        let e = col2im(Array2::<f32>::zeros((1, 1)).view(), win, shape).unwrap_err();
+        assert!(matches!(e, ShapeError::TooLarge { .. }), "{shape:?}: {e}");
+    }
+    for shape in [(huge, 2, 2), (1, huge, 4)] {
+        let e = im2col::col_shape_t(shape, win).unwrap_err();
+        assert!(matches!(e, ShapeError::TooLarge { .. }), "{shape:?}: {e}");
+        let e = im2col::col2im_t(Array2::<f32>::zeros((1, 1)).view(), win, shape).unwrap_err();
+        assert!(matches!(e, ShapeError::TooLarge { .. }), "{shape:?}: {e}");
+    }
 }
 
 mod transposed {
     use super::*;
-    use im2col::{col2im_t_into, im2col_t_into};
+    use im2col::{col_shape_t, col2im_t, col2im_t_into, im2col_t, im2col_t_into};
     use ndarray::{Array3, Axis};
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        // The per-image column layout is the transpose of that image's rows
-        // in the chapter's layout (checked against the naive definition).
+        // The per-image column layout is exactly the transpose of that
+        // image's rows in the chapter's layout.
         #[test]
         fn im2col_t_is_the_transpose_of_each_images_rows((shape, win) in case(), seed in any::<u64>()) {
             let x = input(shape, seed);
-            let full = naive_im2col(&x, win);
+            let full = im2col(x.view(), win).unwrap();
             let (n, c, h, w) = shape;
-            let (oh, ow) = win.output_size(h, w).unwrap();
+            let s = col_shape_t((c, h, w), win).unwrap();
+            prop_assert_eq!((s.oh, s.ow), win.output_size(h, w).unwrap());
+            let ohw = s.oh * s.ow;
+            prop_assert_eq!((s.rows, s.cols), (c * win.fh * win.fw, ohw));
             for b in 0..n {
-                let mut col = Array2::zeros((c * win.fh * win.fw, oh * ow));
-                im2col_t_into(x.index_axis(Axis(0), b), win, col.view_mut()).unwrap();
-                let rows = full.slice(s![b * oh * ow..(b + 1) * oh * ow, ..]);
+                let col = im2col_t(x.index_axis(Axis(0), b), win).unwrap();
+                let rows = full.slice(s![b * ohw..(b + 1) * ohw, ..]);
                 prop_assert_eq!(col.view(), rows.t());
+                // The `_into` variant overwrites every element.
+                let mut into = Array2::from_elem(col.dim(), f64::NAN);
+                im2col_t_into(x.index_axis(Axis(0), b), win, into.view_mut()).unwrap();
+                prop_assert_eq!(&into, &col);
             }
         }
 
@@ -247,68 +304,145 @@ mod transposed {
         fn col2im_t_is_adjoint_of_im2col_t((shape, win) in case(), seed in any::<u64>()) {
             let (_, c, h, w) = shape;
             let x: Array3<f64> = input((1, c, h, w), seed).index_axis_move(Axis(0), 0);
-            let (oh, ow) = win.output_size(h, w).unwrap();
-            let mut col = Array2::zeros((c * win.fh * win.fw, oh * ow));
-            im2col_t_into(x.view(), win, col.view_mut()).unwrap();
-            let cm = input((1, 1, col.nrows(), col.ncols()), seed ^ 3).into_shape_with_order(col.dim()).unwrap();
-            let mut back = Array3::from_elem((c, h, w), f64::NAN); // overwritten, not added to
-            col2im_t_into(cm.view(), win, back.view_mut()).unwrap();
-            let lhs = dot(col.as_slice().unwrap(), cm.as_slice().unwrap());
-            let rhs = dot(x.as_slice().unwrap(), back.as_slice().unwrap());
+            let col = im2col_t(x.view(), win).unwrap();
+            let cm = matrix(col.dim(), seed ^ 3);
+            let back = col2im_t(cm.view(), win, (c, h, w)).unwrap();
+            let lhs = dot(&col, &cm);
+            let rhs = dot(&x, &back);
             prop_assert!((lhs - rhs).abs() <= 1e-9 * lhs.abs().max(rhs.abs()).max(1.0), "{} vs {}", lhs, rhs);
+            let mut into = Array3::from_elem((c, h, w), f64::NAN); // overwritten, not added to
+            col2im_t_into(cm.view(), win, into.view_mut()).unwrap();
+            prop_assert_eq!(into, back);
         }
 
-        // The strided variants write and read a block of a wider matrix:
-        // every image of the batch side by side gives exactly each image's
-        // own columns, nothing outside the blocks is touched, and folding
-        // back from the block equals folding back from the image's own.
+        // A block of a wider matrix, G images wide plus spare columns, rows
+        // in either order: the block holds exactly the image's columns and
+        // nothing outside it is touched.
         #[test]
-        fn strided_blocks_hold_each_images_columns((shape, win) in case(), seed in any::<u64>(), spare in 0usize..3) {
-            use im2col::{col2im_t_slice, col2im_t_strided, im2col_t_slice, im2col_t_strided};
-            let x = input(shape, seed);
-            let (n, c, h, w) = shape;
-            let (oh, ow) = win.output_size(h, w).unwrap();
-            let (rows, ohw) = (c * win.fh * win.fw, oh * ow);
-            let ld = n * ohw + spare; // spare columns must stay untouched
-            let mut wide = vec![f64::NAN; rows * ld];
-            let xs = x.as_slice().unwrap();
-            for (b, img) in xs.chunks_exact(c * h * w).enumerate() {
-                im2col_t_strided(img, (c, h, w), win, &mut wide[b * ohw..], ld).unwrap();
+        fn block_writes_touch_only_their_block(
+            (shape, win) in case(),
+            seed in any::<u64>(),
+            (groups, at) in (1usize..5).prop_flat_map(|g| (Just(g), 0..g)),
+            spare in 0usize..3,
+            flip in any::<bool>(),
+        ) {
+            let (_, c, h, w) = shape;
+            let x: Array3<f64> = input((1, c, h, w), seed).index_axis_move(Axis(0), 0);
+            let own = im2col_t(x.view(), win).unwrap();
+            let (rows, ohw) = own.dim();
+            let mut wide = Array2::from_elem((rows, groups * ohw + spare), f64::NAN);
+            let mut view = wide.view_mut();
+            if flip {
+                view.invert_axis(Axis(0)); // a negative row stride
             }
-            for (b, img) in xs.chunks_exact(c * h * w).enumerate() {
-                let mut own = vec![0.0; rows * ohw];
-                im2col_t_slice(img, (c, h, w), win, &mut own).unwrap();
-                for r in 0..rows {
-                    prop_assert_eq!(&wide[r * ld + b * ohw..r * ld + (b + 1) * ohw], &own[r * ohw..(r + 1) * ohw]);
+            im2col_t_into(x.view(), win, view.slice_mut(s![.., at * ohw..(at + 1) * ohw])).unwrap();
+            let view = {
+                let mut v = wide.view();
+                if flip {
+                    v.invert_axis(Axis(0));
                 }
-                let g = input((1, 1, rows, ohw), seed ^ b as u64);
-                let g = g.as_slice().unwrap();
-                let mut block = wide.clone();
-                for r in 0..rows {
-                    block[r * ld + b * ohw..r * ld + (b + 1) * ohw].copy_from_slice(&g[r * ohw..(r + 1) * ohw]);
+                v
+            };
+            prop_assert_eq!(view.slice(s![.., at * ohw..(at + 1) * ohw]), own.view());
+            for ((_, j), v) in wide.indexed_iter() {
+                if j < at * ohw || j >= (at + 1) * ohw {
+                    prop_assert!(v.is_nan(), "column {} of {} written", j, wide.ncols());
                 }
-                let (mut a, mut e) = (vec![f64::NAN; c * h * w], vec![f64::NAN; c * h * w]);
-                col2im_t_strided(&block[b * ohw..], (c, h, w), win, &mut a, ld).unwrap();
-                col2im_t_slice(g, (c, h, w), win, &mut e).unwrap();
-                prop_assert_eq!(a, e);
             }
-            for r in 0..rows {
-                prop_assert!(wide[r * ld + n * ohw..r * ld + ld].iter().all(|v| v.is_nan()));
-            }
+        }
+
+        // Folding back from a block of a wider matrix equals folding back
+        // the same block copied out on its own.
+        #[test]
+        fn col2im_t_into_from_a_block_equals_col2im_t_of_the_copy(
+            (shape, win) in case(),
+            seed in any::<u64>(),
+            (groups, at) in (1usize..5).prop_flat_map(|g| (Just(g), 0..g)),
+            spare in 0usize..3,
+        ) {
+            let (_, c, h, w) = shape;
+            let s = col_shape_t((c, h, w), win).unwrap();
+            let wide = matrix((s.rows, groups * s.cols + spare), seed);
+            let block = wide.slice(s![.., at * s.cols..(at + 1) * s.cols]);
+            let mut x = Array3::from_elem((c, h, w), f64::NAN);
+            col2im_t_into(block, win, x.view_mut()).unwrap();
+            prop_assert_eq!(x, col2im_t(block.to_owned().view(), win, (c, h, w)).unwrap());
         }
     }
-}
 
-#[test]
-fn strided_blocks_that_do_not_fit_are_errors() {
-    let x = [0.0f32; 9];
-    let win = Window::square(2); // 4 rows of 4 columns
-    let mut col = [0.0f32; 16];
-    let e = im2col::im2col_t_strided(&x, (1, 3, 3), win, &mut col, 3).unwrap_err();
-    assert!(e.to_string().contains("row stride"), "{e}");
-    let e = im2col::im2col_t_strided(&x, (1, 3, 3), win, &mut col, 5).unwrap_err();
-    assert!(e.to_string().contains("column block length"), "{e}");
-    let e = im2col::col2im_t_strided(&col[..15], (1, 3, 3), win, &mut [0.0; 9], 4).unwrap_err();
-    assert!(e.to_string().contains("column block length"), "{e}");
-    im2col::im2col_t_strided(&x, (1, 3, 3), win, &mut col, 4).unwrap();
+    #[test]
+    fn chapter_shapes() {
+        let win = Window::square(5);
+        let x = Array3::<f32>::zeros((3, 7, 7));
+        assert_eq!(im2col_t(x.view(), win).unwrap().dim(), (75, 9));
+        assert_eq!(
+            col_shape_t((3, 7, 7), win).unwrap(),
+            ColShape {
+                oh: 3,
+                ow: 3,
+                rows: 75,
+                cols: 9
+            }
+        );
+        assert_eq!(col_shape((10, 3, 7, 7), win).unwrap().rows, 90);
+    }
+
+    #[test]
+    fn blocks_of_the_wrong_shape_or_with_strided_rows_are_errors() {
+        let win = Window::square(3); // over (3, 6, 6): 27 rows of 16 columns
+        let x = Array3::<f32>::zeros((3, 6, 6));
+        let mut big = Array2::<f32>::zeros((27, 40));
+        let e = im2col_t_into(x.view(), win, big.slice_mut(s![.., 0..15])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "im2col_t column block: expected (27, 16), found (27, 15)"
+        );
+        let e = col2im_t_into(
+            big.slice(s![1.., 0..16]),
+            win,
+            Array3::zeros((3, 6, 6)).view_mut(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "col2im_t column block: expected (27, 16), found (26, 16)"
+        );
+        let e = col2im_t(big.slice(s![.., 0..17]), win, (3, 6, 6)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "col2im_t column block: expected (27, 16), found (27, 17)"
+        );
+
+        // Rows that are not contiguous: every other column, or a transpose.
+        let e = im2col_t_into(x.view(), win, big.slice_mut(s![.., 0..32;2])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "im2col_t column block rows: expected contiguous rows (column stride 1), found column stride 2"
+        );
+        let mut tall = Array2::<f32>::zeros((16, 27));
+        let e = im2col_t_into(x.view(), win, tall.view_mut().reversed_axes()).unwrap_err();
+        assert!(e.to_string().starts_with("im2col_t column block rows"), "{e}");
+        let e = col2im_t_into(tall.t(), win, Array3::zeros((3, 6, 6)).view_mut()).unwrap_err();
+        assert!(e.to_string().starts_with("col2im_t column block rows"), "{e}");
+        let e = col2im_t(tall.t(), win, (3, 6, 6)).unwrap_err();
+        assert!(e.to_string().starts_with("col2im_t column block rows"), "{e}");
+
+        // A strided output image is refused, not silently copied.
+        let mut xt = Array3::<f32>::zeros((3, 6, 6));
+        let e = col2im_t_into(
+            big.slice(s![.., 0..16]),
+            win,
+            xt.view_mut().permuted_axes([0, 2, 1]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("col2im_t output"), "{e}");
+
+        // One output column: any column stride is a contiguous row.
+        let one = Array3::<f32>::ones((1, 3, 3));
+        let mut col = Array2::<f32>::zeros((1, 9));
+        let view = col.view_mut().reversed_axes();
+        assert_eq!((view.dim(), view.strides()), ((9, 1), &[1, 9][..]));
+        im2col_t_into(one.view(), win, view).unwrap();
+        assert_eq!(col.row(0).to_vec(), vec![1.0; 9]);
+    }
 }
