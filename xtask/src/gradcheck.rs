@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use layers::Layer;
 use layers::gradcheck::{
     Check, Settings, check_layer, check_softmax_with_loss, kink_free_input, layer_cases,
 };
@@ -53,6 +54,17 @@ const LAYER_KINDS: [&str; 8] = [
     "softmax",
 ];
 
+/// The `--layer` name of a layer: the first word of its description,
+/// in lower case (`Convolution 4@3x3 p1/s1 + ReLU` is a `convolution`).
+fn kind(layer: &dyn Layer<f64>) -> String {
+    let describe = layer.describe();
+    describe
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
 pub fn run(args: Args) -> Result<()> {
     if let Some(l) = &args.layer
         && !LAYER_KINDS.contains(&l.as_str())
@@ -73,7 +85,11 @@ pub fn run(args: Args) -> Result<()> {
 
     if want_layers {
         for mut case in layer_cases(args.seed)? {
-            if args.layer.as_deref().is_some_and(|l| l != case.kind) {
+            if args
+                .layer
+                .as_deref()
+                .is_some_and(|l| l != kind(case.layer.as_ref()))
+            {
                 continue;
             }
             let what = format!("{} on {:?}", case.layer.describe(), case.input);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::{AdaGrad, Adam, Init, Momentum, Optimizer, Parameters, Sgd};
-use models::{Architecture, Event, Network, Pixels, TrainConfig, checkpoint};
+use layers::{AdaGrad, Adam, ConvMethod, Init, Momentum, Optimizer, Parameters, Sgd};
+use models::{Architecture, BuildOptions, Event, Network, Pixels, TrainConfig, checkpoint};
 use ndarray::Array4;
 
 use crate::pictures;
@@ -35,6 +35,30 @@ pub enum InitKind {
     He,
     /// Xavier normal, std sqrt(1/fan_in), in every layer.
     Xavier,
+}
+
+/// `--conv-method`: how the convolutions compute.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum ConvMethodArg {
+    /// The engine's choice per shape (the fast default).
+    Auto,
+    /// The chapter's algorithm (section 7.4.3): im2col of the whole batch, one matrix product, col2im.
+    Chapter,
+    /// Each image's windows as columns, on the packed GEMM.
+    Columns,
+    /// No im2col: windows read in place (stride-1 convolutions only).
+    Direct,
+}
+
+impl ConvMethodArg {
+    fn method(self) -> ConvMethod {
+        match self {
+            ConvMethodArg::Auto => ConvMethod::Auto,
+            ConvMethodArg::Chapter => ConvMethod::Chapter,
+            ConvMethodArg::Columns => ConvMethod::Columns,
+            ConvMethodArg::Direct => ConvMethod::Direct,
+        }
+    }
 }
 
 impl InitKind {
@@ -77,6 +101,11 @@ pub struct Args {
     /// How the weights are drawn: the model's own (MODELS.md), or one rule for every layer.
     #[arg(long, value_enum, default_value = "model")]
     init: InitKind,
+    /// How the convolutions compute: `chapter` runs the book's algorithm
+    /// (and keeps each ReLU a layer of its own), to see it learn and what
+    /// the engine's methods buy.
+    #[arg(long, value_enum, default_value = "auto")]
+    conv_method: ConvMethodArg,
     /// Worker threads (default: one per core). Results are the same for any count.
     #[arg(long)]
     threads: Option<usize>,
@@ -326,12 +355,13 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => {
             let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
-            let net = args.model.build_with::<f32>(
-                data.input_shape(),
-                data.classes.len(),
-                args.seed,
-                args.init.init(),
-            )?;
+            let options = BuildOptions {
+                init: args.init.init(),
+                conv_method: args.conv_method.method(),
+            };
+            let net =
+                args.model
+                    .build_with::<f32>(data.input_shape(), data.classes.len(), args.seed, options)?;
             let config = TrainConfig {
                 epochs: args.epochs.unwrap_or(10),
                 batch_size: args.batch_size,

@@ -1,7 +1,7 @@
 use ndarray::{ArrayD, ArrayViewD};
 use tensor4d::{Float, reuse};
 
-use crate::{Error, Layer, Mode, Parameters, check_dout};
+use crate::{Activation, Error, Layer, LayerHooks, Mode, Parameters, check_dout};
 
 /// `max(0, x)` (section 5.5.1). Keeps its output: `x > 0` exactly where the
 /// output is, so the output is the mask backward needs. NaN propagates.
@@ -94,7 +94,9 @@ macro_rules! elementwise {
                 self.ran = false;
                 Ok(&self.out)
             }
+        }
 
+        impl<T: Float> LayerHooks<T> for $name<T> {
             fn kink_state(&self) -> u64 {
                 let kinks: fn(&ArrayD<T>) -> u64 = $kinks;
                 kinks(&self.out)
@@ -118,7 +120,7 @@ pub(crate) fn relu_grad<T: Float>(y: T, dout: T) -> T {
     if y > T::zero() { dout } else { T::zero() }
 }
 
-/// ReLU's [`Layer::kink_state`] from its output: which inputs were positive.
+/// ReLU's [`LayerHooks::kink_state`] from its output: which inputs were positive.
 pub(crate) fn relu_kinks<T: Float>(out: &[T]) -> u64 {
     crate::fingerprint(out.iter().map(|&y| (y > T::zero()) as u64))
 }
@@ -147,9 +149,9 @@ elementwise!(
     |_| 0
 );
 
-/// An activation a layer applies to its own output ([`Layer::fuse_relu`],
-/// [`Layer::fuse_sigmoid`]), with the very functions of `Relu` and
-/// `Sigmoid`, so fused and separate layers agree bit for bit.
+/// The activation a layer applies to its own output ([`LayerHooks::fuse`]),
+/// if any, with the very functions of `Relu` and `Sigmoid`, so fused and
+/// separate layers agree bit for bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fused {
     /// Nothing fused.
@@ -158,7 +160,26 @@ pub(crate) enum Fused {
     Sigmoid,
 }
 
+impl From<Activation> for Fused {
+    fn from(act: Activation) -> Self {
+        match act {
+            Activation::Relu => Fused::Relu,
+            Activation::Sigmoid => Fused::Sigmoid,
+        }
+    }
+}
+
 impl Fused {
+    /// `v[i] = f(v[i])`, in place.
+    #[inline(always)]
+    pub(crate) fn apply_in_place<T: Float>(self, v: &mut [T]) {
+        match self {
+            Fused::Identity => {}
+            Fused::Relu => v.iter_mut().for_each(|v| *v = relu(*v)),
+            Fused::Sigmoid => v.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        }
+    }
+
     /// `dst[i] = f(src[i])`; one loop per activation, so each vectorises.
     #[inline(always)]
     pub(crate) fn apply<T: Float>(self, dst: &mut [T], src: &[T]) {

@@ -5,7 +5,7 @@ use tensor4d::{Float, ShapeError, reuse, reuse2};
 
 use crate::par::{par_gemm, par_gemm_cols};
 
-use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, shape_error};
+use crate::{Error, Init, Layer, LayerHooks, Mode, check_dout, check_weight_bias, shape_error};
 
 /// Fully connected layer, `y = x W + b` (section 5.6 of the book, used by
 /// chapter 7's networks after the convolutions).
@@ -27,14 +27,13 @@ use crate::{Error, Init, Layer, Mode, check_dout, check_weight_bias, shape_error
 pub struct Affine<T> {
     weight: Array2<T>,
     bias: Array1<T>,
-    dweight: Array2<T>,
-    dbias: Array1<T>,
+    dw: Array2<T>,
+    db: Array1<T>,
     /// The last input, flattened to `(N, in)`: backward needs it for dW.
     x: Array2<T>,
     /// The last input's original shape, to give dx back in it.
     x_shape: Vec<usize>,
     out: ArrayD<T>,
-    input_grad: bool,
     dx: ArrayD<T>,
     /// GEMM packing space, one per parallel part, kept between steps.
     scratch: Vec<GemmScratch>,
@@ -64,14 +63,13 @@ impl<T: Float> Affine<T> {
         check_weight_bias(&layer, weight.shape(), o, bias.len())?;
         let weight = weight.as_standard_layout().into_owned();
         Ok(Affine {
-            dweight: Array2::zeros((i, o)),
-            dbias: Array1::zeros(o),
+            dw: Array2::zeros((i, o)),
+            db: Array1::zeros(o),
             weight,
             bias,
             x: Array2::zeros((0, 0)),
             x_shape: Vec::new(),
             out: ArrayD::zeros(vec![0]),
-            input_grad: true,
             dx: ArrayD::zeros(vec![0]),
             scratch: Vec::new(),
         })
@@ -85,6 +83,18 @@ impl<T: Float> Affine<T> {
     /// The biases, `(out,)`.
     pub fn bias(&self) -> &Array1<T> {
         &self.bias
+    }
+
+    /// The gradient of the loss with respect to the weights, `(in, out)`,
+    /// as the last backward left it: the book's `dW`.
+    #[doc(alias = "dW")]
+    pub fn dw(&self) -> &Array2<T> {
+        &self.dw
+    }
+
+    /// The gradient with respect to the biases, `(out,)`: the book's `db`.
+    pub fn db(&self) -> &Array1<T> {
+        &self.db
     }
 
     /// [`Layer::output_shape`] without allocating, for every forward.
@@ -155,6 +165,21 @@ impl<T: Float> Layer<T> for Affine<T> {
     }
 
     fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
+        self.backward_pass(dout, true)?;
+        Ok(&self.dx)
+    }
+}
+
+impl<T: Float> LayerHooks<T> for Affine<T> {
+    fn backward_params(&mut self, dout: ArrayViewD<'_, T>) -> Result<(), Error> {
+        self.backward_pass(dout, false)
+    }
+}
+
+impl<T: Float> Affine<T> {
+    /// dW = x^T dout, db = the column sums of dout, and, if `input_grad`,
+    /// dx = dout W^T in the input's shape.
+    fn backward_pass(&mut self, dout: ArrayViewD<'_, T>, input_grad: bool) -> Result<(), Error> {
         check_dout(
             &|| self.describe(),
             !self.x_shape.is_empty(),
@@ -165,24 +190,22 @@ impl<T: Float> Layer<T> for Affine<T> {
         let dout = tensor4d::contiguous(&dout);
         let dout_m = MatRef::row_major(&dout, n, outputs);
         let x = MatRef::row_major(self.x.as_slice().unwrap_or_else(|| unreachable!()), n, inputs);
-        // dW = x^T dout, db = column sums of dout, dx = dout W^T.
         par_gemm(
             &mut self.scratch,
             T::one(),
             x.t(),
             dout_m,
             T::zero(),
-            self.dweight.as_slice_mut().unwrap_or_else(|| unreachable!()),
+            self.dw.as_slice_mut().unwrap_or_else(|| unreachable!()),
         );
-        self.dbias.fill(T::zero());
+        self.db.fill(T::zero());
         for row in dout.chunks_exact(outputs) {
-            for (db, &d) in self.dbias.iter_mut().zip(row) {
+            for (db, &d) in self.db.iter_mut().zip(row) {
                 *db += d;
             }
         }
-        if !self.input_grad {
-            reuse(&mut self.dx, &[0]);
-            return Ok(&self.dx);
+        if !input_grad {
+            return Ok(());
         }
         reuse(&mut self.dx, &self.x_shape);
         let weight = MatRef::row_major(
@@ -199,10 +222,6 @@ impl<T: Float> Layer<T> for Affine<T> {
             T::zero(),
             self.dx.as_slice_mut().unwrap_or_else(|| unreachable!()),
         );
-        Ok(&self.dx)
-    }
-
-    fn set_input_grad(&mut self, needed: bool) {
-        self.input_grad = needed;
+        Ok(())
     }
 }

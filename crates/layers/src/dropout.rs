@@ -3,7 +3,7 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 use tensor4d::{Float, reuse};
 
-use crate::{Error, Layer, Mode, Parameters, check_dout};
+use crate::{Error, Layer, LayerHooks, Mode, Parameters, check_dout};
 
 /// Inverted dropout (section 6.4.3, as AlexNet uses it): in training each
 /// input is zeroed with probability `ratio` and the survivors are scaled by
@@ -11,7 +11,7 @@ use crate::{Error, Layer, Mode, Parameters, check_dout};
 ///
 /// The n-th training mask comes from a generator seeded with the layer's
 /// seed and n, so the same seed gives the same masks, and the whole state
-/// of the noise is one counter ([`Layer::noise_state`]).
+/// of the noise is one counter ([`LayerHooks::noise_state`]).
 ///
 /// ```
 /// use layers::{Dropout, Layer, Mode};
@@ -120,7 +120,9 @@ impl<T: Float> Layer<T> for Dropout<T> {
         }
         Ok(&self.dx)
     }
+}
 
+impl<T: Float> LayerHooks<T> for Dropout<T> {
     fn hold_noise(&mut self, hold: bool) {
         self.hold = hold;
     }

@@ -15,7 +15,7 @@
 //!   at least 0.1 away from zero, spaced by at least `1/len`, far more than
 //!   any `eps` used here;
 //! - inside a network, where hidden values cannot be chosen, every probe
-//!   compares the layers' [`Layer::kink_state`] fingerprints at `p + eps`
+//!   compares the layers' [`LayerHooks::kink_state`] fingerprints at `p + eps`
 //!   and `p - eps` with those at `p`: a probe that changed any ReLU sign or
 //!   pooling winner crossed a kink, and its coordinate is replaced by
 //!   another one drawn from the same seeded sequence (or, in a tensor
@@ -46,8 +46,8 @@ use tensor4d::Window;
 use tensor4d::Float;
 
 use crate::{
-    Affine, Convolution, Dropout, Error, Init, Layer, Lrn, Mode, Parameters, Pooling, Relu, Sigmoid,
-    SoftmaxWithLoss,
+    Activation, Affine, ConvMethod, Convolution, Dropout, Error, Init, LayerHooks, Lrn, Mode, Parameters,
+    PoolMethod, Pooling, Relu, Sigmoid, SoftmaxWithLoss,
 };
 
 /// How strictly and how widely to check.
@@ -97,13 +97,12 @@ pub struct Check {
     pub passed: bool,
 }
 
-/// What one probe of the loss saw.
+/// What one probe of the loss saw: the loss, and the kink fingerprint of
+/// the forward pass ([`LayerHooks::kink_state`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Probe {
-    /// The loss.
-    pub loss: f64,
-    /// The kink fingerprint of the forward pass ([`Layer::kink_state`]).
-    pub kinks: u64,
+struct Probe {
+    loss: f64,
+    kinks: u64,
 }
 
 /// Values for a layer's input that keep central differences off every kink:
@@ -128,7 +127,7 @@ pub fn kink_free_input(shape: &[usize], seed: u64) -> ArrayD<f64> {
 /// The order in which coordinates are tried: all of them in order for a
 /// small tensor, otherwise a seeded random sequence (long enough to replace
 /// coordinates whose probes cross a kink). `salt` varies it per tensor.
-pub fn candidates(total: usize, settings: &Settings, salt: u64) -> Vec<usize> {
+fn candidates(total: usize, settings: &Settings, salt: u64) -> Vec<usize> {
     if total <= settings.max_coords {
         return (0..total).collect();
     }
@@ -141,7 +140,7 @@ pub fn candidates(total: usize, settings: &Settings, salt: u64) -> Vec<usize> {
 /// which must return the loss (and kink fingerprint) with coordinate `coord`
 /// shifted by `delta`, leaving it restored afterwards. `base_kinks` is the
 /// fingerprint at the unshifted point.
-pub fn compare(
+fn compare(
     tensor: &str,
     analytic: &ArrayD<f64>,
     settings: &Settings,
@@ -156,7 +155,7 @@ pub fn compare(
 /// [`compare`] on the given coordinates in order, stopping after
 /// `settings.max_coords` have been compared; also returns the coordinates
 /// left out because their probes crossed a kink.
-pub fn compare_at(
+fn compare_at(
     tensor: &str,
     analytic: &ArrayD<f64>,
     coords: &[usize],
@@ -209,7 +208,7 @@ impl Check {
     /// Folds in a later check of the same tensor (on other coordinates, or
     /// the same ones on another input): counts add, worst errors stay, and
     /// `skipped` becomes the later check's (what is still left out).
-    pub fn absorb(&mut self, later: &Check) {
+    fn absorb(&mut self, later: &Check) {
         let passed_before = self.passed || self.checked == 0;
         self.checked += later.checked;
         self.skipped = later.skipped;
@@ -225,12 +224,7 @@ impl Check {
 
 /// Sets element `coord` (row-major) of the parameter at position `index` in
 /// `params`' visiting order to `value`; returns the old value.
-pub fn set_param<T: Float, P: Parameters<T> + ?Sized>(
-    params: &mut P,
-    index: usize,
-    coord: usize,
-    value: T,
-) -> T {
+fn set_param<T: Float, P: Parameters<T> + ?Sized>(params: &mut P, index: usize, coord: usize, value: T) -> T {
     let mut k = 0;
     let mut old = value;
     params.visit_params_mut(&mut |_, mut tensor, _| {
@@ -247,7 +241,7 @@ pub fn set_param<T: Float, P: Parameters<T> + ?Sized>(
 /// Evaluates `f` with parameter `index`, element `coord`, shifted by
 /// `delta`, then restores the exact old value (adding and subtracting
 /// `delta` would not always give it back).
-pub fn with_nudged<T: Float, P: Parameters<T> + ?Sized, R>(
+pub(crate) fn with_nudged<T: Float, P: Parameters<T> + ?Sized, R>(
     params: &mut P,
     index: usize,
     coord: usize,
@@ -262,7 +256,7 @@ pub fn with_nudged<T: Float, P: Parameters<T> + ?Sized, R>(
 }
 
 /// The gradients `params` currently holds, by name, in visiting order.
-pub fn param_grads<P: Parameters<f64> + ?Sized>(params: &P) -> Vec<(String, ArrayD<f64>)> {
+fn param_grads<P: Parameters<f64> + ?Sized>(params: &P) -> Vec<(String, ArrayD<f64>)> {
     let mut out = Vec::new();
     params.visit_params(&mut |name, _, grad| out.push((name.to_string(), grad.to_owned())));
     out
@@ -272,7 +266,7 @@ pub fn param_grads<P: Parameters<f64> + ?Sized>(params: &P) -> Vec<(String, Arra
 /// gradient of the scalar `L = sum(forward(x) * G)` for a fixed random `G`
 /// (so backward receives `G`). Dropout-like noise is held fixed meanwhile.
 pub fn check_layer(
-    layer: &mut dyn Layer<f64>,
+    layer: &mut dyn LayerHooks<f64>,
     x: &ArrayD<f64>,
     settings: &Settings,
 ) -> Result<Vec<Check>, Error> {
@@ -283,7 +277,7 @@ pub fn check_layer(
 }
 
 fn check_layer_held(
-    layer: &mut dyn Layer<f64>,
+    layer: &mut dyn LayerHooks<f64>,
     x: &ArrayD<f64>,
     settings: &Settings,
 ) -> Result<Vec<Check>, Error> {
@@ -294,7 +288,7 @@ fn check_layer_held(
     let dx = layer.backward(g.view())?.clone();
     let grads = param_grads(layer);
 
-    let probe = |layer: &mut dyn Layer<f64>, x: &ArrayD<f64>| -> Result<Probe, Error> {
+    let probe = |layer: &mut dyn LayerHooks<f64>, x: &ArrayD<f64>| -> Result<Probe, Error> {
         let y = layer.forward(x.view(), Mode::Train)?;
         let mut loss = 0.0;
         Zip::from(y).and(&g).for_each(|&a, &b| loss += a * b);
@@ -352,26 +346,23 @@ pub fn check_softmax_with_loss(n: usize, k: usize, settings: &Settings) -> Resul
 
 /// One layer configuration that the standard check covers.
 pub struct LayerCase {
-    /// The kind of layer, as `cargo xtask gradcheck --layer` names it:
-    /// `convolution`, `pooling`, `affine`, `relu`, `sigmoid`, `dropout`, `lrn`.
-    pub kind: &'static str,
     /// The layer, its weights drawn from the settings' seed.
-    pub layer: Box<dyn Layer<f64>>,
+    pub layer: Box<dyn LayerHooks<f64>>,
     /// The input shape to check it on.
     pub input: Vec<usize>,
 }
 
-/// The layer configurations every gradient check covers: the convolutions
-/// of issue #4 (3x3 p1 s1, 5x5 p0 s1, 3x3 p1 s2, a rectangular 2x3 filter
-/// with padding, several channels in and out), max and average pooling
-/// (2x2 s2 and the overlapping 3x3 s2), affine on 4-D input, ReLU, Sigmoid,
-/// dropout with a held mask and LRN.
+/// The layer configurations every gradient check covers: convolutions
+/// (3x3 p1 s1, 5x5 p0 s1, 3x3 p1 s2, a rectangular 2x3 filter with
+/// padding, several channels in and out) by every method, one with its
+/// ReLU fused in, max and average pooling (2x2 s2 and the overlapping 3x3
+/// s2) by both methods, affine on 4-D input, ReLU, Sigmoid, dropout with a
+/// held mask and LRN.
 pub fn layer_cases(seed: u64) -> Result<Vec<LayerCase>, Error> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut cases = Vec::new();
-    let mut add = |kind, layer: Box<dyn Layer<f64>>, input: &[usize]| {
+    let mut add = |layer: Box<dyn LayerHooks<f64>>, input: &[usize]| {
         cases.push(LayerCase {
-            kind,
             layer,
             input: input.to_vec(),
         })
@@ -383,31 +374,119 @@ pub fn layer_cases(seed: u64) -> Result<Vec<LayerCase>, Error> {
         (Window::new(2, 3).with_pads(1, 1), [1, 2, 4, 5], 3),
     ] {
         let conv = Convolution::new(shape[1], filters, win, Init::He, &mut rng)?;
-        add("convolution", Box::new(conv), &shape);
+        let stride_1 = (win.sh, win.sw) == (1, 1);
+        for method in [ConvMethod::Chapter, ConvMethod::Columns, ConvMethod::Direct] {
+            if method != ConvMethod::Direct || stride_1 {
+                add(Box::new(conv.clone().with_method(method)?), &shape);
+            }
+        }
+        add(Box::new(conv), &shape);
     }
     // A convolution with its ReLU fused in: the masked backward.
     let mut fused = Convolution::new(3, 4, Window::square(3).with_pad(1), Init::He, &mut rng)?;
-    fused.fuse_relu();
-    add("convolution+relu", Box::new(fused), &[2, 3, 5, 5]);
+    fused.fuse(Activation::Relu);
+    add(Box::new(fused), &[2, 3, 5, 5]);
     for (win, shape) in [
         (Window::square(2).with_stride(2), [2, 3, 6, 8]),
         (Window::square(3).with_stride(2), [2, 3, 7, 9]),
     ] {
-        add("pooling", Box::new(Pooling::max(win)), &shape);
-        add("pooling", Box::new(Pooling::average(win)), &shape);
+        for method in [PoolMethod::Chapter, PoolMethod::Direct] {
+            add(Box::new(Pooling::max(win).with_method(method)), &shape);
+            add(Box::new(Pooling::average(win).with_method(method)), &shape);
+        }
     }
     add(
-        "affine",
         Box::new(Affine::new(2 * 3 * 3, 5, Init::Xavier, &mut rng)?),
         &[4, 2, 3, 3],
     );
-    add("relu", Box::<Relu<f64>>::default(), &[3, 2, 4, 4]);
-    add("sigmoid", Box::<Sigmoid<f64>>::default(), &[3, 2, 4, 4]);
-    add("dropout", Box::new(Dropout::new(0.5, seed)?), &[4, 3, 5, 5]);
-    add("lrn", Box::new(Lrn::alexnet()), &[2, 7, 3, 3]);
+    add(Box::<Relu<f64>>::default(), &[3, 2, 4, 4]);
+    add(Box::<Sigmoid<f64>>::default(), &[3, 2, 4, 4]);
+    add(Box::new(Dropout::new(0.5, seed)?), &[4, 3, 5, 5]);
+    add(Box::new(Lrn::alexnet()), &[2, 7, 3, 3]);
     // A strong alpha makes LRN's cross-channel term large, so a wrong one fails.
-    add("lrn", Box::new(Lrn::new(3, 0.5, 0.75, 1.0)?), &[2, 6, 2, 3]);
+    add(Box::new(Lrn::new(3, 0.5, 0.75, 1.0)?), &[2, 6, 2, 3]);
     // Any other beta goes through `powf`.
-    add("lrn", Box::new(Lrn::new(5, 0.3, 0.6, 1.5)?), &[2, 6, 2, 3]);
+    add(Box::new(Lrn::new(5, 0.3, 0.6, 1.5)?), &[2, 6, 2, 3]);
     Ok(cases)
+}
+
+/// A scalar loss of named parameters whose gradient backpropagation
+/// computes, on numbered inputs: what [`check_objective`] checks. A
+/// network's mean loss on batch number `draw` is one (the `models` crate
+/// checks its networks this way).
+pub trait Objective: Parameters<f64> {
+    /// The loss at the current parameters on input `draw`, and the kink
+    /// fingerprint of that forward pass (every layer's
+    /// [`LayerHooks::kink_state`], combined; equal fingerprints, same
+    /// linear piece).
+    fn loss(&mut self, draw: u64) -> Result<(f64, u64), Error>;
+
+    /// Backpropagation on input `draw`, leaving each parameter's gradient
+    /// where [`Parameters::visit_params`] finds it.
+    fn gradient(&mut self, draw: u64) -> Result<(), Error>;
+}
+
+/// Checks every parameter gradient of `objective` on input 0, on the
+/// coordinates `settings` chooses. Coordinates whose probes cross a kink
+/// are checked again on inputs 1, 2, ... (up to `redraws` of them), as
+/// many as each tensor falls short of its share, until each has been
+/// checked on an input where its probes do not cross one.
+pub fn check_objective(
+    objective: &mut dyn Objective,
+    settings: &Settings,
+    redraws: u64,
+) -> Result<Vec<Check>, Error> {
+    let first = check_on(objective, 0, settings, &|_| None)?;
+    let (mut checks, mut pending): (Vec<Check>, Vec<Vec<usize>>) = first.into_iter().unzip();
+    // Re-check only as many left-out coordinates as each tensor falls short by.
+    let short = |c: &Check| c.total.min(settings.max_coords) - c.checked;
+    for (c, p) in checks.iter().zip(pending.iter_mut()) {
+        p.truncate(short(c));
+    }
+    for draw in 1..=redraws {
+        if pending.iter().all(Vec::is_empty) {
+            break;
+        }
+        let todo = pending.clone();
+        let again = check_on(objective, draw, settings, &|i| Some(todo[i].clone()))?;
+        for ((check, left), ((later, still), todo)) in checks
+            .iter_mut()
+            .zip(pending.iter_mut())
+            .zip(again.into_iter().zip(todo))
+        {
+            if !todo.is_empty() {
+                check.absorb(&later);
+                *left = still;
+                left.truncate(short(check));
+            }
+        }
+    }
+    Ok(checks)
+}
+
+/// Checks every parameter gradient of `objective` on input `draw`, on the
+/// coordinates `coords(index)` gives for each tensor (`None`: the seeded
+/// choice). Returns each tensor's check and the coordinates left out
+/// because their probes crossed a kink.
+fn check_on(
+    objective: &mut dyn Objective,
+    draw: u64,
+    settings: &Settings,
+    coords: &dyn Fn(usize) -> Option<Vec<usize>>,
+) -> Result<Vec<(Check, Vec<usize>)>, Error> {
+    // The fingerprint of the forward pass, read before backward
+    // overwrites the activations' outputs with gradients.
+    let (_, base) = objective.loss(draw)?;
+    objective.gradient(draw)?;
+    let grads = param_grads(objective);
+    let mut out = Vec::new();
+    for (index, (name, grad)) in grads.iter().enumerate() {
+        let mut probe = |i: usize, d: f64| {
+            let (loss, kinks) = with_nudged(&mut *objective, index, i, d, |o| o.loss(draw))?;
+            Ok(Probe { loss, kinks })
+        };
+        let list = coords(index).unwrap_or_else(|| candidates(grad.len(), settings, index as u64 + 1));
+        out.push(compare_at(name, grad, &list, settings, base, &mut probe)?);
+    }
+    Ok(out)
 }

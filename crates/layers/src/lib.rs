@@ -54,8 +54,9 @@ mod pooling;
 mod softmax;
 
 pub use activation::{Relu, Sigmoid};
+
 pub use affine::Affine;
-pub use conv::Convolution;
+pub use conv::{ConvMethod, Convolution};
 pub use dropout::Dropout;
 pub use init::Init;
 pub use lrn::Lrn;
@@ -154,7 +155,12 @@ pub trait Parameters<T: Float> {
 /// `forward` returns the layer's output buffer, and `backward` the gradient
 /// with respect to the input, also a buffer the layer owns; both are reused
 /// on the next call. Parameter gradients are overwritten (not accumulated)
-/// by each `backward`.
+/// by each `backward`, and read through [`Parameters`] or the layer's own
+/// accessors (such as [`Convolution::dw`], the book's `dW`).
+///
+/// What a [`Network`](../models/struct.Network.html) needs of its layers
+/// beyond this (gradient-check, resume and fusion hooks) is
+/// [`LayerHooks`], whose methods all have defaults.
 pub trait Layer<T: Float>: Parameters<T> + Send {
     /// Short description used in errors and summaries, e.g.
     /// `Convolution 30@5x5 p0/s1`.
@@ -172,34 +178,39 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
     /// output, computes the parameter gradients and returns the gradient with
     /// respect to the input.
     fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error>;
+}
 
-    /// Makes layers that draw random noise in training (dropout) reuse the
-    /// noise of their last forward pass while `hold` is true, so a numerical
-    /// gradient sees one fixed function. Other layers ignore it.
-    fn hold_noise(&mut self, hold: bool) {
-        let _ = hold;
+/// An activation that a layer may take over from the layer after it
+/// ([`LayerHooks::fuse`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// [`Relu`].
+    Relu,
+    /// [`Sigmoid`].
+    Sigmoid,
+}
+
+/// What a network asks of its layers beyond [`Layer`]: a backward without
+/// the input gradient, fusion with a following activation, and the hooks
+/// that gradient checks and resumed training use. Every method has a
+/// default that suits a layer with none of these, so a layer of one's own
+/// needs only `impl<T: Float> LayerHooks<T> for MyLayer<T> {}`.
+pub trait LayerHooks<T: Float>: Layer<T> {
+    /// Backward for a layer with nothing below it (a network's first):
+    /// the parameter gradients alone. A convolution skips a third of its
+    /// backward this way. The default runs [`Layer::backward`] and drops
+    /// its result.
+    fn backward_params(&mut self, dout: ArrayViewD<'_, T>) -> Result<(), Error> {
+        self.backward(dout).map(|_| ())
     }
 
-    /// Whether `backward` must compute the gradient with respect to the
-    /// input (the default). The first layer of a network has nothing below
-    /// it, and a convolution saves a third of its backward pass by skipping
-    /// it; layers that do skip it then return an empty tensor from
-    /// `backward`. Layers for which it costs little ignore this.
-    fn set_input_grad(&mut self, needed: bool) {
-        let _ = needed;
-    }
-
-    /// Takes over a ReLU that follows this layer, applying it to its own
-    /// output (and its derivative to the incoming gradient) when that saves
-    /// the activation's buffer and a pass over memory; returns whether it
-    /// did. The numbers are those of the two layers in sequence, bit for bit.
-    fn fuse_relu(&mut self) -> bool {
-        false
-    }
-
-    /// [`Layer::fuse_relu`] for a following sigmoid (`1 / (1 + e^-x)`, as
-    /// `Sigmoid` computes it): the same numbers, bit for bit.
-    fn fuse_sigmoid(&mut self) -> bool {
+    /// Takes over the activation `act` that follows this layer, applying it
+    /// to its own output (and its derivative to the incoming gradient) when
+    /// that saves the activation's buffer and a pass over memory; returns
+    /// whether it did. The numbers are those of the two layers in
+    /// sequence, bit for bit.
+    fn fuse(&mut self, act: Activation) -> bool {
+        let _ = act;
         false
     }
 
@@ -213,6 +224,13 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
         0
     }
 
+    /// Makes layers that draw random noise in training (dropout) reuse the
+    /// noise of their last forward pass while `hold` is true, so a numerical
+    /// gradient sees one fixed function. Other layers ignore it.
+    fn hold_noise(&mut self, hold: bool) {
+        let _ = hold;
+    }
+
     /// The state of the layer's random noise (how many masks a dropout
     /// layer has drawn), so a stopped training run can resume exactly; 0
     /// for layers without noise.
@@ -220,14 +238,14 @@ pub trait Layer<T: Float>: Parameters<T> + Send {
         0
     }
 
-    /// Restores what [`Layer::noise_state`] returned.
+    /// Restores what [`LayerHooks::noise_state`] returned.
     fn set_noise_state(&mut self, state: u64) {
         let _ = state;
     }
 }
 
-/// FNV-1a over a stream of words: the fingerprint behind [`Layer::kink_state`].
-pub fn fingerprint(words: impl Iterator<Item = u64>) -> u64 {
+/// FNV-1a over a stream of words: the fingerprint behind [`LayerHooks::kink_state`].
+pub(crate) fn fingerprint(words: impl Iterator<Item = u64>) -> u64 {
     words.fold(0xcbf2_9ce4_8422_2325, |h, w| {
         (h ^ w).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -297,7 +315,7 @@ pub(crate) fn check_weight_bias(
 }
 
 /// `Parameters` for a layer with fields `weight`, `bias` and their
-/// gradients `dweight`, `dbias` (Convolution, Affine).
+/// gradients `dw`, `db` (Convolution, Affine).
 macro_rules! weight_and_bias_params {
     ($layer:ident) => {
         impl<T: Float> $crate::Parameters<T> for $layer<T> {
@@ -305,12 +323,12 @@ macro_rules! weight_and_bias_params {
                 f(
                     "weight",
                     self.weight.view().into_dyn(),
-                    self.dweight.view().into_dyn(),
+                    self.dw.view().into_dyn(),
                 );
                 f(
                     "bias",
                     self.bias.view().into_dyn(),
-                    self.dbias.view().into_dyn(),
+                    self.db.view().into_dyn(),
                 );
             }
 
@@ -318,12 +336,12 @@ macro_rules! weight_and_bias_params {
                 f(
                     "weight",
                     self.weight.view_mut().into_dyn(),
-                    self.dweight.view().into_dyn(),
+                    self.dw.view().into_dyn(),
                 );
                 f(
                     "bias",
                     self.bias.view_mut().into_dyn(),
-                    self.dbias.view().into_dyn(),
+                    self.db.view().into_dyn(),
                 );
             }
         }

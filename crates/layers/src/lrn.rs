@@ -3,7 +3,7 @@ use rayon::prelude::*;
 use tensor4d::{Float, reuse};
 
 use crate::par::per_part;
-use crate::{Error, Layer, Mode, Parameters, check_dout, expect_nchw};
+use crate::{Error, Layer, LayerHooks, Mode, Parameters, check_dout, expect_nchw};
 
 /// Local response normalisation across channels, as AlexNet uses it:
 /// `b_c = a_c / (k + alpha * sum of a_j^2 over the n channels centred on c)^beta`
@@ -102,6 +102,8 @@ macro_rules! with_pow_beta {
 }
 
 impl<T: Float> Parameters<T> for Lrn<T> {}
+
+impl<T: Float> LayerHooks<T> for Lrn<T> {}
 
 impl<T: Float> Layer<T> for Lrn<T> {
     fn describe(&self) -> String {

@@ -3,10 +3,12 @@
 //! proof that the check catches wrong gradients.
 
 use layers::gradcheck::{
-    Check, Probe, Settings, check_layer, check_softmax_with_loss, compare, kink_free_input, layer_cases,
+    Check, Objective, Settings, check_layer, check_objective, check_softmax_with_loss, kink_free_input,
+    layer_cases,
 };
 use layers::{
-    Affine, Convolution, Error, Init, Layer, Mode, ParamVisitor, ParamVisitorMut, Parameters, SoftmaxWithLoss,
+    Affine, Convolution, Error, Init, Layer, LayerHooks, Mode, ParamVisitor, ParamVisitorMut, Parameters,
+    SoftmaxWithLoss,
 };
 use ndarray::{ArrayD, ArrayViewD};
 use rand::SeedableRng;
@@ -93,6 +95,8 @@ impl Layer<f64> for TransposedGrad {
     }
 }
 
+impl LayerHooks<f64> for TransposedGrad {}
+
 #[test]
 fn a_transposed_weight_gradient_is_caught() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
@@ -107,24 +111,55 @@ fn a_transposed_weight_gradient_is_caught() {
     );
 }
 
+/// SoftmaxWithLoss's input as the parameter of an objective, its gradient
+/// scaled by `scale` (1 is right).
+struct SoftmaxInput {
+    x: ArrayD<f64>,
+    grad: ArrayD<f64>,
+    labels: Vec<usize>,
+    layer: SoftmaxWithLoss<f64>,
+    scale: f64,
+}
+
+impl Parameters<f64> for SoftmaxInput {
+    fn visit_params(&self, f: &mut ParamVisitor<'_, f64>) {
+        f("input", self.x.view(), self.grad.view());
+    }
+    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, f64>) {
+        f("input", self.x.view_mut(), self.grad.view());
+    }
+}
+
+impl Objective for SoftmaxInput {
+    fn loss(&mut self, _: u64) -> Result<(f64, u64), Error> {
+        Ok((self.layer.forward(self.x.view(), &self.labels)?, 0))
+    }
+    fn gradient(&mut self, draw: u64) -> Result<(), Error> {
+        self.loss(draw)?;
+        self.grad = self.layer.backward()? * self.scale;
+        Ok(())
+    }
+}
+
 #[test]
 fn a_missing_one_over_n_is_caught() {
     // The loss is a mean over the batch; a backward that forgets to divide
     // by N is off by a factor of N.
-    let x = kink_free_input(&[4, 3], 3);
-    let labels = [0, 2, 1, 1];
-    let mut sl = SoftmaxWithLoss::new();
-    sl.forward(x.view(), &labels).unwrap();
-    let wrong = sl.backward().unwrap() * 4.0;
-    let mut xp = x.clone();
-    let check = compare("input", &wrong, &Settings::default(), 0, 0, |i, d| {
-        xp.as_slice_mut().unwrap()[i] += d;
-        let loss = sl.forward(xp.view(), &labels)?;
-        xp.as_slice_mut().unwrap()[i] -= d;
-        Ok(Probe { loss, kinks: 0 })
-    })
-    .unwrap();
-    assert!(!check.passed && check.max_rel > 0.5, "{check:?}");
+    for (scale, right) in [(1.0, true), (4.0, false)] {
+        let mut objective = SoftmaxInput {
+            x: kink_free_input(&[4, 3], 3),
+            grad: ArrayD::zeros(vec![4, 3]),
+            labels: vec![0, 2, 1, 1],
+            layer: SoftmaxWithLoss::new(),
+            scale,
+        };
+        let checks = check_objective(&mut objective, &Settings::default(), 0).unwrap();
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].passed, right, "{checks:?}");
+        if !right {
+            assert!(checks[0].max_rel > 0.5, "{checks:?}");
+        }
+    }
 }
 
 #[test]

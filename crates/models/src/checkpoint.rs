@@ -9,12 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use layers::{Optimizer, OptimizerSpec, OptimizerState, Parameters};
+use layers::{ConvMethod, Optimizer, OptimizerSpec, OptimizerState, Parameters};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use tensor4d::Float;
 
-use crate::{Architecture, EpochMetrics, Error, Network, Resume, TrainConfig};
+use crate::{Architecture, BuildOptions, EpochMetrics, Error, Network, Resume, TrainConfig};
 
 /// Metadata key: the model's name (an [`Architecture`] name for the three networks).
 pub const META_MODEL: &str = "model";
@@ -24,6 +24,11 @@ pub const META_INPUT: &str = "input_shape";
 pub const META_CLASSES: &str = "classes";
 /// Metadata key: the seed of the network (its dropout masks derive from it).
 pub const META_SEED: &str = "seed";
+/// Metadata key: how the convolutions compute ([`layers::ConvMethod`]'s
+/// name), present when it is not the default `auto`: the chapter's method
+/// keeps its activations as layers of their own, so the network it builds
+/// differs.
+pub const META_CONV_METHOD: &str = "conv_method";
 /// Metadata key: the format, [`FORMAT`].
 pub const META_FORMAT: &str = "format";
 /// This crate's checkpoint format.
@@ -167,6 +172,9 @@ fn save_tensors<T: Float>(
     info.insert(META_INPUT.into(), format!("{c},{h},{w}"));
     info.insert(META_CLASSES.into(), net.classes().to_string());
     info.insert(META_SEED.into(), net.seed().to_string());
+    if net.conv_method() != ConvMethod::Auto {
+        info.insert(META_CONV_METHOD.into(), net.conv_method().to_string());
+    }
     info.insert(META_FORMAT.into(), FORMAT.into());
     write_atomically_with(path, |tmp| {
         let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
@@ -385,7 +393,17 @@ pub fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network
             .map_err(|_| err(path, format!("metadata {META_SEED} {text:?} is not a number")))?,
         None => 0,
     };
-    arch.build([c, h, w], classes, seed)
+    let conv_method = match contents.metadata.get(META_CONV_METHOD) {
+        Some(text) => text
+            .parse()
+            .map_err(|e: layers::Error| err(path, e.to_string()))?,
+        None => ConvMethod::Auto,
+    };
+    let options = BuildOptions {
+        init: None,
+        conv_method,
+    };
+    arch.build_with([c, h, w], classes, seed, options)
 }
 
 /// Prefix of the tensors and metadata entries that hold a training run's

@@ -11,16 +11,47 @@
 //! # Ok::<(), models::Error>(())
 //! ```
 
-use layers::Parameters;
-use layers::gradcheck::{
-    Check, Probe, Settings, candidates, compare_at, kink_free_input, param_grads, with_nudged,
-};
+use layers::gradcheck::{Check, Objective, Settings, check_objective, kink_free_input};
+use layers::{ParamVisitor, ParamVisitorMut, Parameters};
 use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
-use tensor4d::Window;
+use tensor4d::{Float, Window};
 
 use crate::{Architecture, Error, Network};
 
+/// How many fresh input batches may be drawn to re-check coordinates whose
+/// probes crossed a kink.
+pub const REDRAWS: u64 = 24;
+
+/// A network's mean loss on numbered batches, as [`layers::gradcheck`]
+/// checks it: batch 0 is `first` when given, the others (and batch 0
+/// otherwise) two kink-free 28x28-style images drawn from the seed.
+struct Loss<'a> {
+    net: &'a mut Network<f64>,
+    seed: u64,
+    first: Option<(&'a ArrayD<f64>, &'a [usize])>,
+    /// The batch last drawn, and its number.
+    drawn: Option<(u64, ArrayD<f64>, Vec<usize>)>,
+}
+
+impl Loss<'_> {
+    /// Batch `draw`, drawn once and kept while it is asked for again.
+    fn batch(&mut self, draw: u64) -> (ArrayD<f64>, Vec<usize>) {
+        if let (0, Some((x, labels))) = (draw, self.first) {
+            return (x.clone(), labels.to_vec());
+        }
+        if !matches!(&self.drawn, Some((d, ..)) if *d == draw) {
+            let seed = self.seed ^ 0x5eed ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let labels = vec![((seed >> 3) % 10) as usize, ((seed >> 7) % 10) as usize];
+            let [c, h, w] = self.net.input_shape();
+            self.drawn = Some((draw, kink_free_input(&[2, c, h, w], seed), labels));
+        }
+        let (_, x, labels) = self.drawn.as_ref().unwrap_or_else(|| unreachable!("drawn above"));
+        (x.clone(), labels.clone())
+    }
+}
+
+/// A network error as the gradient check reports it.
 fn probe_err(e: Error) -> layers::Error {
     layers::Error::Invalid {
         layer: "network".into(),
@@ -28,66 +59,40 @@ fn probe_err(e: Error) -> layers::Error {
     }
 }
 
-/// Checks every parameter gradient of `net`'s mean loss on `(x, labels)`,
-/// on the coordinates `coords(index)` gives for each tensor (`None`: the
-/// default seeded choice). Returns each tensor's check and the
-/// coordinates left out because their probes crossed a kink.
-fn check_on(
-    net: &mut Network<f64>,
-    x: &ArrayD<f64>,
-    labels: &[usize],
-    settings: &Settings,
-    coords: &dyn Fn(usize) -> Option<Vec<usize>>,
-) -> Result<Vec<(Check, Vec<usize>)>, Error> {
-    net.hold_noise(true);
-    let result = (|| {
-        // The fingerprint of the forward pass, read before backward
-        // overwrites the activations' outputs with gradients.
-        net.loss(x.view(), labels)?;
-        let base = net.kink_state();
-        net.gradient(x.view(), labels)?;
-        let grads = param_grads(net);
-        let mut out = Vec::new();
-        for (index, (name, grad)) in grads.iter().enumerate() {
-            let mut probe = |i: usize, d: f64| {
-                let (loss, kinks) = with_nudged(&mut *net, index, i, d, |net| {
-                    (net.loss(x.view(), labels), net.kink_state())
-                });
-                Ok(Probe {
-                    loss: loss.map_err(probe_err)?,
-                    kinks,
-                })
-            };
-            let label = |source| Error::Layer {
-                label: name.clone(),
-                source,
-            };
-            let list = coords(index).unwrap_or_else(|| candidates(grad.len(), settings, index as u64 + 1));
-            let result = compare_at(name, grad, &list, settings, base, &mut probe).map_err(label)?;
-            out.push(result);
-        }
-        Ok(out)
-    })();
-    net.hold_noise(false);
-    result
+impl Parameters<f64> for Loss<'_> {
+    fn visit_params(&self, f: &mut ParamVisitor<'_, f64>) {
+        self.net.visit_params(f)
+    }
+
+    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, f64>) {
+        self.net.visit_params_mut(f)
+    }
 }
 
-/// Checks every parameter gradient of `net`'s mean loss on `(x, labels)`.
+impl Objective for Loss<'_> {
+    fn loss(&mut self, draw: u64) -> Result<(f64, u64), layers::Error> {
+        let (x, labels) = self.batch(draw);
+        let loss = self.net.loss(x.view(), &labels).map_err(probe_err)?;
+        Ok((loss, self.net.kink_state()))
+    }
+
+    fn gradient(&mut self, draw: u64) -> Result<(), layers::Error> {
+        let (x, labels) = self.batch(draw);
+        self.net.gradient(x.view(), &labels).map_err(probe_err)?;
+        Ok(())
+    }
+}
+
+/// Checks every parameter gradient of `net`'s mean loss on `(x, labels)`
+/// (dropout masks held fixed meanwhile).
 pub fn check_network(
     net: &mut Network<f64>,
     x: &ArrayD<f64>,
     labels: &[usize],
     settings: &Settings,
 ) -> Result<Vec<Check>, Error> {
-    Ok(check_on(net, x, labels, settings, &|_| None)?
-        .into_iter()
-        .map(|(c, _)| c)
-        .collect())
+    run(net, Some((x, labels)), settings, 0)
 }
-
-/// How many fresh input batches may be drawn to re-check coordinates whose
-/// probes crossed a kink.
-pub const REDRAWS: u64 = 24;
 
 /// Checks one of the three networks on a batch of two 28x28 kink-free
 /// images, weights drawn from `settings.seed` as in training. Coordinates
@@ -96,39 +101,57 @@ pub const REDRAWS: u64 = 24;
 /// on one where it does not.
 pub fn check_architecture(arch: Architecture, settings: &Settings) -> Result<Vec<Check>, Error> {
     let mut net = arch.build::<f64>([1, 28, 28], 10, settings.seed)?;
-    let batch = |draw: u64| {
-        let seed = settings.seed ^ 0x5eed ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let labels = vec![((seed >> 3) % 10) as usize, ((seed >> 7) % 10) as usize];
-        (kink_free_input(&[2, 1, 28, 28], seed), labels)
+    run(&mut net, None, settings, REDRAWS)
+}
+
+fn run(
+    net: &mut Network<f64>,
+    first: Option<(&ArrayD<f64>, &[usize])>,
+    settings: &Settings,
+    redraws: u64,
+) -> Result<Vec<Check>, Error> {
+    let seed = settings.seed;
+    net.hold_noise(true);
+    let mut loss = Loss {
+        net: &mut *net,
+        seed,
+        first,
+        drawn: None,
     };
-    let (x, labels) = batch(0);
-    let first = check_on(&mut net, &x, &labels, settings, &|_| None)?;
-    let (mut checks, mut pending): (Vec<Check>, Vec<Vec<usize>>) = first.into_iter().unzip();
-    // Re-check only as many left-out coordinates as each tensor falls short by.
-    let short = |c: &Check| c.total.min(settings.max_coords) - c.checked;
-    for (c, p) in checks.iter().zip(pending.iter_mut()) {
-        p.truncate(short(c));
-    }
-    for draw in 1..=REDRAWS {
-        if pending.iter().all(Vec::is_empty) {
-            break;
-        }
-        let (x, labels) = batch(draw);
-        let todo = pending.clone();
-        let again = check_on(&mut net, &x, &labels, settings, &|i| Some(todo[i].clone()))?;
-        for ((check, left), ((later, still), todo)) in checks
-            .iter_mut()
-            .zip(pending.iter_mut())
-            .zip(again.into_iter().zip(todo))
-        {
-            if !todo.is_empty() {
-                check.absorb(&later);
-                *left = still;
-                left.truncate(short(check));
+    let result = check_objective(&mut loss, settings, redraws);
+    net.hold_noise(false);
+    result.map_err(|source| Error::Layer {
+        label: "gradient check".into(),
+        source,
+    })
+}
+
+/// Evaluates `f` with element `coord` of parameter `index` (in visiting
+/// order) shifted by `delta`, then restores the exact old value.
+fn with_nudged<T: Float, R>(
+    net: &mut Network<T>,
+    index: usize,
+    coord: usize,
+    delta: T,
+    f: impl FnOnce(&mut Network<T>) -> R,
+) -> R {
+    let set = |net: &mut Network<T>, value: Option<T>| {
+        let (mut k, mut old) = (0, T::zero());
+        net.visit_params_mut(&mut |_, mut tensor, _| {
+            if k == index
+                && let Some(v) = tensor.iter_mut().nth(coord)
+            {
+                old = *v;
+                *v = value.unwrap_or(old + delta);
             }
-        }
-    }
-    Ok(checks)
+            k += 1;
+        });
+        old
+    };
+    let old = set(net, None);
+    let result = f(net);
+    set(net, Some(old));
+    result
 }
 
 /// The chapter's own figure (`ch07/gradient_check.py`): a small f32

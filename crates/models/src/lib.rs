@@ -36,4 +36,4 @@ pub use error::Error;
 pub use network::{Builder, Network, argmax_rows};
 pub use source::{ImageSource, Pixels};
 pub use train::{EpochMetrics, Event, History, Resume, TrainConfig, epoch_order, train};
-pub use zoo::Architecture;
+pub use zoo::{Architecture, BuildOptions};

@@ -1,6 +1,6 @@
 use layers::{
-    Affine, Convolution, Dropout, Init, Layer, Lrn, Mode, ParamVisitor, ParamVisitorMut, Parameters, Pooling,
-    Relu, Sigmoid, SoftmaxWithLoss,
+    Activation, Affine, ConvMethod, Convolution, Dropout, Init, Layer, LayerHooks, Lrn, Mode, ParamVisitor,
+    ParamVisitorMut, Parameters, Pooling, Relu, Sigmoid, SoftmaxWithLoss,
 };
 use ndarray::{Array4, ArrayD, ArrayViewD};
 use rand::SeedableRng;
@@ -16,7 +16,7 @@ struct Slot<T: Float> {
     label: String,
     /// Labels of layers fused into this one (`relu1` into `conv1`).
     fused: Vec<String>,
-    layer: Box<dyn Layer<T>>,
+    layer: Box<dyn LayerHooks<T>>,
     /// Full parameter names, `conv1.weight`, in the layer's visiting order,
     /// made once so that visiting allocates nothing.
     param_names: Vec<String>,
@@ -54,6 +54,8 @@ pub struct Network<T: Float> {
     classes: usize,
     /// The seed the weights and dropout masks were drawn from.
     seed: u64,
+    /// How its convolutions compute.
+    conv_method: ConvMethod,
 }
 
 /// Runs `x` through every slot; a free function so that the caller can
@@ -116,6 +118,7 @@ impl<T: Float> Network<T> {
                 loss: SoftmaxWithLoss::new(),
                 classes: 0,
                 seed,
+                conv_method: ConvMethod::Auto,
             },
             shape: vec![1, input[0], input[1], input[2]],
             rng: Pcg64::seed_from_u64(seed),
@@ -146,26 +149,58 @@ impl<T: Float> Network<T> {
         self.classes
     }
 
+    /// How its convolutions compute ([`Builder::conv_method`]).
+    pub fn conv_method(&self) -> ConvMethod {
+        self.conv_method
+    }
+
     /// The layers with their labels, in order.
     pub fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer<T>)> {
-        self.slots.iter().map(|s| (s.label.as_str(), s.layer.as_ref()))
+        self.slots
+            .iter()
+            .map(|s| (s.label.as_str(), s.layer.as_ref() as &dyn Layer<T>))
+    }
+
+    /// The layer labelled `label` (`conv1`, `fc2`, ...), to read its
+    /// weights or, after [`Network::gradient`], its gradients; `None` if
+    /// there is none. A convolution with a fused activation answers to
+    /// both labels.
+    pub fn layer(&self, label: &str) -> Option<&dyn Layer<T>> {
+        self.position(label)
+            .map(|i| self.slots[i].layer.as_ref() as &dyn Layer<T>)
+    }
+
+    /// The slot of the layer labelled `label`, fused labels included.
+    fn position(&self, label: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.label == label || s.fused.iter().any(|f| f == label))
+    }
+
+    /// Every parameter's gradient as the last [`Network::gradient`] left
+    /// it, by name (`conv1.weight`, ...), in the visiting order: the
+    /// book's `grads` dictionary.
+    pub fn grads(&self) -> Vec<(String, ArrayD<T>)> {
+        let mut out = Vec::new();
+        self.visit_params(&mut |name, _, grad| out.push((name.to_string(), grad.to_owned())));
+        out
     }
 
     /// Makes dropout layers reuse their current masks while `hold` is true
     /// (for gradient checks).
-    pub fn hold_noise(&mut self, hold: bool) {
+    pub(crate) fn hold_noise(&mut self, hold: bool) {
         for s in &mut self.slots {
             s.layer.hold_noise(hold);
         }
     }
 
-    /// Each layer's [`Layer::noise_state`] (dropout masks drawn), in order.
-    pub fn noise_states(&self) -> Vec<u64> {
+    /// Each layer's [`LayerHooks::noise_state`] (dropout masks drawn), in order.
+    pub(crate) fn noise_states(&self) -> Vec<u64> {
         self.slots.iter().map(|s| s.layer.noise_state()).collect()
     }
 
-    /// Restores what [`Network::noise_states`] returned.
-    pub fn set_noise_states(&mut self, states: &[u64]) -> Result<(), Error> {
+    /// Restores what `noise_states` returned.
+    pub(crate) fn set_noise_states(&mut self, states: &[u64]) -> Result<(), Error> {
         if states.len() != self.slots.len() {
             return Err(Error::Config(format!(
                 "{} noise states for the {} layers of {}",
@@ -180,11 +215,14 @@ impl<T: Float> Network<T> {
         Ok(())
     }
 
-    /// The combined [`Layer::kink_state`] of every layer after the last
-    /// forward pass: equal fingerprints mean the same ReLU signs and pooling
-    /// winners.
-    pub fn kink_state(&self) -> u64 {
-        layers::fingerprint(self.slots.iter().map(|s| s.layer.kink_state()))
+    /// The combined [`LayerHooks::kink_state`] of every layer after the
+    /// last forward pass: equal fingerprints mean the same ReLU signs and
+    /// pooling winners.
+    pub(crate) fn kink_state(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        self.slots.iter().for_each(|s| s.layer.kink_state().hash(&mut h));
+        h.finish()
     }
 
     fn check_input(&self, shape: &[usize]) -> Result<(), Error> {
@@ -213,9 +251,7 @@ impl<T: Float> Network<T> {
     pub fn forward_to(&mut self, x: ArrayViewD<'_, T>, label: &str) -> Result<&ArrayD<T>, Error> {
         self.check_input(x.shape())?;
         let end = self
-            .slots
-            .iter()
-            .position(|s| s.label == label || s.fused.iter().any(|f| f == label))
+            .position(label)
             .ok_or_else(|| Error::Config(format!("{} has no layer {label:?}", self.name)))?;
         forward_all(&mut self.slots[..=end], x, Mode::Inference)
     }
@@ -228,14 +264,18 @@ impl<T: Float> Network<T> {
     }
 
     /// Forward and backward on `(x, labels)` by backpropagation: afterwards
-    /// every parameter's gradient is held by its layer (visit them with
-    /// [`Parameters::visit_params`]). Returns the loss.
+    /// every parameter's gradient is held by its layer (read them with
+    /// [`Network::grads`], [`Network::layer`] or [`Parameters::visit_params`]).
+    /// The first layer computes its parameter gradients alone: nothing lies
+    /// below it to take an input gradient. Returns the loss.
     pub fn gradient(&mut self, x: ArrayViewD<'_, T>, labels: &[usize]) -> Result<T, Error> {
         let loss = self.loss(x, labels)?;
         let mut d = self.loss.backward().map_err(Error::Loss)?.view();
-        for slot in self.slots.iter_mut().rev() {
+        let (first, rest) = self.slots.split_first_mut().ok_or(Error::NoLayers)?;
+        for slot in rest.iter_mut().rev() {
             d = slot.layer.backward(d).map_err(|e| at(&slot.label, e))?.view();
         }
+        first.layer.backward_params(d).map_err(|e| at(&first.label, e))?;
         Ok(loss)
     }
 
@@ -335,7 +375,7 @@ impl<T: Float> Builder<T> {
 
     /// Appends any layer, labelled `kind` followed by its number among
     /// layers of that kind (`conv` gives `conv1`, `conv2`, ...).
-    pub fn push(mut self, kind: &str, layer: Box<dyn Layer<T>>) -> Result<Self, Error> {
+    pub fn push(mut self, kind: &str, layer: Box<dyn LayerHooks<T>>) -> Result<Self, Error> {
         let label = self.next_label(kind);
         let out = layer.output_shape(&self.shape).map_err(|e| at(&label, e))?;
         let mut param_names = Vec::new();
@@ -351,11 +391,24 @@ impl<T: Float> Builder<T> {
         Ok(self)
     }
 
-    /// A convolution of `filters` filters over the current channels.
+    /// A convolution of `filters` filters over the current channels,
+    /// computing by the network's [`Builder::conv_method`].
     pub fn conv(mut self, filters: usize, window: Window, init: Init) -> Result<Self, Error> {
         let c = self.shape[1];
-        let layer = Convolution::new(c, filters, window, init, &mut self.rng).map_err(|e| at("conv", e))?;
+        let layer = Convolution::new(c, filters, window, init, &mut self.rng)
+            .and_then(|l| l.with_method(self.net.conv_method))
+            .map_err(|e| at("conv", e))?;
         self.push("conv", Box::new(layer))
+    }
+
+    /// How the convolutions added from now on compute (the default is
+    /// [`ConvMethod::Auto`], the engine's choice). With
+    /// [`ConvMethod::Chapter`], each runs the book's algorithm and keeps
+    /// the activation after it a layer of its own, as the chapter's
+    /// network does. The network records the last method set.
+    pub fn conv_method(mut self, method: ConvMethod) -> Self {
+        self.net.conv_method = method;
+        self
     }
 
     /// An affine layer to `outputs` from everything the previous layer outputs.
@@ -367,21 +420,22 @@ impl<T: Float> Builder<T> {
 
     /// ReLU. After a convolution it is fused into it (the same numbers,
     /// without an activation-sized buffer and a pass over it; see
-    /// [`Layer::fuse_relu`]) unless [`Builder::fusing`] turned that off;
-    /// its label (`relu1`) then names the convolution's slot as well.
+    /// [`LayerHooks::fuse`]) unless [`Builder::fusing`] turned that off or
+    /// the convolution computes by the chapter's method; its label
+    /// (`relu1`) then names the convolution's slot as well.
     pub fn relu(self) -> Result<Self, Error> {
-        self.activation("relu", |l| l.fuse_relu(), || Box::new(Relu::new()))
+        self.activation("relu", Activation::Relu, || Box::new(Relu::new()))
     }
 
     /// An activation labelled `kind`: fused into the layer before it when
-    /// `fuse` says that layer took it over, else a layer of its own.
+    /// that layer takes it over, else a layer of its own.
     fn activation(
         mut self,
         kind: &str,
-        fuse: impl FnOnce(&mut dyn Layer<T>) -> bool,
-        layer: impl FnOnce() -> Box<dyn Layer<T>>,
+        act: Activation,
+        layer: impl FnOnce() -> Box<dyn LayerHooks<T>>,
     ) -> Result<Self, Error> {
-        let fused = self.fusing && self.net.slots.last_mut().is_some_and(|s| fuse(s.layer.as_mut()));
+        let fused = self.fusing && self.net.slots.last_mut().is_some_and(|s| s.layer.fuse(act));
         if !fused {
             return self.push(kind, layer());
         }
@@ -402,9 +456,9 @@ impl<T: Float> Builder<T> {
     }
 
     /// Sigmoid; after a convolution it is fused into it, as [`Builder::relu`]
-    /// is (see [`Layer::fuse_sigmoid`]).
+    /// is (see [`LayerHooks::fuse`]).
     pub fn sigmoid(self) -> Result<Self, Error> {
-        self.activation("sigmoid", |l| l.fuse_sigmoid(), || Box::new(Sigmoid::new()))
+        self.activation("sigmoid", Activation::Sigmoid, || Box::new(Sigmoid::new()))
     }
 
     /// Max pooling over `window`.
@@ -433,9 +487,9 @@ impl<T: Float> Builder<T> {
 
     /// The finished network; refuses one without layers.
     pub fn build(mut self) -> Result<Network<T>, Error> {
-        let first = self.net.slots.first_mut().ok_or(Error::NoLayers)?;
-        // Nothing lies below the first layer: its input gradient would be thrown away.
-        first.layer.set_input_grad(false);
+        if self.net.slots.is_empty() {
+            return Err(Error::NoLayers);
+        }
         self.net.classes = self.shape[1..].iter().product();
         Ok(self.net)
     }

@@ -1,10 +1,30 @@
 use std::fmt;
 use std::str::FromStr;
 
-use layers::Init;
+use layers::{ConvMethod, Init};
 use tensor4d::{Float, Window};
 
 use crate::{Error, Network};
+
+/// How [`Architecture::build_with`] builds a network, beyond its shape.
+///
+/// ```
+/// use layers::{ConvMethod, Init};
+/// use models::{Architecture, BuildOptions};
+/// // The chapter's network computing by the chapter's algorithm, from PyTorch's initialisation.
+/// let options = BuildOptions { init: Some(Init::PyTorch), conv_method: ConvMethod::Chapter };
+/// let net = Architecture::SimpleConvNet.build_with::<f32>([1, 28, 28], 10, 0, options)?;
+/// assert_eq!(net.layers().count(), 6); // conv, ReLU, pool, affine, ReLU, affine
+/// # Ok::<(), models::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BuildOptions {
+    /// Every layer's weights drawn by this instead of `MODELS.md`'s
+    /// choice for the network, when given.
+    pub init: Option<Init>,
+    /// How the convolutions compute ([`crate::Builder::conv_method`]).
+    pub conv_method: ConvMethod,
+}
 
 /// The three networks of `MODELS.md`.
 ///
@@ -48,16 +68,17 @@ impl Architecture {
     /// The network for inputs `[C, H, W]` and `classes` outputs, weights
     /// drawn from `seed` with the initialisation `MODELS.md` gives.
     pub fn build<T: Float>(&self, input: [usize; 3], classes: usize, seed: u64) -> Result<Network<T>, Error> {
-        self.build_with(input, classes, seed, None)
+        self.build_with(input, classes, seed, BuildOptions::default())
     }
 
-    /// [`Architecture::build`] with every layer's weights drawn by `init`
-    /// instead of `MODELS.md`'s choice when it is `Some`.
+    /// [`Architecture::build`] with the initialisation and convolution
+    /// method of `options`.
     ///
     /// ```
     /// use layers::{Init, Parameters};
-    /// use models::Architecture;
-    /// let net = Architecture::SimpleConvNet.build_with::<f32>([1, 28, 28], 10, 0, Some(Init::PyTorch))?;
+    /// use models::{Architecture, BuildOptions};
+    /// let pytorch = BuildOptions { init: Some(Init::PyTorch), ..BuildOptions::default() };
+    /// let net = Architecture::SimpleConvNet.build_with::<f32>([1, 28, 28], 10, 0, pytorch)?;
     /// let mut biases = 0.0;
     /// net.visit_params(&mut |name, value, _| if name.ends_with("bias") { biases += value.sum().abs() });
     /// assert!(biases > 0.0, "PyTorch's default draws biases too");
@@ -68,9 +89,10 @@ impl Architecture {
         input: [usize; 3],
         classes: usize,
         seed: u64,
-        init: Option<Init>,
+        options: BuildOptions,
     ) -> Result<Network<T>, Error> {
-        let b = Network::builder(self.name(), input, seed);
+        let b = Network::builder(self.name(), input, seed).conv_method(options.conv_method);
+        let init = options.init;
         let pool2 = Window::square(2).with_stride(2);
         match self {
             Architecture::SimpleConvNet => {

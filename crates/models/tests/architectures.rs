@@ -167,7 +167,15 @@ fn initialisation_follows_the_spec() {
 #[test]
 fn pytorch_initialisation_is_uniform_in_the_fan_in_bound() {
     let net = Architecture::SimpleConvNet
-        .build_with::<f64>([1, 28, 28], 10, 5, Some(layers::Init::PyTorch))
+        .build_with::<f64>(
+            [1, 28, 28],
+            10,
+            5,
+            models::BuildOptions {
+                init: Some(layers::Init::PyTorch),
+                ..Default::default()
+            },
+        )
         .unwrap();
     let fan_in = |name: &str| match name.split('.').next() {
         Some("conv1") => 25.0,

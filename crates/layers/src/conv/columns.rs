@@ -1,0 +1,234 @@
+//! The Columns method: each image's windows unrolled as the *columns* of
+//! a `(C*FH*FW, OH*OW)` matrix (`im2col::im2col_t_into`, the transpose of
+//! that image's rows in the chapter's layout), so that the filters
+//! `(FN, C*FH*FW)` times it is the image's output already in NCHW order:
+//! nothing is transposed after the product, and images are shared among
+//! threads. Small outputs put several images side by side in one matrix,
+//! so one larger product replaces several small ones; each output is still
+//! its own sum, so grouping changes no bit. Backward unrolls the kept
+//! input again (for `dW = dout col^T`) and folds `W^T dout` back with
+//! `col2im_t_into` (for dx).
+
+use kernels::{MatMut, MatRef, gemm_with};
+use ndarray::{ArrayView3, ArrayViewMut2, ArrayViewMut3, s};
+use rayon::prelude::*;
+use tensor4d::{Float, ShapeError, Window};
+
+use super::Convolution;
+use super::batch::{Batch, Group, Work, backward_groups, group_size, weight_mat};
+use crate::Error;
+use crate::activation::Fused;
+use crate::par::{lane_sum, per_part};
+
+/// Image `j`'s columns into its `(CKK, OHW)` block of a group's
+/// `(CKK, ld)` matrix `col`.
+fn unroll<T: Float>(
+    x: &[T],
+    (c, h, w): (usize, usize, usize),
+    win: Window,
+    col: &mut [T],
+    (ckk, ld): (usize, usize),
+    (j, ohw): (usize, usize),
+) -> Result<(), ShapeError> {
+    let x = ArrayView3::from_shape((c, h, w), x).unwrap_or_else(|_| unreachable!("C*H*W elements"));
+    let mut col = ArrayViewMut2::from_shape((ckk, ld), col).unwrap_or_else(|_| unreachable!("CKK rows"));
+    im2col::im2col_t_into(x, win, col.slice_mut(s![.., j * ohw..(j + 1) * ohw]))
+}
+
+/// The adjoint of [`unroll`]: image `j`'s block of `dcol` folded into its dx.
+fn fold<T: Float>(
+    dcol: &[T],
+    (ckk, ld): (usize, usize),
+    (j, ohw): (usize, usize),
+    win: Window,
+    dx: &mut [T],
+    (c, h, w): (usize, usize, usize),
+) -> Result<(), ShapeError> {
+    let dcol = ndarray::ArrayView2::from_shape((ckk, ld), dcol).unwrap_or_else(|_| unreachable!("CKK rows"));
+    let dx = ArrayViewMut3::from_shape((c, h, w), dx).unwrap_or_else(|_| unreachable!("C*H*W elements"));
+    im2col::col2im_t_into(dcol.slice(s![.., j * ohw..(j + 1) * ohw]), win, dx)
+}
+
+impl<T: Float> Convolution<T> {
+    /// Forward by columns from the kept input into `self.out` (already of
+    /// the output's shape), through the fused activation.
+    pub(super) fn forward_columns(&mut self) -> Result<(), ShapeError> {
+        let [n, c, h, w] = self.kept.shape.unwrap_or_else(|| unreachable!("kept by forward"));
+        let fnum = self.filters();
+        let ohw = self.out.len() / (n * fnum);
+        let (chw, ckk) = (c * h * w, c * self.win.area());
+        let (win, bias, act) = (self.win, &self.bias, self.act);
+        let wmat = weight_mat(&self.weight);
+        let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+        let most = group_size(ohw, n);
+        let per = per_part(n);
+        let parts = tensor4d::grow(&mut self.work.parts, n.div_ceil(per));
+        self.kept
+            .x
+            .par_chunks(per * chw)
+            .zip(out.par_chunks_mut(per * fnum * ohw))
+            .zip(parts.par_iter_mut())
+            .try_for_each(|((xs, outs), ws)| {
+                let Work {
+                    buf: ws,
+                    gemm: scratch,
+                } = ws;
+                // Groups of about equal size, the images side by side.
+                let images = xs.len() / chw;
+                let gs = images.div_ceil(images.div_ceil(most));
+                let product = if gs > 1 { fnum * gs * ohw } else { 0 };
+                ws.resize(ckk * gs * ohw + product, T::zero());
+                let (col, prod) = ws.split_at_mut(ckk * gs * ohw);
+                for (xg, outg) in xs.chunks(gs * chw).zip(outs.chunks_mut(gs * fnum * ohw)) {
+                    let count = xg.len() / chw;
+                    let ld = count * ohw;
+                    let (col, prod) = (&mut col[..ckk * ld], &mut prod[..product.min(fnum * ld)]);
+                    for (j, x) in xg.chunks_exact(chw).enumerate() {
+                        unroll(x, (c, h, w), win, col, (ckk, ld), (j, ohw))?;
+                    }
+                    // The product's destination: the output itself for one
+                    // image, else the group's (FN, count*OHW) matrix.
+                    let dst = if count == 1 { &mut *outg } else { &mut *prod };
+                    // Start from the bias, then += W (FN x CKK) * col (CKK x ld).
+                    for (row, &b) in dst.chunks_exact_mut(ld).zip(bias.iter()) {
+                        row.fill(b);
+                    }
+                    gemm_with(
+                        scratch,
+                        T::one(),
+                        wmat,
+                        MatRef::row_major(col, ckk, ld),
+                        T::one(),
+                        MatMut::row_major(dst, fnum, ld),
+                    );
+                    // The activation's own function, while the group is in cache.
+                    kernels::with_simd(
+                        #[inline(always)]
+                        |_| {
+                            if count == 1 {
+                                act.apply_in_place(outg);
+                                return;
+                            }
+                            for (j, out) in outg.chunks_exact_mut(fnum * ohw).enumerate() {
+                                for (f, dst) in out.chunks_exact_mut(ohw).enumerate() {
+                                    act.apply(dst, &prod[f * ld + j * ohw..f * ld + (j + 1) * ohw]);
+                                }
+                            }
+                        },
+                    );
+                }
+                Ok(())
+            })
+    }
+
+    /// Backward by columns: per group, `dout_g` (FN x gs*OHW) and `col_g`
+    /// (CKK x gs*OHW), the group's images side by side; `dW_g = dout_g
+    /// col_g^T`, `db_g` the row sums of `dout_g`, and, if `input_grad`,
+    /// dx = col2im(W^T dout_g) image by image.
+    pub(super) fn backward_columns(&mut self, dout: &[T], input_grad: bool) -> Result<(), Error> {
+        let [n, c, h, w] = self
+            .kept
+            .shape
+            .unwrap_or_else(|| unreachable!("checked by the caller"));
+        let fnum = self.filters();
+        let ohw = self.out.len() / (n * fnum);
+        let (chw, ckk) = (c * h * w, c * self.win.area());
+        let (win, act) = (self.win, self.act);
+        let wt = weight_mat(&self.weight).t();
+        let body = |ws: &mut Work<T>, grp: Group<'_, T>| {
+            let Work {
+                buf: ws,
+                gemm: scratch,
+            } = ws;
+            let ld = grp.dout.len() / fnum;
+            ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
+            let (dg, rest) = ws.split_at_mut(fnum * ld);
+            let (col, dcol) = rest.split_at_mut(ckk * ld);
+            // With a fused activation, its backward on the way.
+            let fused = (act != Fused::Identity).then_some((act, grp.out));
+            let d = side_by_side(grp.dout, fused, dg, (fnum, ohw));
+            for (j, img) in grp.x.chunks_exact(chw).enumerate() {
+                unroll(img, (c, h, w), win, col, (ckk, ld), (j, ohw))?;
+            }
+            let col = &col[..ckk * ld];
+            let (dw, db) = grp.partial.split_at_mut(fnum * ckk);
+            gemm_with(
+                scratch,
+                T::one(),
+                MatRef::row_major(d, fnum, ld),
+                MatRef::row_major(col, ckk, ld).t(),
+                T::zero(),
+                MatMut::row_major(dw, fnum, ckk),
+            );
+            for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
+                *s = lane_sum(row);
+            }
+            if let Some(dxs) = grp.dx {
+                let dcol = &mut dcol[..ckk * ld];
+                gemm_with(
+                    scratch,
+                    T::one(),
+                    wt,
+                    MatRef::row_major(d, fnum, ld),
+                    T::zero(),
+                    MatMut::row_major(dcol, ckk, ld),
+                );
+                for (j, dx) in dxs.chunks_exact_mut(chw).enumerate() {
+                    fold(dcol, (ckk, ld), (j, ohw), win, dx, (c, h, w))?;
+                }
+            }
+            Ok(())
+        };
+        if input_grad {
+            tensor4d::reuse(&mut self.dx, &[n, c, h, w]);
+        }
+        let batch = Batch {
+            g: group_size(ohw, n),
+            n,
+            chw,
+            fnum,
+            ckk,
+            ohw,
+            x: &self.kept.x,
+            out: self.out.as_slice().unwrap_or_else(|| unreachable!("owned")),
+            dout,
+            dx: input_grad.then(|| self.dx.as_slice_mut().unwrap_or_else(|| unreachable!("owned"))),
+        };
+        backward_groups(
+            (&mut self.work.parts, &mut self.work.partial),
+            batch,
+            (&mut self.dw, &mut self.db),
+            body,
+        )
+        .map_err(|e| crate::shape_error(&*self, e))
+    }
+}
+
+/// A group's per-image `(rows, ohw)` matrices, stored one after another in
+/// `src`, as one `(rows, count*ohw)` matrix with the images side by side:
+/// `src` itself for one image, else copied into `ws` (long enough). With a
+/// fused activation and its output (laid out as `src`), the activation's
+/// backward is applied on the way, so the result is always the copy.
+fn side_by_side<'a, T: Float>(
+    src: &'a [T],
+    fused: Option<(Fused, &[T])>,
+    ws: &'a mut [T],
+    (rows, ohw): (usize, usize),
+) -> &'a [T] {
+    let count = src.len() / (rows * ohw);
+    if count == 1 && fused.is_none() {
+        return src;
+    }
+    let ld = count * ohw;
+    for (r, dst) in ws[..rows * ld].chunks_exact_mut(ld).enumerate() {
+        for (i, dst) in dst.chunks_exact_mut(ohw).enumerate() {
+            let at = (i * rows + r) * ohw;
+            let src = &src[at..at + ohw];
+            match fused {
+                Some((act, out)) => act.grad(dst, src, &out[at..at + ohw]),
+                None => dst.copy_from_slice(src),
+            }
+        }
+    }
+    &ws[..rows * ld]
+}

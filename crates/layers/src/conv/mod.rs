@@ -1,0 +1,453 @@
+//! The Convolution layer (section 7.4.3): its weights and what it keeps,
+//! and the one place that decides how it computes. The algorithms sit in
+//! files of their own: `chapter.rs` (the book's, line by line),
+//! `columns.rs` and `direct.rs` (the engine's), `batch.rs` (how the
+//! engine's methods share a batch among threads).
+
+mod batch;
+mod chapter;
+mod columns;
+mod direct;
+
+use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView4, ArrayViewD};
+use rand::Rng;
+use tensor4d::{Float, ShapeError, Window, as_nchw, reuse};
+
+use crate::activation::Fused;
+use crate::{Activation, Error, Init, Layer, LayerHooks, Mode, check_dout, check_weight_bias, expect_nchw};
+
+/// How a [`Convolution`] computes. All methods compute the chapter's
+/// numbers; the engine's differ from [`ConvMethod::Chapter`] only in
+/// rounding (the order in which each output's sum is added up, and fused
+/// multiply-adds where the CPU has them), and tests hold them to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvMethod {
+    /// The engine's choice for each pass, by the shapes alone: for stride
+    /// 1, [`ConvMethod::Direct`] for forward with at most 16 filters, or up
+    /// to 30 that fill whole tiles of the small-matrix kernel
+    /// ([`kernels::TILE_ROWS`] rows each); for backward with at most 16
+    /// filters; and for the backward of a network's first layer, which
+    /// needs no input gradient. Otherwise [`ConvMethod::Columns`].
+    #[default]
+    Auto,
+    /// Section 7.4.3 as the book writes it ([`Convolution::forward_chapter`],
+    /// [`Convolution::backward_chapter`]): the whole batch unrolled by
+    /// `im2col` into `(N*OH*OW, C*FH*FW)`, one product with the filters
+    /// reshaped to `(C*FH*FW, FN)`, plus the bias, reshaped and transposed
+    /// to NCHW; backward through the same matrices and `col2im`.
+    Chapter,
+    /// Each image's windows as the columns of a `(C*FH*FW, OH*OW)` matrix
+    /// (small outputs several images side by side), multiplied by the
+    /// filters on the packed GEMM: the product is already NCHW, and images
+    /// are shared among the threads.
+    Columns,
+    /// No `im2col` at all (stride 1 only): each window row is a
+    /// contiguous run of the padded input, which the small-matrix kernels
+    /// read in place.
+    Direct,
+}
+
+impl ConvMethod {
+    /// Every method, [`ConvMethod::Auto`] first.
+    pub const ALL: [ConvMethod; 4] = [
+        ConvMethod::Auto,
+        ConvMethod::Chapter,
+        ConvMethod::Columns,
+        ConvMethod::Direct,
+    ];
+
+    /// Its name in lower case: `auto`, `chapter`, `columns`, `direct`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvMethod::Auto => "auto",
+            ConvMethod::Chapter => "chapter",
+            ConvMethod::Columns => "columns",
+            ConvMethod::Direct => "direct",
+        }
+    }
+}
+
+impl std::fmt::Display for ConvMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ConvMethod {
+    type Err = Error;
+
+    /// The method of that [`ConvMethod::name`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        ConvMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "Convolution",
+                    format!("unknown method {s:?}; expected auto, chapter, columns or direct"),
+                )
+            })
+    }
+}
+
+/// One pass of a convolution, as far as the choice of algorithm goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    /// Backward with the input gradient.
+    Backward,
+    /// Backward for the parameter gradients alone.
+    BackwardParams,
+}
+
+/// What actually runs: a method, [`ConvMethod::Auto`] resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Algorithm {
+    Chapter,
+    Columns,
+    Direct,
+}
+
+/// Convolution (section 7.4.3): `FN` filters of shape `(C, FH, FW)` slid
+/// over an NCHW input with the stride and padding of a [`Window`].
+///
+/// Weights have shape `(FN, C, FH, FW)` and biases `(FN,)`, as in the book
+/// (and PyTorch); after backward, [`Convolution::dw`] and
+/// [`Convolution::db`] hold their gradients (the book's `dW` and `db`).
+/// How it computes is its [`ConvMethod`]: by default the engine's choice
+/// per shape, or [`ConvMethod::Chapter`], the book's algorithm line by
+/// line. The engine's methods keep the input (unrolling it again in
+/// backward costs less than keeping columns `FH*FW` times larger); the
+/// chapter's keeps its `col`, as the book does.
+///
+/// ```
+/// use layers::{ConvMethod, Convolution, Layer, Mode};
+/// use ndarray::{Array1, Array4, ArrayD};
+/// use tensor4d::Window;
+/// // One 2x2 filter of ones over a 3x3 ramp: each output sums a window.
+/// let mut conv = Convolution::from_weights(Array4::ones((1, 1, 2, 2)), Array1::zeros(1), Window::square(2))?;
+/// let x = ArrayD::from_shape_vec(vec![1, 1, 3, 3], (0..9).map(|v| v as f64).collect()).unwrap();
+/// assert_eq!(conv.forward(x.view(), Mode::Train)?.as_slice().unwrap(), &[8.0, 12.0, 20.0, 24.0]);
+/// // The book's algorithm gives the same numbers.
+/// let mut book = conv.clone().with_method(ConvMethod::Chapter)?;
+/// assert_eq!(book.forward(x.view(), Mode::Train)?.as_slice().unwrap(), &[8.0, 12.0, 20.0, 24.0]);
+/// // Backward leaves dW (and db) in the layer, and returns dx.
+/// let dout = ArrayD::ones(vec![1, 1, 2, 2]);
+/// let dx = conv.backward(dout.view())?;
+/// assert_eq!(dx.as_slice().unwrap(), &[1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]);
+/// assert_eq!(conv.dw().as_slice().unwrap(), &[8.0, 12.0, 20.0, 24.0]);
+/// # Ok::<(), layers::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Convolution<T> {
+    weight: Array4<T>,
+    bias: Array1<T>,
+    dw: Array4<T>,
+    db: Array1<T>,
+    /// Stride and padding; the filter size is the weight's.
+    win: Window,
+    method: ConvMethod,
+    /// A following ReLU or sigmoid applied to `out` ([`LayerHooks::fuse`]);
+    /// `out` is then also the mask backward needs.
+    act: Fused,
+    kept: Kept<T>,
+    out: ArrayD<T>,
+    dx: ArrayD<T>,
+    /// The engine methods' per-thread workspaces, kept between steps.
+    work: batch::Workspace<T>,
+}
+
+/// What forward keeps for backward.
+#[derive(Clone, Debug)]
+struct Kept<T> {
+    /// Shape of the last input; `None` before the first forward.
+    shape: Option<[usize; 4]>,
+    /// The last input, contiguous (the engine's methods).
+    x: Vec<T>,
+    /// The last input's columns (the chapter's method).
+    col: Array2<T>,
+}
+
+impl<T: Float> Convolution<T> {
+    /// `out_channels` filters over `in_channels` channels, of the size,
+    /// stride and padding of `window`, weights (and biases, for
+    /// [`Init::PyTorch`]) drawn by `init` with fan-in `in_channels * FH * FW`.
+    ///
+    /// ```
+    /// use layers::{Convolution, Init};
+    /// use rand::SeedableRng;
+    /// use tensor4d::Window;
+    /// let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
+    /// // SimpleConvNet's first layer: 30 filters of 5x5 over one channel.
+    /// let conv = Convolution::<f32>::new(1, 30, Window::square(5), Init::Normal { std: 0.01 }, &mut rng)?;
+    /// assert_eq!(conv.weight().dim(), (30, 1, 5, 5));
+    /// # Ok::<(), layers::Error>(())
+    /// ```
+    pub fn new<R: Rng + ?Sized>(
+        in_channels: usize,
+        out_channels: usize,
+        window: Window,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        let shape = [out_channels, in_channels, window.fh, window.fw];
+        let fan_in = in_channels * window.fh * window.fw;
+        let w = init
+            .sample::<T, R>(&shape, fan_in, rng)
+            .map_err(|m| Error::invalid("Convolution", m))?;
+        let w = w
+            .into_dimensionality()
+            .unwrap_or_else(|_| unreachable!("sampled with a 4-D shape"));
+        let b = init.sample_bias(out_channels, fan_in, rng);
+        Self::from_weights(w, b, window)
+    }
+
+    /// A convolution with the given weights `(FN, C, FH, FW)` and biases
+    /// `(FN,)`, using the stride and padding of `window` (its filter size
+    /// must match the weights').
+    pub fn from_weights(weight: Array4<T>, bias: Array1<T>, window: Window) -> Result<Self, Error> {
+        let (f, c, fh, fw) = weight.dim();
+        let layer = || format!("Convolution {f}@{fh}x{fw}");
+        check_weight_bias(&layer, weight.shape(), f, bias.len())?;
+        if (window.fh, window.fw) != (fh, fw) {
+            return Err(Error::Shape {
+                layer: layer(),
+                source: ShapeError::mismatch(
+                    "window size",
+                    format!("{fh}x{fw} (the weights')"),
+                    format!("{}x{}", window.fh, window.fw),
+                ),
+            });
+        }
+        if window.sh == 0 || window.sw == 0 {
+            return Err(Error::Shape {
+                layer: layer(),
+                source: ShapeError::Zero { what: "stride" },
+            });
+        }
+        // Keep the weights contiguous whatever the caller passed.
+        let weight = weight.as_standard_layout().into_owned();
+        Ok(Convolution {
+            dw: Array4::zeros((f, c, fh, fw)),
+            db: Array1::zeros(f),
+            weight,
+            bias,
+            win: window,
+            method: ConvMethod::Auto,
+            act: Fused::Identity,
+            kept: Kept {
+                shape: None,
+                x: Vec::new(),
+                col: Array2::zeros((0, 0)),
+            },
+            out: ArrayD::zeros(vec![0]),
+            dx: ArrayD::zeros(vec![0]),
+            work: batch::Workspace::default(),
+        })
+    }
+
+    /// The same layer computing by `method`; what the last forward kept is
+    /// dropped, so backward needs a new forward. [`ConvMethod::Direct`]
+    /// needs stride 1, and is an error otherwise.
+    pub fn with_method(mut self, method: ConvMethod) -> Result<Self, Error> {
+        if method == ConvMethod::Direct && (self.win.sh, self.win.sw) != (1, 1) {
+            return Err(Error::invalid(
+                self.describe(),
+                "the Direct method needs stride 1; use Columns or Auto",
+            ));
+        }
+        self.method = method;
+        self.kept.shape = None;
+        Ok(self)
+    }
+
+    /// How this layer computes.
+    pub fn method(&self) -> ConvMethod {
+        self.method
+    }
+
+    /// The filters, `(FN, C, FH, FW)`: what section 7.6.1 draws.
+    pub fn weight(&self) -> &Array4<T> {
+        &self.weight
+    }
+
+    /// The biases, `(FN,)`.
+    pub fn bias(&self) -> &Array1<T> {
+        &self.bias
+    }
+
+    /// The gradient of the loss with respect to the filters, `(FN, C, FH,
+    /// FW)`, as the last backward left it: the book's `dW`.
+    #[doc(alias = "dW")]
+    pub fn dw(&self) -> &Array4<T> {
+        &self.dw
+    }
+
+    /// The gradient with respect to the biases, `(FN,)`: the book's `db`.
+    pub fn db(&self) -> &Array1<T> {
+        &self.db
+    }
+
+    /// The window (filter size, stride, padding).
+    pub fn window(&self) -> Window {
+        self.win
+    }
+
+    fn filters(&self) -> usize {
+        self.weight.dim().0
+    }
+
+    /// The one place that decides how a pass computes: the method set, or
+    /// for [`ConvMethod::Auto`] the engine's rule by the shapes.
+    fn algorithm(&self, pass: Pass) -> Algorithm {
+        let stride_1 = (self.win.sh, self.win.sw) == (1, 1);
+        let filters = self.filters();
+        match (self.method, pass) {
+            (ConvMethod::Chapter, _) => Algorithm::Chapter,
+            (ConvMethod::Columns, _) => Algorithm::Columns,
+            (ConvMethod::Direct, _) => Algorithm::Direct,
+            (ConvMethod::Auto, _) if !stride_1 => Algorithm::Columns,
+            // Packing pays off only for enough rows of filters: up to 16
+            // it does not, nor for up to 30 that fill whole small-kernel tiles.
+            (ConvMethod::Auto, Pass::Forward)
+                if filters <= 16 || filters <= 30 && filters.is_multiple_of(kernels::TILE_ROWS) =>
+            {
+                Algorithm::Direct
+            }
+            (ConvMethod::Auto, Pass::Backward) if filters <= 16 => Algorithm::Direct,
+            // Without an input gradient, backward is dot products of the
+            // gradient with windows read in place.
+            (ConvMethod::Auto, Pass::BackwardParams) => Algorithm::Direct,
+            (ConvMethod::Auto, _) => Algorithm::Columns,
+        }
+    }
+
+    /// [`Layer::output_shape`] without allocating, for every forward.
+    fn out_dims(&self, input: &[usize]) -> Result<[usize; 4], Error> {
+        let err = |e| self.shape_error(e);
+        let [n, c, h, w] = expect_nchw(self, input)?;
+        let want_c = self.weight.dim().1;
+        if c != want_c {
+            return Err(err(ShapeError::mismatch("input channels", want_c, c)));
+        }
+        let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
+        Ok([n, self.filters(), oh, ow])
+    }
+
+    fn shape_error(&self, source: ShapeError) -> Error {
+        crate::shape_error(self, source)
+    }
+
+    /// Backward by the algorithm chosen for `pass`, leaving dW and db in
+    /// the layer and, for [`Pass::Backward`], dx in `self.dx`.
+    fn backward_pass(&mut self, dout: ArrayViewD<'_, T>, pass: Pass) -> Result<(), Error> {
+        check_dout(
+            &|| self.describe(),
+            self.kept.shape.is_some(),
+            self.out.shape(),
+            dout.shape(),
+        )?;
+        let input_grad = pass == Pass::Backward;
+        match self.algorithm(pass) {
+            Algorithm::Chapter => {
+                // A fused activation's backward first (a copy when there is none).
+                let mut d = Array4::zeros(as_nchw(self.out.view()).map_err(|e| self.shape_error(e))?.dim());
+                let (y, dout) = (self.out.as_slice(), tensor4d::contiguous(&dout));
+                let dst = d.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+                self.act
+                    .grad(dst, &dout, y.unwrap_or_else(|| unreachable!("owned")));
+                let dx = self.backward_chapter(d.view())?;
+                if input_grad {
+                    reuse(&mut self.dx, dx.shape());
+                    self.dx.assign(&dx);
+                }
+                Ok(())
+            }
+            Algorithm::Columns => self.backward_columns(&tensor4d::contiguous(&dout), input_grad),
+            Algorithm::Direct => self.backward_direct(&tensor4d::contiguous(&dout), input_grad),
+        }
+    }
+}
+
+crate::weight_and_bias_params!(Convolution);
+
+impl<T: Float> Layer<T> for Convolution<T> {
+    fn describe(&self) -> String {
+        let method = match self.method {
+            ConvMethod::Chapter => " (chapter's method)",
+            _ => "",
+        };
+        format!(
+            "Convolution {}@{}{}{method}",
+            self.filters(),
+            self.win,
+            self.act.suffix()
+        )
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
+        self.out_dims(input).map(|d| d.to_vec())
+    }
+
+    fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
+        let out_shape = self.out_dims(x.shape())?;
+        let x = as_nchw(x).map_err(|e| self.shape_error(e))?;
+        let algorithm = self.algorithm(Pass::Forward);
+        if algorithm == Algorithm::Chapter {
+            let y = self.forward_chapter(x)?;
+            reuse(&mut self.out, &out_shape);
+            self.out.assign(&y);
+            let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+            self.act.apply_in_place(out);
+            return Ok(&self.out);
+        }
+        self.keep_input(x);
+        reuse(&mut self.out, &out_shape);
+        match algorithm {
+            Algorithm::Direct => self.forward_direct(),
+            _ => self.forward_columns(),
+        }
+        .map_err(|e| self.shape_error(e))?;
+        Ok(&self.out)
+    }
+
+    fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
+        self.backward_pass(dout, Pass::Backward)?;
+        Ok(&self.dx)
+    }
+}
+
+impl<T: Float> LayerHooks<T> for Convolution<T> {
+    fn backward_params(&mut self, dout: ArrayViewD<'_, T>) -> Result<(), Error> {
+        self.backward_pass(dout, Pass::BackwardParams)
+    }
+
+    /// Takes over the activation if none is fused yet, unless the layer
+    /// computes by the chapter's method, whose network keeps each
+    /// activation a layer of its own.
+    fn fuse(&mut self, act: Activation) -> bool {
+        if self.act != Fused::Identity || self.method == ConvMethod::Chapter {
+            return false;
+        }
+        self.act = Fused::from(act);
+        true
+    }
+
+    fn kink_state(&self) -> u64 {
+        if self.act != Fused::Relu {
+            return 0;
+        }
+        crate::activation::relu_kinks(self.out.as_slice().unwrap_or_else(|| unreachable!("owned")))
+    }
+}
+
+impl<T: Float> Convolution<T> {
+    /// Keeps a contiguous copy of the input for the engine's methods.
+    fn keep_input(&mut self, x: ArrayView4<'_, T>) {
+        let (n, c, h, w) = x.dim();
+        self.kept.x.clear();
+        self.kept.x.extend_from_slice(&tensor4d::contiguous(&x));
+        self.kept.shape = Some([n, c, h, w]);
+        self.kept.col = Array2::zeros((0, 0));
+    }
+}

@@ -1,0 +1,214 @@
+//! The Pooling layer (section 7.4.4) and the one place that decides how it
+//! computes: the chapter's method (`chapter.rs`, the book's code line by
+//! line) or the direct one (`direct.rs`, the same arithmetic read straight
+//! from the input).
+
+mod chapter;
+mod direct;
+
+use ndarray::{ArrayD, ArrayViewD};
+use tensor4d::{Float, Window, as_nchw, reuse};
+
+use crate::{Error, Layer, LayerHooks, Mode, Parameters, check_dout, expect_nchw, shape_error};
+
+/// Max or average pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// The largest value of each window (the first one on ties; NaN if any is NaN).
+    Max,
+    /// The mean of each window; padding counts as zeros in the mean.
+    Average,
+}
+
+/// How [`Pooling`] computes. Both give the same bits: each window is
+/// reduced with the same operations in the same order (tests hold them to
+/// it, NaN and ties included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PoolMethod {
+    /// Section 7.4.4 as the book writes it ([`Pooling::forward_chapter`]):
+    /// `im2col` of the whole batch, reshaped to one row per window and
+    /// channel, a max (or mean) per row, transposed back to NCHW; backward
+    /// scatters into those rows and folds them back with `col2im`.
+    Chapter,
+    /// The same reductions read straight from each input plane, in
+    /// parallel, without the expanded matrix (several times faster).
+    #[default]
+    Direct,
+}
+
+/// Pooling (section 7.4.4).
+///
+/// Padding, if any, pads with zeros as im2col does (so a max over a window
+/// that overhangs the edge sees those zeros); the chapter's networks pool
+/// without padding. Max pooling keeps, for each output, which element of
+/// its window won: what backward needs.
+///
+/// ```
+/// use layers::{Layer, Mode, PoolMethod, Pooling};
+/// use ndarray::ArrayD;
+/// use tensor4d::Window;
+/// let x = ArrayD::from_shape_vec(vec![1, 1, 2, 4], vec![1.0, 5.0, 2.0, 0.0, 3.0, 4.0, 8.0, 6.0]).unwrap();
+/// let mut max = Pooling::<f32>::max(Window::square(2).with_stride(2));
+/// assert_eq!(max.forward(x.view(), Mode::Train)?.as_slice().unwrap(), &[5.0, 8.0]);
+/// // Backward sends each gradient to its window's maximum.
+/// let dout = ArrayD::from_shape_vec(vec![1, 1, 1, 2], vec![1.0, 2.0]).unwrap();
+/// assert_eq!(max.backward(dout.view())?.as_slice().unwrap(), &[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0]);
+/// let mut avg = Pooling::<f32>::average(Window::square(2).with_stride(2)).with_method(PoolMethod::Chapter);
+/// assert_eq!(avg.forward(x.view(), Mode::Train)?.as_slice().unwrap(), &[3.25, 4.0]);
+/// # Ok::<(), layers::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pooling<T> {
+    kind: PoolKind,
+    method: PoolMethod,
+    win: Window,
+    /// Shape of the last input, `None` before the first forward.
+    x_shape: Option<[usize; 4]>,
+    /// The method of the last forward, whose layout `argmax` is in.
+    kept_by: PoolMethod,
+    /// For max pooling, the winning position within each window, one per
+    /// output: in NCHW order (Direct) or the chapter's `(N, OH, OW, C)`.
+    /// `u16`: windows have at most 65,536 elements, half the memory of `u32`.
+    argmax: Vec<u16>,
+    out: ArrayD<T>,
+    dx: ArrayD<T>,
+}
+
+/// The largest window: positions within it are kept as `u16`.
+const MAX_AREA: usize = 1 << 16;
+
+impl<T: Float> Pooling<T> {
+    /// Pooling of the given kind over `window` (size, stride, padding).
+    pub fn new(kind: PoolKind, window: Window) -> Self {
+        Pooling {
+            kind,
+            method: PoolMethod::Direct,
+            win: window,
+            x_shape: None,
+            kept_by: PoolMethod::Direct,
+            argmax: Vec::new(),
+            out: ArrayD::zeros(vec![0]),
+            dx: ArrayD::zeros(vec![0]),
+        }
+    }
+
+    /// Max pooling over `window`.
+    pub fn max(window: Window) -> Self {
+        Self::new(PoolKind::Max, window)
+    }
+
+    /// Average pooling over `window`.
+    pub fn average(window: Window) -> Self {
+        Self::new(PoolKind::Average, window)
+    }
+
+    /// The same layer computing by `method`; what the last forward kept is
+    /// dropped, so backward needs a new forward.
+    pub fn with_method(self, method: PoolMethod) -> Self {
+        Pooling {
+            method,
+            x_shape: None,
+            ..self
+        }
+    }
+
+    /// How this layer computes.
+    pub fn method(&self) -> PoolMethod {
+        self.method
+    }
+
+    /// Max or average.
+    pub fn kind(&self) -> PoolKind {
+        self.kind
+    }
+
+    /// The window (size, stride, padding).
+    pub fn window(&self) -> Window {
+        self.win
+    }
+
+    /// [`Layer::output_shape`] without allocating, for every forward.
+    fn out_dims(&self, input: &[usize]) -> Result<[usize; 4], Error> {
+        let err = |e| shape_error(self, e);
+        let [n, c, h, w] = expect_nchw(self, input)?;
+        if self.win.area() > MAX_AREA {
+            let m = format!("a window of {} elements; at most {MAX_AREA}", self.win.area());
+            return Err(Error::invalid(self.describe(), m));
+        }
+        let (oh, ow) = self.win.output_size(h, w).map_err(err)?;
+        Ok([n, c, oh, ow])
+    }
+}
+
+impl<T: Float> Parameters<T> for Pooling<T> {}
+
+impl<T: Float> Layer<T> for Pooling<T> {
+    fn describe(&self) -> String {
+        let kind = match self.kind {
+            PoolKind::Max => "max",
+            PoolKind::Average => "average",
+        };
+        let method = match self.method {
+            PoolMethod::Chapter => " (chapter's method)",
+            PoolMethod::Direct => "",
+        };
+        format!("Pooling {kind} {}{method}", self.win)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, Error> {
+        self.out_dims(input).map(|d| d.to_vec())
+    }
+
+    fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
+        let out_shape = self.out_dims(x.shape())?;
+        let x = as_nchw(x).map_err(|e| shape_error(self, e))?;
+        match self.method {
+            PoolMethod::Chapter => {
+                let y = self.forward_chapter(x)?;
+                reuse(&mut self.out, &out_shape);
+                self.out.assign(&y);
+            }
+            PoolMethod::Direct => {
+                let (n, c, h, w) = x.dim();
+                self.x_shape = Some([n, c, h, w]);
+                self.kept_by = PoolMethod::Direct;
+                reuse(&mut self.out, &out_shape);
+                self.argmax.resize(self.out.len(), 0);
+                self.forward_direct(&tensor4d::contiguous(&x));
+            }
+        }
+        Ok(&self.out)
+    }
+
+    fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
+        check_dout(
+            &|| self.describe(),
+            self.x_shape.is_some(),
+            self.out.shape(),
+            dout.shape(),
+        )?;
+        let x_shape = self.x_shape.unwrap_or_else(|| unreachable!("checked above"));
+        match self.method {
+            PoolMethod::Chapter => {
+                let dout = as_nchw(dout).map_err(|e| shape_error(self, e))?;
+                let dx = self.backward_chapter(dout)?;
+                reuse(&mut self.dx, dx.shape());
+                self.dx.assign(&dx);
+            }
+            PoolMethod::Direct => {
+                reuse(&mut self.dx, &x_shape);
+                self.backward_direct(&tensor4d::contiguous(&dout));
+            }
+        }
+        Ok(&self.dx)
+    }
+}
+
+impl<T: Float> LayerHooks<T> for Pooling<T> {
+    fn kink_state(&self) -> u64 {
+        match self.kind {
+            PoolKind::Max => crate::fingerprint(self.argmax.iter().map(|&k| k as u64)),
+            PoolKind::Average => 0,
+        }
+    }
+}
