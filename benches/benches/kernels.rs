@@ -5,7 +5,7 @@
 use benches::{CONV_CASES, input, tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kernels::{MatMut, MatRef, gemm};
-use layers::{Affine, Convolution, Init, Layer, Mode, Pooling};
+use layers::{Affine, ConvMethod, Convolution, Init, Layer, Mode, Pooling};
 use rand::SeedableRng;
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -29,6 +29,18 @@ fn convolutions(c: &mut Criterion) {
         group.throughput(Throughput::Elements(2 * case.forward_flops()));
         group.bench_function("backward", |b| {
             b.iter(|| black_box(conv.backward(dout.view()).unwrap().len()))
+        });
+
+        // The same layer by the chapter's algorithm: what the engine buys.
+        let mut chapter = conv.clone().with_method(ConvMethod::Chapter).unwrap();
+        chapter.forward(x.view(), Mode::Train).unwrap();
+        group.throughput(Throughput::Elements(case.forward_flops()));
+        group.bench_function("chapter/forward", |b| {
+            b.iter(|| black_box(chapter.forward(x.view(), Mode::Train).unwrap().len()))
+        });
+        group.throughput(Throughput::Elements(2 * case.forward_flops()));
+        group.bench_function("chapter/backward", |b| {
+            b.iter(|| black_box(chapter.backward(dout.view()).unwrap().len()))
         });
 
         // The convolution's forward GEMMs alone, by `matrixmultiply` (the

@@ -1,10 +1,12 @@
 //! Whole networks: a training step (forward, backward, Adam) at batch 100,
-//! and inference at batch 100 and batch 1.
+//! and inference at batch 100 and batch 1; SimpleConvNet also with the
+//! chapter's convolution.
 
 use benches::tensor;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use layers::{Adam, Mode, Optimizer};
-use models::Architecture;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use layers::{Adam, ConvMethod, Mode, Optimizer};
+use models::{Architecture, BuildOptions};
 use std::hint::black_box;
 
 fn networks(c: &mut Criterion) {
@@ -12,6 +14,9 @@ fn networks(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("model/{arch}"));
         if arch == Architecture::AlexNetLite {
             group.sample_size(10);
+        }
+        if arch == Architecture::SimpleConvNet {
+            chapter(&mut group);
         }
         let mut net = arch.build::<f32>([1, 28, 28], 10, 0).unwrap();
         let x = tensor(&[100, 1, 28, 28], 1);
@@ -35,6 +40,32 @@ fn networks(c: &mut Criterion) {
         });
         group.finish();
     }
+}
+
+/// SimpleConvNet with its convolution computed by the chapter's algorithm
+/// (and its ReLU a layer of its own), as the book runs it.
+fn chapter(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let options = BuildOptions {
+        conv_method: ConvMethod::Chapter,
+        ..BuildOptions::default()
+    };
+    let mut net = Architecture::SimpleConvNet
+        .build_with::<f32>([1, 28, 28], 10, 0, options)
+        .unwrap();
+    let x = tensor(&[100, 1, 28, 28], 1);
+    let labels: Vec<usize> = (0..100).map(|i| i % 10).collect();
+    let mut adam = Adam::new(0.001);
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("chapter/train-step-batch100", |b| {
+        b.iter(|| {
+            let loss = net.gradient(x.view(), &labels).unwrap();
+            adam.step(&mut net).unwrap();
+            black_box(loss)
+        })
+    });
+    group.bench_function("chapter/inference-batch100", |b| {
+        b.iter(|| black_box(net.predict(x.view(), Mode::Inference).unwrap().len()))
+    });
 }
 
 criterion_group!(benches, networks);

@@ -165,13 +165,9 @@ fn targets() -> Result<Vec<Target>> {
             gzip: false,
             run: Box::new(move |b| {
                 // What `checkpoint::load` does after reading the file.
-                use models::checkpoint::{Contents, load_contents_into, network_for};
                 let path = std::path::Path::new("fuzz.safetensors");
-                let loaded = Contents::from_bytes(b.to_vec(), path).and_then(|c| {
-                    let mut net = network_for::<f32>(&c, path)?;
-                    load_contents_into(&mut net, &c, path, "")?;
-                    Ok(net.name().to_string())
-                });
+                let loaded =
+                    models::checkpoint::load_bytes::<f32>(b.to_vec(), path).map(|net| net.name().to_string());
                 kind(loaded.map_err(|e| e.to_string()))
             }),
         },

@@ -19,6 +19,8 @@
 //! # Ok::<(), datasets::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 mod cifar;
 #[cfg(feature = "download")]
 pub mod download;

@@ -56,6 +56,8 @@
 //! # Ok::<(), tensor4d::ShapeError>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::ops::AddAssign;
 
 use ndarray::{

@@ -2,17 +2,28 @@
 //! [`Float`] (f32 for training, f64 for gradient checks).
 //!
 //! Each layer is a struct whose `forward` keeps exactly what its `backward`
-//! needs, as in the book's classes: [`Convolution`] keeps the im2col matrix of
-//! its input, [`Pooling`] the argmax, [`Relu`] and [`Sigmoid`] their output,
-//! [`Affine`] its input. Outputs and input gradients live in buffers the layer
-//! owns and reuses, so a steady training loop does not allocate: `forward`
-//! and `backward` return references to them.
+//! needs, as in the book's classes: [`Convolution`] its input (or, by the
+//! chapter's method, its `col`), [`Pooling`] the argmax, [`Relu`] and
+//! [`Sigmoid`] their output, [`Affine`] its input. Outputs and input
+//! gradients live in buffers the layer owns and reuses, so a steady
+//! training loop does not allocate: `forward` and `backward` return
+//! references to them. Parameter gradients stay in the layer
+//! ([`Convolution::dw`], [`Affine::db`], ...: the book's `dW` and `db`).
 //!
-//! A model is a list of `Box<dyn Layer<T>>`. Parameters are reached by name
-//! through [`Parameters`], which the optimizers ([`Sgd`], [`Momentum`],
-//! [`AdaGrad`], [`Adam`]), the [`gradcheck`] module and a checkpoint writer
-//! all use. [`SoftmaxWithLoss`] ends a network; it takes labels, so it is not
-//! a `Layer`.
+//! Where a layer computes faster than the book, the book's algorithm sits
+//! beside the fast one as a method of its own, in a file of its own, and
+//! one `match` picks between them: [`Convolution::forward_chapter`]
+//! (`src/conv/chapter.rs`, chosen by [`ConvMethod::Chapter`]) and
+//! [`Pooling::forward_chapter`] (`src/pooling/chapter.rs`,
+//! [`PoolMethod::Chapter`]). The fast methods are tested against them.
+//!
+//! A network is a list of layers ([`Layer`], plus the [`LayerHooks`] a
+//! network uses for fusion, gradient checks and resuming). Parameters are
+//! reached by name through [`Parameters`], which the optimizers ([`Sgd`],
+//! [`Momentum`], [`AdaGrad`], [`Adam`]), the [`gradcheck`] module and a
+//! checkpoint writer all use. [`SoftmaxWithLoss`] ends a network; it takes
+//! labels, so it is not a `Layer`. The matrix products run on the
+//! `kernels` crate; the unrolling on `im2col`.
 //!
 //! This crate does no I/O and prints nothing; every shape it cannot handle
 //! is an [`Error`] naming the layer and the sizes.
@@ -41,6 +52,8 @@
 //! # Ok::<(), layers::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 mod activation;
 mod affine;
 mod conv;
@@ -54,7 +67,6 @@ mod pooling;
 mod softmax;
 
 pub use activation::{Relu, Sigmoid};
-
 pub use affine::Affine;
 pub use conv::{ConvMethod, Convolution};
 pub use dropout::Dropout;
@@ -158,9 +170,9 @@ pub trait Parameters<T: Float> {
 /// by each `backward`, and read through [`Parameters`] or the layer's own
 /// accessors (such as [`Convolution::dw`], the book's `dW`).
 ///
-/// What a [`Network`](../models/struct.Network.html) needs of its layers
-/// beyond this (gradient-check, resume and fusion hooks) is
-/// [`LayerHooks`], whose methods all have defaults.
+/// What a network (`models::Network`) needs of its layers beyond this
+/// (fusion, gradient-check and resume hooks) is [`LayerHooks`], whose
+/// methods all have defaults.
 pub trait Layer<T: Float>: Parameters<T> + Send {
     /// Short description used in errors and summaries, e.g.
     /// `Convolution 30@5x5 p0/s1`.

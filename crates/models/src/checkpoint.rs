@@ -198,12 +198,6 @@ pub fn save<T: Float>(net: &Network<T>, path: &Path) -> Result<(), Error> {
     save_with(net, path, &[], &[])
 }
 
-/// Replaces `path` by `bytes` so that a crash at any moment leaves either
-/// the old file or the new one, never a mixture.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_atomically_with(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| e.to_string()))
-}
-
 /// Replaces `path` by what `write` puts in the temporary file it is given
 /// (in the same directory), once that file is synced to disk.
 fn write_atomically_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), Error> {
@@ -231,21 +225,21 @@ fn write_atomically_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), St
 }
 
 /// The file's contents and its metadata.
-pub struct Contents {
+struct Contents {
     bytes: Vec<u8>,
     /// The metadata strings.
-    pub metadata: HashMap<String, String>,
+    metadata: HashMap<String, String>,
 }
 
 impl Contents {
     /// Reads and parses a checkpoint file.
-    pub fn read(path: &Path) -> Result<Self, Error> {
+    fn read(path: &Path) -> Result<Self, Error> {
         let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
         Self::from_bytes(bytes, path)
     }
 
     /// Parses a checkpoint's bytes; `path` names it in errors.
-    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, Error> {
+    fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, Error> {
         let (_, meta) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
         let metadata = meta.metadata().clone().unwrap_or_default();
@@ -258,14 +252,14 @@ impl Contents {
     }
 
     /// A tensor stored beside the parameters (f32), if present.
-    pub fn extra(&self, name: &str) -> Option<Result<ArrayD<f32>, String>> {
+    fn extra(&self, name: &str) -> Option<Result<ArrayD<f32>, String>> {
         let st = self.tensors();
         let t = st.tensor(name).ok()?;
         Some(f32_tensor(&t).map_err(|m| format!("tensor {name}: {m}")))
     }
 
     /// The names of all tensors in the file.
-    pub fn names(&self) -> Vec<String> {
+    fn names(&self) -> Vec<String> {
         self.tensors().names().into_iter().map(String::from).collect()
     }
 }
@@ -286,7 +280,7 @@ fn f32_tensor(t: &TensorView<'_>) -> Result<ArrayD<f32>, String> {
 /// shape or dtype that does not match. Tensors whose names start with
 /// `extra_prefix` (training state) may be present and are ignored here; any
 /// other tensor the network lacks is a mismatch.
-pub fn load_contents_into<T: Float>(
+fn load_contents_into<T: Float>(
     net: &mut Network<T>,
     contents: &Contents,
     path: &Path,
@@ -350,14 +344,29 @@ pub fn load_into<T: Float>(net: &mut Network<T>, path: &Path) -> Result<(), Erro
 /// Builds the network a checkpoint's metadata names and loads its weights
 /// (from `model.safetensors` or a training `checkpoint.safetensors`).
 pub fn load<T: Float>(path: &Path) -> Result<Network<T>, Error> {
-    let contents = Contents::read(path)?;
+    let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+    load_bytes(bytes, path)
+}
+
+/// [`load`] from a checkpoint's bytes; `path` names them in errors.
+///
+/// ```
+/// use models::checkpoint;
+/// use std::path::Path;
+/// // Not a safetensors file: an error naming it, not a panic.
+/// let loaded = checkpoint::load_bytes::<f32>(b"garbage".to_vec(), Path::new("x.safetensors"));
+/// let e = loaded.err().expect("refused");
+/// assert!(e.to_string().contains("x.safetensors"), "{e}");
+/// ```
+pub fn load_bytes<T: Float>(bytes: Vec<u8>, path: &Path) -> Result<Network<T>, Error> {
+    let contents = Contents::from_bytes(bytes, path)?;
     let mut net = network_for(&contents, path)?;
     load_contents_into(&mut net, &contents, path, STATE_PREFIX)?;
     Ok(net)
 }
 
 /// The (untrained) network a checkpoint's metadata describes.
-pub fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network<T>, Error> {
+fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network<T>, Error> {
     let meta = |key: &str| {
         contents
             .metadata

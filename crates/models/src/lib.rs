@@ -24,6 +24,8 @@
 //! # Ok::<(), models::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 pub mod checkpoint;
 mod error;
 pub mod gradcheck;
@@ -33,7 +35,7 @@ mod train;
 mod zoo;
 
 pub use error::Error;
-pub use network::{Builder, Network, argmax_rows};
+pub use network::{Builder, Network};
 pub use source::{ImageSource, Pixels};
 pub use train::{EpochMetrics, Event, History, Resume, TrainConfig, epoch_order, train};
 pub use zoo::{Architecture, BuildOptions};

@@ -87,7 +87,7 @@ fn at(label: &str, source: layers::Error) -> Error {
 
 /// The index of the largest score in each row of `(N, K)` scores (the
 /// first on ties).
-pub fn argmax_rows<T: Float>(scores: &ArrayD<T>) -> Vec<usize> {
+pub(crate) fn argmax_rows<T: Float>(scores: &ArrayD<T>) -> Vec<usize> {
     let n = scores.shape().first().copied().unwrap_or(0);
     let k = scores.len().checked_div(n).unwrap_or(0);
     let view = scores.view();
