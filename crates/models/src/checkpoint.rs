@@ -335,8 +335,10 @@ fn load_contents_into<T: Float>(
     problem.map_or(Ok(()), |p| Err(err(path, p)))
 }
 
-/// [`load_contents_into`] from a path. A training checkpoint's state
-/// tensors ([`STATE_PREFIX`]) are ignored; any other extra tensor is refused.
+/// Copies the parameters in the file at `path` into `net`, refusing the
+/// first name, shape or dtype that does not match. A training checkpoint's
+/// state tensors ([`STATE_PREFIX`]) are ignored; any other extra tensor is
+/// refused.
 pub fn load_into<T: Float>(net: &mut Network<T>, path: &Path) -> Result<(), Error> {
     load_contents_into(net, &Contents::read(path)?, path, STATE_PREFIX)
 }

@@ -52,7 +52,7 @@ fn fold<T: Float>(
 impl<T: Float> Convolution<T> {
     /// Forward by columns from the kept input into `self.out` (already of
     /// the output's shape), through the fused activation.
-    pub(super) fn forward_columns(&mut self) -> Result<(), ShapeError> {
+    pub(super) fn forward_columns(&mut self) -> Result<(), Error> {
         let [n, c, h, w] = self.kept.shape.unwrap_or_else(|| unreachable!("kept by forward"));
         let fnum = self.filters();
         let ohw = self.out.len() / (n * fnum);
@@ -119,6 +119,7 @@ impl<T: Float> Convolution<T> {
                 }
                 Ok(())
             })
+            .map_err(|e| crate::shape_error(&*self, e))
     }
 
     /// Backward by columns: per group, `dout_g` (FN x gs*OHW) and `col_g`

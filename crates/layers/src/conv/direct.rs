@@ -9,7 +9,7 @@
 
 use kernels::{MatMut, MatRef, Rows, gemm_dots, gemm_few_rows, gemm_with};
 use rayon::prelude::*;
-use tensor4d::{Float, ShapeError, Window};
+use tensor4d::{Float, Window};
 
 use super::Convolution;
 use super::batch::{Batch, Group, Work, backward_groups, group_size, weight_mat};
@@ -21,7 +21,7 @@ impl<T: Float> Convolution<T> {
     /// (already of the output's shape): per image, the padded input (or the
     /// input itself), one product of the weights by its windows read in
     /// place, and the valid columns copied out (through the fused activation).
-    pub(super) fn forward_direct(&mut self) -> Result<(), ShapeError> {
+    pub(super) fn forward_direct(&mut self) {
         let [n, c, h, w] = self.kept.shape.unwrap_or_else(|| unreachable!("kept by forward"));
         let wide = Wide::new(self.win, (c, h, w));
         wide.starts(&mut self.work.starts);
@@ -64,7 +64,6 @@ impl<T: Float> Convolution<T> {
                     );
                 }
             });
-        Ok(())
     }
 
     /// Backward in the [`Wide`] layout, images grouped as in the general

@@ -1,13 +1,18 @@
-//! The Convolution layer (section 7.4.3): its weights and what it keeps,
-//! and the one place that decides how it computes. The algorithms sit in
-//! files of their own: `chapter.rs` (the book's, line by line),
-//! `columns.rs` and `direct.rs` (the engine's), `batch.rs` (how the
-//! engine's methods share a batch among threads).
+//! The Convolution layer (section 7.4.3): its weights, what it keeps for
+//! backward, and forward and backward dispatching on its method. The one
+//! place that picks a method is `method.rs`; the algorithms sit in files
+//! of their own: `chapter.rs` (the book's, line by line), `columns.rs` and
+//! `direct.rs` (the engine's), `batch.rs` (how the engine's methods share
+//! a batch among threads).
 
 mod batch;
 mod chapter;
 mod columns;
 mod direct;
+mod method;
+
+pub use method::ConvMethod;
+use method::{Algorithm, Pass};
 
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView4, ArrayViewD};
 use rand::Rng;
@@ -15,98 +20,6 @@ use tensor4d::{Float, ShapeError, Window, as_nchw, reuse};
 
 use crate::activation::Fused;
 use crate::{Activation, Error, Init, Layer, LayerHooks, Mode, check_dout, check_weight_bias, expect_nchw};
-
-/// How a [`Convolution`] computes. All methods compute the chapter's
-/// numbers; the engine's differ from [`ConvMethod::Chapter`] only in
-/// rounding (the order in which each output's sum is added up, and fused
-/// multiply-adds where the CPU has them), and tests hold them to it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum ConvMethod {
-    /// The engine's choice for each pass, by the shapes alone: for stride
-    /// 1, [`ConvMethod::Direct`] for forward with at most 16 filters, or up
-    /// to 30 that fill whole tiles of the small-matrix kernel
-    /// ([`kernels::TILE_ROWS`] rows each); for backward with at most 16
-    /// filters; and for the backward of a network's first layer, which
-    /// needs no input gradient. Otherwise [`ConvMethod::Columns`].
-    #[default]
-    Auto,
-    /// Section 7.4.3 as the book writes it ([`Convolution::forward_chapter`],
-    /// [`Convolution::backward_chapter`]): the whole batch unrolled by
-    /// `im2col` into `(N*OH*OW, C*FH*FW)`, one product with the filters
-    /// reshaped to `(C*FH*FW, FN)`, plus the bias, reshaped and transposed
-    /// to NCHW; backward through the same matrices and `col2im`.
-    Chapter,
-    /// Each image's windows as the columns of a `(C*FH*FW, OH*OW)` matrix
-    /// (small outputs several images side by side), multiplied by the
-    /// filters on the packed GEMM: the product is already NCHW, and images
-    /// are shared among the threads.
-    Columns,
-    /// No `im2col` at all (stride 1 only): each window row is a
-    /// contiguous run of the padded input, which the small-matrix kernels
-    /// read in place.
-    Direct,
-}
-
-impl ConvMethod {
-    /// Every method, [`ConvMethod::Auto`] first.
-    pub const ALL: [ConvMethod; 4] = [
-        ConvMethod::Auto,
-        ConvMethod::Chapter,
-        ConvMethod::Columns,
-        ConvMethod::Direct,
-    ];
-
-    /// Its name in lower case: `auto`, `chapter`, `columns`, `direct`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConvMethod::Auto => "auto",
-            ConvMethod::Chapter => "chapter",
-            ConvMethod::Columns => "columns",
-            ConvMethod::Direct => "direct",
-        }
-    }
-}
-
-impl std::fmt::Display for ConvMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for ConvMethod {
-    type Err = Error;
-
-    /// The method of that [`ConvMethod::name`].
-    fn from_str(s: &str) -> Result<Self, Error> {
-        ConvMethod::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "Convolution",
-                    format!("unknown method {s:?}; expected auto, chapter, columns or direct"),
-                )
-            })
-    }
-}
-
-/// One pass of a convolution, as far as the choice of algorithm goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pass {
-    Forward,
-    /// Backward with the input gradient.
-    Backward,
-    /// Backward for the parameter gradients alone.
-    BackwardParams,
-}
-
-/// What actually runs: a method, [`ConvMethod::Auto`] resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Algorithm {
-    Chapter,
-    Columns,
-    Direct,
-}
 
 /// Convolution (section 7.4.3): `FN` filters of shape `(C, FH, FW)` slid
 /// over an NCHW input with the stride and padding of a [`Window`].
@@ -297,29 +210,9 @@ impl<T: Float> Convolution<T> {
         self.weight.dim().0
     }
 
-    /// The one place that decides how a pass computes: the method set, or
-    /// for [`ConvMethod::Auto`] the engine's rule by the shapes.
+    /// How `pass` computes: see [`ConvMethod::algorithm`].
     fn algorithm(&self, pass: Pass) -> Algorithm {
-        let stride_1 = (self.win.sh, self.win.sw) == (1, 1);
-        let filters = self.filters();
-        match (self.method, pass) {
-            (ConvMethod::Chapter, _) => Algorithm::Chapter,
-            (ConvMethod::Columns, _) => Algorithm::Columns,
-            (ConvMethod::Direct, _) => Algorithm::Direct,
-            (ConvMethod::Auto, _) if !stride_1 => Algorithm::Columns,
-            // Packing pays off only for enough rows of filters: up to 16
-            // it does not, nor for up to 30 that fill whole small-kernel tiles.
-            (ConvMethod::Auto, Pass::Forward)
-                if filters <= 16 || filters <= 30 && filters.is_multiple_of(kernels::TILE_ROWS) =>
-            {
-                Algorithm::Direct
-            }
-            (ConvMethod::Auto, Pass::Backward) if filters <= 16 => Algorithm::Direct,
-            // Without an input gradient, backward is dot products of the
-            // gradient with windows read in place.
-            (ConvMethod::Auto, Pass::BackwardParams) => Algorithm::Direct,
-            (ConvMethod::Auto, _) => Algorithm::Columns,
-        }
+        self.method.algorithm(pass, self.filters(), self.win)
     }
 
     /// [`Layer::output_shape`] without allocating, for every forward.
@@ -392,22 +285,23 @@ impl<T: Float> Layer<T> for Convolution<T> {
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
         let out_shape = self.out_dims(x.shape())?;
         let x = as_nchw(x).map_err(|e| self.shape_error(e))?;
-        let algorithm = self.algorithm(Pass::Forward);
-        if algorithm == Algorithm::Chapter {
-            let y = self.forward_chapter(x)?;
-            reuse(&mut self.out, &out_shape);
-            self.out.assign(&y);
-            let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
-            self.act.apply_in_place(out);
-            return Ok(&self.out);
+        match self.algorithm(Pass::Forward) {
+            Algorithm::Chapter => {
+                let y = self.forward_chapter(x)?;
+                reuse(&mut self.out, &out_shape);
+                self.out.assign(&y);
+                let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
+                self.act.apply_in_place(out);
+            }
+            Algorithm::Columns => {
+                self.keep_input(x, &out_shape);
+                self.forward_columns()?;
+            }
+            Algorithm::Direct => {
+                self.keep_input(x, &out_shape);
+                self.forward_direct();
+            }
         }
-        self.keep_input(x);
-        reuse(&mut self.out, &out_shape);
-        match algorithm {
-            Algorithm::Direct => self.forward_direct(),
-            _ => self.forward_columns(),
-        }
-        .map_err(|e| self.shape_error(e))?;
         Ok(&self.out)
     }
 
@@ -442,8 +336,10 @@ impl<T: Float> LayerHooks<T> for Convolution<T> {
 }
 
 impl<T: Float> Convolution<T> {
-    /// Keeps a contiguous copy of the input for the engine's methods.
-    fn keep_input(&mut self, x: ArrayView4<'_, T>) {
+    /// Keeps a contiguous copy of the input for the engine's methods, and
+    /// gives the output buffer its shape.
+    fn keep_input(&mut self, x: ArrayView4<'_, T>, out_shape: &[usize]) {
+        reuse(&mut self.out, out_shape);
         let (n, c, h, w) = x.dim();
         self.kept.x.clear();
         self.kept.x.extend_from_slice(&tensor4d::contiguous(&x));

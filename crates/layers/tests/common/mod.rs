@@ -68,6 +68,15 @@ pub fn assert_all_close(a: &ArrayD<f64>, b: &ArrayD<f64>, what: &str) {
     }
 }
 
+/// [`assert_all_close`] where NaN must stand exactly where it stands in `b`.
+pub fn assert_all_close_or_nan(a: &ArrayD<f64>, b: &ArrayD<f64>, what: &str) {
+    assert_eq!(a.shape(), b.shape(), "{what}: shapes");
+    for ((i, &x), &y) in a.indexed_iter().zip(b.iter()) {
+        let same = if y.is_nan() { x.is_nan() } else { close(x, y) };
+        assert!(same, "{what} at {:?}: {x} vs {y}", i);
+    }
+}
+
 /// Runs `f` on a rayon pool of `threads` threads.
 pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()

@@ -1,0 +1,122 @@
+//! How a convolution computes: the methods a user may choose, and the one
+//! `match` that turns a method into the algorithm that runs for a pass.
+
+use tensor4d::Window;
+
+use crate::Error;
+
+/// How a [`Convolution`](crate::Convolution) computes. All methods compute the chapter's
+/// numbers; the engine's differ from [`ConvMethod::Chapter`] only in
+/// rounding (the order in which each output's sum is added up, and fused
+/// multiply-adds where the CPU has them), and tests hold them to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvMethod {
+    /// The engine's choice for each pass, by the shapes alone: for stride
+    /// 1, [`ConvMethod::Direct`] for forward with at most 16 filters, or up
+    /// to 30 that fill whole tiles of the small-matrix kernel
+    /// ([`kernels::TILE_ROWS`] rows each); for backward with at most 16
+    /// filters; and for the backward of a network's first layer, which
+    /// needs no input gradient. Otherwise [`ConvMethod::Columns`].
+    #[default]
+    Auto,
+    /// Section 7.4.3 as the book writes it ([`Convolution::forward_chapter`](crate::Convolution::forward_chapter),
+    /// [`Convolution::backward_chapter`](crate::Convolution::backward_chapter)): the whole batch unrolled by
+    /// `im2col` into `(N*OH*OW, C*FH*FW)`, one product with the filters
+    /// reshaped to `(C*FH*FW, FN)`, plus the bias, reshaped and transposed
+    /// to NCHW; backward through the same matrices and `col2im`.
+    Chapter,
+    /// Each image's windows as the columns of a `(C*FH*FW, OH*OW)` matrix
+    /// (small outputs several images side by side), multiplied by the
+    /// filters on the packed GEMM: the product is already NCHW, and images
+    /// are shared among the threads.
+    Columns,
+    /// No `im2col` at all (stride 1 only): each window row is a
+    /// contiguous run of the padded input, which the small-matrix kernels
+    /// read in place.
+    Direct,
+}
+
+impl ConvMethod {
+    /// The one place that decides how a pass computes: the method set, or
+    /// for [`ConvMethod::Auto`] the engine's rule by the shapes.
+    pub(super) fn algorithm(self, pass: Pass, filters: usize, win: Window) -> Algorithm {
+        let stride_1 = (win.sh, win.sw) == (1, 1);
+        match (self, pass) {
+            (ConvMethod::Chapter, _) => Algorithm::Chapter,
+            (ConvMethod::Columns, _) => Algorithm::Columns,
+            (ConvMethod::Direct, _) => Algorithm::Direct,
+            (ConvMethod::Auto, _) if !stride_1 => Algorithm::Columns,
+            // Packing pays off only for enough rows of filters: up to 16
+            // it does not, nor for up to 30 that fill whole small-kernel tiles.
+            (ConvMethod::Auto, Pass::Forward)
+                if filters <= 16 || filters <= 30 && filters.is_multiple_of(kernels::TILE_ROWS) =>
+            {
+                Algorithm::Direct
+            }
+            (ConvMethod::Auto, Pass::Backward) if filters <= 16 => Algorithm::Direct,
+            // Without an input gradient, backward is dot products of the
+            // gradient with windows read in place.
+            (ConvMethod::Auto, Pass::BackwardParams) => Algorithm::Direct,
+            (ConvMethod::Auto, _) => Algorithm::Columns,
+        }
+    }
+
+    /// Every method, [`ConvMethod::Auto`] first.
+    pub const ALL: [ConvMethod; 4] = [
+        ConvMethod::Auto,
+        ConvMethod::Chapter,
+        ConvMethod::Columns,
+        ConvMethod::Direct,
+    ];
+
+    /// Its name in lower case: `auto`, `chapter`, `columns`, `direct`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvMethod::Auto => "auto",
+            ConvMethod::Chapter => "chapter",
+            ConvMethod::Columns => "columns",
+            ConvMethod::Direct => "direct",
+        }
+    }
+}
+
+impl std::fmt::Display for ConvMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ConvMethod {
+    type Err = Error;
+
+    /// The method of that [`ConvMethod::name`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        ConvMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "Convolution",
+                    format!("unknown method {s:?}; expected auto, chapter, columns or direct"),
+                )
+            })
+    }
+}
+
+/// One pass of a convolution, as far as the choice of algorithm goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pass {
+    Forward,
+    /// Backward with the input gradient.
+    Backward,
+    /// Backward for the parameter gradients alone.
+    BackwardParams,
+}
+
+/// What actually runs: a method, [`ConvMethod::Auto`] resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Algorithm {
+    Chapter,
+    Columns,
+    Direct,
+}
