@@ -5,7 +5,7 @@
 use benches::{CONV_CASES, input, tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kernels::{MatMut, MatRef, gemm};
-use layers::{Affine, ConvMethod, Convolution, Init, Layer, Mode, Pooling};
+use layers::{Affine, ConvMethod, Convolution, Init, Layer, Mode, PoolMethod, Pooling};
 use rand::SeedableRng;
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -119,6 +119,14 @@ fn pooling_and_affine(c: &mut Criterion) {
     });
     group.bench_function("backward", |b| {
         b.iter(|| black_box(pool.backward(dout.view()).unwrap().len()))
+    });
+    let mut chapter = Pooling::<f32>::max(Window::square(2).with_stride(2)).with_method(PoolMethod::Chapter);
+    chapter.forward(x.view(), Mode::Train).unwrap();
+    group.bench_function("chapter/forward", |b| {
+        b.iter(|| black_box(chapter.forward(x.view(), Mode::Train).unwrap().len()))
+    });
+    group.bench_function("chapter/backward", |b| {
+        b.iter(|| black_box(chapter.backward(dout.view()).unwrap().len()))
     });
     group.finish();
 

@@ -5,7 +5,7 @@
 use benches::tensor;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use layers::{Adam, ConvMethod, Mode, Optimizer};
+use layers::{Adam, ConvMethod, Mode, Optimizer, PoolMethod};
 use models::{Architecture, BuildOptions};
 use std::hint::black_box;
 
@@ -42,11 +42,12 @@ fn networks(c: &mut Criterion) {
     }
 }
 
-/// SimpleConvNet with its convolution computed by the chapter's algorithm
-/// (and its ReLU a layer of its own), as the book runs it.
+/// SimpleConvNet computed by the chapter's algorithms (its ReLUs layers of
+/// their own), as the book runs it.
 fn chapter(group: &mut BenchmarkGroup<'_, WallTime>) {
     let options = BuildOptions {
         conv_method: ConvMethod::Chapter,
+        pool_method: PoolMethod::Chapter,
         ..BuildOptions::default()
     };
     let mut net = Architecture::SimpleConvNet

@@ -186,7 +186,7 @@ pub fn catalog() -> Vec<Entry> {
             });
         }
     }
-    for what in ["forward", "backward"] {
+    for what in ["forward", "backward", "chapter/forward", "chapter/backward"] {
         out.push(Entry {
             id: format!("pool/max2x2-100x30x24x24/{what}"),
             images: 100,

@@ -209,3 +209,25 @@ pub fn run(args: Args) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--layer` filters by `kind`: every standard case must have a kind
+    /// the flag accepts, and every kind but softmax (checked apart) a case.
+    #[test]
+    fn every_layer_case_has_a_kind_the_flag_names() {
+        let kinds: Vec<String> = layer_cases(0)
+            .unwrap()
+            .iter()
+            .map(|c| kind(c.layer.as_ref()))
+            .collect();
+        for k in &kinds {
+            assert!(LAYER_KINDS.contains(&k.as_str()), "{k} is not in {LAYER_KINDS:?}");
+        }
+        for k in LAYER_KINDS.iter().filter(|&&k| k != "softmax") {
+            assert!(kinds.iter().any(|c| c == k), "no case of kind {k}");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::{AdaGrad, Adam, ConvMethod, Init, Momentum, Optimizer, Parameters, Sgd};
+use layers::{AdaGrad, Adam, ConvMethod, Init, Momentum, Optimizer, Parameters, PoolMethod, Sgd};
 use models::{Architecture, BuildOptions, Event, Network, Pixels, TrainConfig, checkpoint};
 use ndarray::Array4;
 
@@ -35,30 +35,6 @@ pub enum InitKind {
     He,
     /// Xavier normal, std sqrt(1/fan_in), in every layer.
     Xavier,
-}
-
-/// `--conv-method`: how the convolutions compute.
-#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
-pub enum ConvMethodArg {
-    /// The engine's choice per shape (the fast default).
-    Auto,
-    /// The chapter's algorithm (section 7.4.3): im2col of the whole batch, one matrix product, col2im.
-    Chapter,
-    /// Each image's windows as columns, on the packed GEMM.
-    Columns,
-    /// No im2col: windows read in place (stride-1 convolutions only).
-    Direct,
-}
-
-impl ConvMethodArg {
-    fn method(self) -> ConvMethod {
-        match self {
-            ConvMethodArg::Auto => ConvMethod::Auto,
-            ConvMethodArg::Chapter => ConvMethod::Chapter,
-            ConvMethodArg::Columns => ConvMethod::Columns,
-            ConvMethodArg::Direct => ConvMethod::Direct,
-        }
-    }
 }
 
 impl InitKind {
@@ -101,11 +77,17 @@ pub struct Args {
     /// How the weights are drawn: the model's own (MODELS.md), or one rule for every layer.
     #[arg(long, value_enum, default_value = "model")]
     init: InitKind,
-    /// How the convolutions compute: `chapter` runs the book's algorithm
-    /// (and keeps each ReLU a layer of its own), to see it learn and what
-    /// the engine's methods buy.
-    #[arg(long, value_enum, default_value = "auto")]
-    conv_method: ConvMethodArg,
+    /// How the convolutions compute: auto (the engine's choice per shape),
+    /// chapter (the book's im2col, one product, col2im; each ReLU a layer
+    /// of its own), columns or direct (stride 1 only) [default: auto; when
+    /// resuming, the run's own].
+    #[arg(long)]
+    conv_method: Option<ConvMethod>,
+    /// How the pooling layers compute: direct or chapter (the book's
+    /// im2col and a max per row); the same bits either way (so a resumed
+    /// run pools directly).
+    #[arg(long, default_value_t = PoolMethod::Direct)]
+    pool_method: PoolMethod,
     /// Worker threads (default: one per core). Results are the same for any count.
     #[arg(long)]
     threads: Option<usize>,
@@ -329,6 +311,13 @@ pub fn run(args: Args) -> Result<()> {
     let (mut net, mut opt, mut config, dataset, data_dir) = match &args.resume {
         Some(path) => {
             let t = checkpoint::load_training::<f32>(path)?;
+            if let Some(m) = args.conv_method.filter(|&m| m != t.net.conv_method()) {
+                bail!(
+                    "--conv-method {m}: the run in {} computes by {}, and a resumed run keeps its method",
+                    path.display(),
+                    t.net.conv_method()
+                );
+            }
             let dataset = t
                 .metadata
                 .get(META_DATASET)
@@ -357,7 +346,8 @@ pub fn run(args: Args) -> Result<()> {
             let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
             let options = BuildOptions {
                 init: args.init.init(),
-                conv_method: args.conv_method.method(),
+                conv_method: args.conv_method.unwrap_or_default(),
+                pool_method: args.pool_method,
             };
             let net =
                 args.model

@@ -467,8 +467,8 @@ pub fn im2col_t_into<T: Copy + Zero>(
 
 /// Folds `col`, one image's windows as columns in [`im2col_t`]'s layout,
 /// back into a `(C, H, W)` image of shape `shape`, summing overlaps and
-/// dropping padding: the adjoint of `im2col_t`. As for [`col2im_t_into`],
-/// `col`'s rows must each be contiguous.
+/// dropping padding: the adjoint of `im2col_t`. `col` may have any layout
+/// (it is copied to row-major if it is not already).
 ///
 /// ```
 /// use ndarray::Array2;
@@ -486,7 +486,7 @@ pub fn col2im_t<T: Copy + Zero + AddAssign>(
     // Check the sizes before allocating `shape`.
     Geometry::image(shape, win)?;
     let mut x = Array3::zeros(shape);
-    col2im_t_into(col, win, x.view_mut())?;
+    col2im_t_into(col.as_standard_layout().view(), win, x.view_mut())?;
     Ok(x)
 }
 

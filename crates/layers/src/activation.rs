@@ -122,7 +122,7 @@ pub(crate) fn relu_grad<T: Float>(y: T, dout: T) -> T {
 
 /// ReLU's [`LayerHooks::kink_state`] from its output: which inputs were positive.
 pub(crate) fn relu_kinks<T: Float>(out: &[T]) -> u64 {
-    crate::fingerprint(out.iter().map(|&y| (y > T::zero()) as u64))
+    crate::gradcheck::fingerprint(out.iter().map(|&y| (y > T::zero()) as u64))
 }
 
 elementwise!(Relu, "ReLU", |x| relu(x), |y, d| relu_grad(y, d), |out| {

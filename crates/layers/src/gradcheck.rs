@@ -410,6 +410,21 @@ pub fn layer_cases(seed: u64) -> Result<Vec<LayerCase>, Error> {
     Ok(cases)
 }
 
+/// FNV-1a over a stream of words: how a layer's
+/// [`LayerHooks::kink_state`] condenses its discrete choices, and how an
+/// [`Objective`] may combine its layers' into one.
+///
+/// ```
+/// use layers::gradcheck::fingerprint;
+/// assert_eq!(fingerprint([1, 2].into_iter()), fingerprint([1, 2].into_iter()));
+/// assert_ne!(fingerprint([1, 2].into_iter()), fingerprint([2, 1].into_iter()));
+/// ```
+pub fn fingerprint(words: impl Iterator<Item = u64>) -> u64 {
+    words.fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        (h ^ w).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A scalar loss of named parameters whose gradient backpropagation
 /// computes, on numbered inputs: what [`check_objective`] checks. A
 /// network's mean loss on batch number `draw` is one (the `models` crate
@@ -417,7 +432,7 @@ pub fn layer_cases(seed: u64) -> Result<Vec<LayerCase>, Error> {
 pub trait Objective: Parameters<f64> {
     /// The loss at the current parameters on input `draw`, and the kink
     /// fingerprint of that forward pass (every layer's
-    /// [`LayerHooks::kink_state`], combined; equal fingerprints, same
+    /// [`LayerHooks::kink_state`], combined by [`fingerprint`]; equal fingerprints, same
     /// linear piece).
     fn loss(&mut self, draw: u64) -> Result<(f64, u64), Error>;
 

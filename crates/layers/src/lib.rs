@@ -256,13 +256,6 @@ pub trait LayerHooks<T: Float>: Layer<T> {
     }
 }
 
-/// FNV-1a over a stream of words: the fingerprint behind [`LayerHooks::kink_state`].
-pub(crate) fn fingerprint(words: impl Iterator<Item = u64>) -> u64 {
-    words.fold(0xcbf2_9ce4_8422_2325, |h, w| {
-        (h ^ w).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// Checks that `dout` has the shape of the forward output, and that forward ran.
 pub(crate) fn check_dout(
     layer: &dyn Fn() -> String,

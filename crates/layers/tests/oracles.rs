@@ -438,20 +438,30 @@ fn nan_propagates_through_relu_and_max_pooling() {
 }
 
 /// Direct pooling and the chapter's method give the same bits, forward
-/// and backward, max and average, on `x`.
+/// and backward, max and average, on `x` in f64 and rounded to f32.
 fn methods_agree(x: &ArrayD<f64>, win: Window, seed: u64) -> Result<(), TestCaseError> {
+    let g = |shape: &[usize]| uniform(shape, seed ^ 9);
+    methods_agree_in(x, win, &g)?;
+    methods_agree_in(&x.mapv(|v| v as f32), win, &|shape| g(shape).mapv(|v| v as f32))
+}
+
+fn methods_agree_in<T: layers::Float>(
+    x: &ArrayD<T>,
+    win: Window,
+    gradient: &dyn Fn(&[usize]) -> ArrayD<T>,
+) -> Result<(), TestCaseError> {
     use layers::{PoolKind, PoolMethod};
-    let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits = |v: &ArrayD<T>| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
     for kind in [PoolKind::Max, PoolKind::Average] {
         let mut direct = Pooling::new(kind, win).with_method(PoolMethod::Direct);
-        let mut expand = Pooling::new(kind, win).with_method(PoolMethod::Chapter);
+        let mut chapter = Pooling::new(kind, win).with_method(PoolMethod::Chapter);
         let a = direct.forward(x.view(), Mode::Train).unwrap().clone();
-        let b = expand.forward(x.view(), Mode::Train).unwrap().clone();
-        prop_assert_eq!(bits(&a), bits(&b));
-        let g = uniform(a.shape(), seed ^ 9);
+        let b = chapter.forward(x.view(), Mode::Train).unwrap().clone();
+        prop_assert_eq!(bits(&a), bits(&b), "{} forward, {:?}", T::NAME, kind);
+        let g = gradient(a.shape());
         let da = direct.backward(g.view()).unwrap().clone();
-        let db = expand.backward(g.view()).unwrap().clone();
-        prop_assert_eq!(bits(&da), bits(&db));
+        let db = chapter.backward(g.view()).unwrap().clone();
+        prop_assert_eq!(bits(&da), bits(&db), "{} backward, {:?}", T::NAME, kind);
     }
     Ok(())
 }
@@ -548,18 +558,58 @@ fn fused_activations_equal_convolution_then_activation() {
             let (p, pf) = (grads(&conv), grads(&fused));
             assert_eq!(bits(&p.0), bits(&pf.0), "dW, sigmoid {sigmoid}, case {k}");
             assert_eq!(bits(&p.1), bits(&pf.1), "db, sigmoid {sigmoid}, case {k}");
-            // The chapter's method declines to take an activation over, but
-            // applies one fused before the method was chosen, to the same
-            // numbers up to rounding (NaN where the engine has NaN).
+            // The chapter's network keeps its activations as layers: its
+            // method neither takes one over nor accepts a fused one.
             let mut fresh = conv.clone().with_method(ConvMethod::Chapter).unwrap();
             assert!(!fresh.fuse(which), "the chapter's network keeps its activations");
-            let mut chapter = fused.clone().with_method(ConvMethod::Chapter).unwrap();
-            let yc = chapter.forward(x.view(), Mode::Train).unwrap().clone();
-            assert_all_close_or_nan(&yc, &yf, "forward, the chapter's method with a fused activation");
-            let dxc = chapter.backward(g.view()).unwrap().clone();
-            assert_all_close_or_nan(&dxc, &dxf, "dx, the chapter's method with a fused activation");
+            let e = fused
+                .clone()
+                .with_method(ConvMethod::Chapter)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("fused activation") && e.contains(name), "{e}");
         }
     }
+}
+
+/// What a forward keeps is read only by a backward of the same method:
+/// `forward_chapter` called alone between a layer's forward and backward
+/// is an error naming the layer, never stale gradients or a panic.
+#[test]
+fn a_backward_needs_a_forward_by_its_own_method() {
+    use layers::{PoolMethod, Pooling};
+    let x = uniform4((2, 3, 8, 8), 5);
+    for method in [ConvMethod::Auto, ConvMethod::Columns, ConvMethod::Direct] {
+        let w = uniform4((4, 3, 3, 3), 6);
+        let mut conv = Convolution::from_weights(w, uniform1(4, 7), Window::square(3))
+            .unwrap()
+            .with_method(method)
+            .unwrap();
+        let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
+        conv.forward_chapter(x.slice(ndarray::s![..1, .., .., ..]))
+            .unwrap();
+        let e = conv.backward(y.view()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("Convolution 4@3x3") && e.contains("same method"),
+            "{e}"
+        );
+        // A new forward makes backward work again.
+        conv.forward(x.view().into_dyn(), Mode::Train).unwrap();
+        conv.backward(y.view()).unwrap();
+        // The chapter's backward alone refuses what an engine forward kept.
+        assert!(
+            conv.backward_chapter(y.view().into_dimensionality().unwrap())
+                .is_err()
+        );
+    }
+    let mut pool = Pooling::max(Window::square(2).with_stride(2));
+    let y = pool.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
+    pool.forward_chapter(x.view()).unwrap();
+    let e = pool.backward(y.view()).unwrap_err().to_string();
+    assert!(e.starts_with("Pooling max") && e.contains("same method"), "{e}");
+    let mut chapter = Pooling::max(Window::square(2).with_stride(2)).with_method(PoolMethod::Chapter);
+    chapter.forward(x.view().into_dyn(), Mode::Train).unwrap();
+    chapter.backward(y.view()).unwrap();
 }
 
 /// Activations compute their gradient in place of their output, so a

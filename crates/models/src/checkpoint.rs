@@ -405,14 +405,19 @@ fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network<T>,
         None => 0,
     };
     let conv_method = match contents.metadata.get(META_CONV_METHOD) {
-        Some(text) => text
-            .parse()
-            .map_err(|e: layers::Error| err(path, e.to_string()))?,
+        Some(text) => text.parse().map_err(|_| {
+            let names: Vec<&str> = ConvMethod::ALL.iter().map(|m| m.name()).collect();
+            let expected = names.join(", ");
+            err(
+                path,
+                format!("metadata {META_CONV_METHOD} {text:?} is not one of {expected}"),
+            )
+        })?,
         None => ConvMethod::Auto,
     };
     let options = BuildOptions {
-        init: None,
         conv_method,
+        ..BuildOptions::default()
     };
     arch.build_with([c, h, w], classes, seed, options)
 }

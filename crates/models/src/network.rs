@@ -1,6 +1,6 @@
 use layers::{
     Activation, Affine, ConvMethod, Convolution, Dropout, Init, Layer, LayerHooks, Lrn, Mode, ParamVisitor,
-    ParamVisitorMut, Parameters, Pooling, Relu, Sigmoid, SoftmaxWithLoss,
+    ParamVisitorMut, Parameters, PoolMethod, Pooling, Relu, Sigmoid, SoftmaxWithLoss,
 };
 use ndarray::{Array4, ArrayD, ArrayViewD};
 use rand::SeedableRng;
@@ -126,6 +126,7 @@ impl<T: Float> Network<T> {
             counts: Vec::new(),
             pushed: 0,
             fusing: true,
+            pool_method: PoolMethod::Direct,
         }
     }
 
@@ -161,9 +162,9 @@ impl<T: Float> Network<T> {
             .map(|s| (s.label.as_str(), s.layer.as_ref() as &dyn Layer<T>))
     }
 
-    /// The layer labelled `label` (`conv1`, `fc2`, ...), to read its
-    /// weights or, after [`Network::gradient`], its gradients; `None` if
-    /// there is none. A convolution with a fused activation answers to
+    /// The layer labelled `label` (`conv1`, `fc2`, ...), to describe it or
+    /// visit its parameters and their gradients ([`Parameters`]); `None`
+    /// if there is none. A convolution with a fused activation answers to
     /// both labels.
     pub fn layer(&self, label: &str) -> Option<&dyn Layer<T>> {
         self.position(label)
@@ -219,10 +220,7 @@ impl<T: Float> Network<T> {
     /// last forward pass: equal fingerprints mean the same ReLU signs and
     /// pooling winners.
     pub(crate) fn kink_state(&self) -> u64 {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut h = DefaultHasher::new();
-        self.slots.iter().for_each(|s| s.layer.kink_state().hash(&mut h));
-        h.finish()
+        layers::gradcheck::fingerprint(self.slots.iter().map(|s| s.layer.kink_state()))
     }
 
     fn check_input(&self, shape: &[usize]) -> Result<(), Error> {
@@ -356,6 +354,8 @@ pub struct Builder<T: Float> {
     pushed: u64,
     /// Whether a ReLU may be fused into the layer before it.
     fusing: bool,
+    /// How the pooling layers compute.
+    pool_method: PoolMethod,
 }
 
 impl<T: Float> Builder<T> {
@@ -401,13 +401,28 @@ impl<T: Float> Builder<T> {
         self.push("conv", Box::new(layer))
     }
 
-    /// How the convolutions added from now on compute (the default is
-    /// [`ConvMethod::Auto`], the engine's choice). With
-    /// [`ConvMethod::Chapter`], each runs the book's algorithm and keeps
-    /// the activation after it a layer of its own, as the chapter's
-    /// network does. The network records the last method set.
-    pub fn conv_method(mut self, method: ConvMethod) -> Self {
+    /// How every convolution of the network computes (the default is
+    /// [`ConvMethod::Auto`], the engine's choice); set it before adding
+    /// any, since the network (and a checkpoint of it) records one method
+    /// for all. With [`ConvMethod::Chapter`], each runs the book's
+    /// algorithm and keeps the activation after it a layer of its own, as
+    /// the chapter's network does.
+    pub fn conv_method(mut self, method: ConvMethod) -> Result<Self, Error> {
+        if let Some(slot) = self.net.slots.iter().find(|s| s.label.starts_with("conv")) {
+            return Err(Error::Config(format!(
+                "{}: set the convolution method before adding convolutions ({} is already there)",
+                self.net.name, slot.label
+            )));
+        }
         self.net.conv_method = method;
+        Ok(self)
+    }
+
+    /// How the pooling layers added from now on compute (the default is
+    /// [`PoolMethod::Direct`]). Both methods give the same bits, so the
+    /// network does not record it.
+    pub fn pool_method(mut self, method: PoolMethod) -> Self {
+        self.pool_method = method;
         self
     }
 
@@ -463,12 +478,14 @@ impl<T: Float> Builder<T> {
 
     /// Max pooling over `window`.
     pub fn max_pool(self, window: Window) -> Result<Self, Error> {
-        self.push("pool", Box::new(Pooling::max(window)))
+        let layer = Pooling::max(window).with_method(self.pool_method);
+        self.push("pool", Box::new(layer))
     }
 
     /// Average pooling over `window`.
     pub fn avg_pool(self, window: Window) -> Result<Self, Error> {
-        self.push("pool", Box::new(Pooling::average(window)))
+        let layer = Pooling::average(window).with_method(self.pool_method);
+        self.push("pool", Box::new(layer))
     }
 
     /// AlexNet's local response normalisation.

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use layers::{ConvMethod, Init};
+use layers::{ConvMethod, Init, PoolMethod};
 use tensor4d::{Float, Window};
 
 use crate::{Error, Network};
@@ -9,10 +9,10 @@ use crate::{Error, Network};
 /// How [`Architecture::build_with`] builds a network, beyond its shape.
 ///
 /// ```
-/// use layers::{ConvMethod, Init};
+/// use layers::{ConvMethod, Init, PoolMethod};
 /// use models::{Architecture, BuildOptions};
-/// // The chapter's network computing by the chapter's algorithm, from PyTorch's initialisation.
-/// let options = BuildOptions { init: Some(Init::PyTorch), conv_method: ConvMethod::Chapter };
+/// // The chapter's network computing by the chapter's algorithm.
+/// let options = BuildOptions { conv_method: ConvMethod::Chapter, ..BuildOptions::default() };
 /// let net = Architecture::SimpleConvNet.build_with::<f32>([1, 28, 28], 10, 0, options)?;
 /// assert_eq!(net.layers().count(), 6); // conv, ReLU, pool, affine, ReLU, affine
 /// # Ok::<(), models::Error>(())
@@ -24,6 +24,8 @@ pub struct BuildOptions {
     pub init: Option<Init>,
     /// How the convolutions compute ([`crate::Builder::conv_method`]).
     pub conv_method: ConvMethod,
+    /// How the pooling layers compute ([`crate::Builder::pool_method`]).
+    pub pool_method: PoolMethod,
 }
 
 /// The three networks of `MODELS.md`.
@@ -91,7 +93,9 @@ impl Architecture {
         seed: u64,
         options: BuildOptions,
     ) -> Result<Network<T>, Error> {
-        let b = Network::builder(self.name(), input, seed).conv_method(options.conv_method);
+        let b = Network::builder(self.name(), input, seed)
+            .conv_method(options.conv_method)?
+            .pool_method(options.pool_method);
         let init = options.init;
         let pool2 = Window::square(2).with_stride(2);
         match self {

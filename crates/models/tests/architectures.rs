@@ -293,3 +293,64 @@ fn fused_activations_change_no_bit() {
         assert_eq!(a, b);
     }
 }
+
+/// The chapter's network computing by the chapter's algorithms: each ReLU a
+/// layer of its own, the same parameters, and the loss and every gradient
+/// of the engine's network to rounding (f64), for all three networks.
+#[test]
+fn the_chapters_methods_give_the_engines_gradients() {
+    use layers::{ConvMethod, PoolMethod};
+    use models::BuildOptions;
+    let chapter = BuildOptions {
+        conv_method: ConvMethod::Chapter,
+        pool_method: PoolMethod::Chapter,
+        ..BuildOptions::default()
+    };
+    let x = ArrayD::from_shape_fn(vec![3, 1, 28, 28], |d| {
+        ((d[0] * 31 + d[2] * 7 + d[3]) % 13) as f64 / 13.0
+    });
+    let labels = [3, 1, 4];
+    for arch in Architecture::ALL {
+        let mut engine = arch.build::<f64>([1, 28, 28], 10, 1).unwrap();
+        let mut book = arch.build_with::<f64>([1, 28, 28], 10, 1, chapter).unwrap();
+        assert_eq!(book.conv_method(), ConvMethod::Chapter);
+        assert_eq!(params(&engine), params(&book), "{arch}");
+        let fused = engine
+            .layers()
+            .filter(|(_, l)| l.describe().contains(" + "))
+            .count();
+        assert_eq!(book.layers().count(), engine.layers().count() + fused, "{arch}");
+        assert!(
+            book.layers().all(|(_, l)| !l.describe().contains(" + ")),
+            "{arch}"
+        );
+        let (a, b) = (
+            engine.gradient(x.view(), &labels).unwrap(),
+            book.gradient(x.view(), &labels).unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-12 * a.abs(), "{arch} loss: {a} vs {b}");
+        for ((name, ga), (_, gb)) in engine.grads().iter().zip(book.grads()) {
+            let scale = ga.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+            let worst = ga
+                .iter()
+                .zip(gb.iter())
+                .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+            assert!(worst <= 1e-10 * scale, "{arch} {name}: off by {worst} of {scale}");
+        }
+    }
+}
+
+#[test]
+fn a_network_has_one_convolution_method() {
+    use layers::{ConvMethod, Init, Window};
+    let e = Network::<f32>::builder("mixed", [1, 8, 8], 0)
+        .conv(2, Window::square(3), Init::He)
+        .and_then(|b| b.conv_method(ConvMethod::Chapter))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("mixed") && e.contains("conv1") && e.contains("before"),
+        "{e}"
+    );
+}

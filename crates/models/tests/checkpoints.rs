@@ -290,3 +290,56 @@ fn the_same_state_saves_to_the_same_bytes_laid_out_as_safetensors_writes_them() 
     assert_eq!(&bytes[8 + header_len..], &theirs[8 + their_len..]);
     assert_eq!(header_len % 8, 0);
 }
+
+/// A network computing by the chapter's convolution comes back from its
+/// checkpoint computing the same way (with its ReLUs as layers of their
+/// own, so a training run resumes on the same layers); an unknown method
+/// in the metadata is refused naming the field.
+#[test]
+fn the_convolution_method_survives_a_checkpoint() {
+    use layers::ConvMethod;
+    use models::BuildOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chapter.safetensors");
+    let options = BuildOptions {
+        conv_method: ConvMethod::Chapter,
+        ..BuildOptions::default()
+    };
+    let net = Architecture::SimpleConvNet
+        .build_with::<f32>([1, 28, 28], 10, 3, options)
+        .unwrap();
+    checkpoint::save(&net, &path).unwrap();
+    let back: Network<f32> = checkpoint::load(&path).unwrap();
+    assert_eq!(back.conv_method(), ConvMethod::Chapter);
+    assert_eq!(back.layers().count(), net.layers().count());
+    assert_eq!(bits(&net), bits(&back));
+    // The default method is not recorded at all.
+    let plain = dir.path().join("plain.safetensors");
+    checkpoint::save(
+        &Architecture::LeNet.build::<f32>([1, 28, 28], 10, 3).unwrap(),
+        &plain,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&plain).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    assert!(
+        !meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .contains_key(checkpoint::META_CONV_METHOD)
+    );
+
+    let bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(9).position(|w| w == b"\"chapter\"").unwrap();
+    let mut bad = bytes.clone();
+    bad[at + 1..at + 8].copy_from_slice(b"chapped");
+    let e = checkpoint::load_bytes::<f32>(bad, std::path::Path::new("bad.safetensors"))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("bad.safetensors") && e.contains("conv_method") && e.contains("chapped"),
+        "{e}"
+    );
+}

@@ -6,10 +6,11 @@
 //! bits for any thread count.
 
 use kernels::{GemmScratch, MatRef};
-use ndarray::{Array1, Array4};
+use ndarray::{Array1, Array4, ArrayD};
 use rayon::prelude::*;
-use tensor4d::{Float, ShapeError, grow};
+use tensor4d::{Float, ShapeError, grow, reuse};
 
+use super::Kept;
 use crate::par::per_part;
 
 /// The per-thread state of the engine's methods, kept between steps.
@@ -82,6 +83,37 @@ pub(super) struct Batch<'a, T> {
     pub(super) out: &'a [T],
     pub(super) dout: &'a [T],
     pub(super) dx: Option<&'a mut [T]>,
+}
+
+impl<'a, T: Float> Batch<'a, T> {
+    /// The batch that the last forward kept, with its output, `dout`, and,
+    /// if `input_grad`, `dx` (given the input's shape) to write into.
+    pub(super) fn kept(
+        kept: &'a Kept<T>,
+        out: &'a ArrayD<T>,
+        dout: &'a [T],
+        dx: &'a mut ArrayD<T>,
+        (fnum, c, fh, fw): (usize, usize, usize, usize),
+        input_grad: bool,
+    ) -> Self {
+        let [n, _, h, w] = kept.shape.unwrap_or_else(|| unreachable!("checked by backward"));
+        let ohw = out.len() / (n * fnum);
+        if input_grad {
+            reuse(dx, &[n, c, h, w]);
+        }
+        Batch {
+            g: group_size(ohw, n),
+            n,
+            chw: c * h * w,
+            fnum,
+            ckk: c * fh * fw,
+            ohw,
+            x: &kept.x,
+            out: out.as_slice().unwrap_or_else(|| unreachable!("owned")),
+            dout,
+            dx: input_grad.then(|| dx.as_slice_mut().unwrap_or_else(|| unreachable!("owned"))),
+        }
+    }
 }
 
 /// Backward's frame, shared by the engine's methods: the batch in groups

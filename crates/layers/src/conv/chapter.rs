@@ -46,6 +46,7 @@ impl<T: Float> Convolution<T> {
         // self.x = x; self.col = col (col_W is the weights, reshaped again in backward)
         let (_, c, h, w) = x.dim();
         self.kept.shape = Some([n, c, h, w]);
+        self.kept.by_chapter = true;
         self.kept.col = col;
         self.kept.x = Vec::new();
         Ok(out.as_standard_layout().into_owned())
@@ -59,7 +60,7 @@ impl<T: Float> Convolution<T> {
     pub fn backward_chapter(&mut self, dout: ArrayView4<'_, T>) -> Result<Array4<T>, Error> {
         // FN, C, FH, FW = self.W.shape
         let (fnum, c, fh, fw) = self.weight.dim();
-        let x_shape = self.kept.shape.filter(|_| !self.kept.col.is_empty());
+        let x_shape = self.kept.shape.filter(|_| self.kept.by_chapter);
         let Some([n, _, h, w]) = x_shape else {
             return Err(Error::invalid(
                 self.describe(),

@@ -180,21 +180,8 @@ impl<T: Float> Convolution<T> {
             }
             Ok(())
         };
-        if input_grad {
-            tensor4d::reuse(&mut self.dx, &[n, c, h, w]);
-        }
-        let batch = Batch {
-            g: group_size(ohw, n),
-            n,
-            chw,
-            fnum,
-            ckk,
-            ohw,
-            x: &self.kept.x,
-            out: self.out.as_slice().unwrap_or_else(|| unreachable!("owned")),
-            dout,
-            dx: input_grad.then(|| self.dx.as_slice_mut().unwrap_or_else(|| unreachable!("owned"))),
-        };
+        let weight_dim = self.weight.dim();
+        let batch = Batch::kept(&self.kept, &self.out, dout, &mut self.dx, weight_dim, input_grad);
         backward_groups(
             (&mut self.work.parts, &mut self.work.partial),
             batch,

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use tensor4d::{Float, Window};
 
 use super::Convolution;
-use super::batch::{Batch, Group, Work, backward_groups, group_size, weight_mat};
+use super::batch::{Batch, Group, Work, backward_groups, weight_mat};
 use crate::Error;
 use crate::par::{lane_sum, per_part};
 
@@ -72,7 +72,7 @@ impl<T: Float> Convolution<T> {
     /// windows read in place, and the input gradient as `W^T dout` added
     /// back window row by window row (contiguous adds, no `col2im`).
     pub(super) fn backward_direct(&mut self, dout: &[T], input_grad: bool) -> Result<(), Error> {
-        let [n, c, h, w] = self
+        let [_, c, h, w] = self
             .kept
             .shape
             .unwrap_or_else(|| unreachable!("checked by the caller"));
@@ -144,21 +144,8 @@ impl<T: Float> Convolution<T> {
             }
             Ok(())
         };
-        if input_grad {
-            tensor4d::reuse(&mut self.dx, &[n, c, h, w]);
-        }
-        let batch = Batch {
-            g: group_size(ohw, n),
-            n,
-            chw,
-            fnum,
-            ckk,
-            ohw,
-            x: &self.kept.x,
-            out: self.out.as_slice().unwrap_or_else(|| unreachable!("owned")),
-            dout,
-            dx: input_grad.then(|| self.dx.as_slice_mut().unwrap_or_else(|| unreachable!("owned"))),
-        };
+        let weight_dim = self.weight.dim();
+        let batch = Batch::kept(&self.kept, &self.out, dout, &mut self.dx, weight_dim, input_grad);
         backward_groups(
             (&mut self.work.parts, &mut self.work.partial),
             batch,

@@ -75,6 +75,9 @@ pub struct Convolution<T> {
 struct Kept<T> {
     /// Shape of the last input; `None` before the first forward.
     shape: Option<[usize; 4]>,
+    /// Whether the chapter's method kept it (`col`) rather than the
+    /// engine's (`x`).
+    by_chapter: bool,
     /// The last input, contiguous (the engine's methods).
     x: Vec<T>,
     /// The last input's columns (the chapter's method).
@@ -150,6 +153,7 @@ impl<T: Float> Convolution<T> {
             act: Fused::Identity,
             kept: Kept {
                 shape: None,
+                by_chapter: false,
                 x: Vec::new(),
                 col: Array2::zeros((0, 0)),
             },
@@ -161,12 +165,20 @@ impl<T: Float> Convolution<T> {
 
     /// The same layer computing by `method`; what the last forward kept is
     /// dropped, so backward needs a new forward. [`ConvMethod::Direct`]
-    /// needs stride 1, and is an error otherwise.
+    /// needs stride 1, and [`ConvMethod::Chapter`] a layer with no fused
+    /// activation (the chapter's network keeps each a layer of its own):
+    /// either is an error otherwise.
     pub fn with_method(mut self, method: ConvMethod) -> Result<Self, Error> {
         if method == ConvMethod::Direct && (self.win.sh, self.win.sw) != (1, 1) {
             return Err(Error::invalid(
                 self.describe(),
                 "the Direct method needs stride 1; use Columns or Auto",
+            ));
+        }
+        if method == ConvMethod::Chapter && self.act != Fused::Identity {
+            return Err(Error::invalid(
+                self.describe(),
+                "the chapter's method computes no fused activation; build the layer without one",
             ));
         }
         self.method = method;
@@ -234,6 +246,20 @@ impl<T: Float> Convolution<T> {
     /// Backward by the algorithm chosen for `pass`, leaving dW and db in
     /// the layer and, for [`Pass::Backward`], dx in `self.dx`.
     fn backward_pass(&mut self, dout: ArrayViewD<'_, T>, pass: Pass) -> Result<(), Error> {
+        let algorithm = self.algorithm(pass);
+        // What the last forward kept must be what this backward reads: a
+        // `forward_chapter` called alone keeps columns, not the input.
+        let by_chapter = algorithm == Algorithm::Chapter;
+        if self.kept.shape.is_some() && self.kept.by_chapter != by_chapter {
+            let last = if by_chapter {
+                "an engine method"
+            } else {
+                "forward_chapter"
+            };
+            let message =
+                format!("backward by {algorithm:?} needs a forward by the same method; the last was {last}");
+            return Err(Error::invalid(self.describe(), message));
+        }
         check_dout(
             &|| self.describe(),
             self.kept.shape.is_some(),
@@ -241,15 +267,10 @@ impl<T: Float> Convolution<T> {
             dout.shape(),
         )?;
         let input_grad = pass == Pass::Backward;
-        match self.algorithm(pass) {
+        match algorithm {
             Algorithm::Chapter => {
-                // A fused activation's backward first (a copy when there is none).
-                let mut d = Array4::zeros(as_nchw(self.out.view()).map_err(|e| self.shape_error(e))?.dim());
-                let (y, dout) = (self.out.as_slice(), tensor4d::contiguous(&dout));
-                let dst = d.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
-                self.act
-                    .grad(dst, &dout, y.unwrap_or_else(|| unreachable!("owned")));
-                let dx = self.backward_chapter(d.view())?;
+                let dout = as_nchw(dout).map_err(|e| self.shape_error(e))?;
+                let dx = self.backward_chapter(dout)?;
                 if input_grad {
                     reuse(&mut self.dx, dx.shape());
                     self.dx.assign(&dx);
@@ -267,8 +288,8 @@ crate::weight_and_bias_params!(Convolution);
 impl<T: Float> Layer<T> for Convolution<T> {
     fn describe(&self) -> String {
         let method = match self.method {
-            ConvMethod::Chapter => " (chapter's method)",
-            _ => "",
+            ConvMethod::Auto => String::new(),
+            m => format!(" ({m} method)"),
         };
         format!(
             "Convolution {}@{}{}{method}",
@@ -290,8 +311,6 @@ impl<T: Float> Layer<T> for Convolution<T> {
                 let y = self.forward_chapter(x)?;
                 reuse(&mut self.out, &out_shape);
                 self.out.assign(&y);
-                let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!("owned"));
-                self.act.apply_in_place(out);
             }
             Algorithm::Columns => {
                 self.keep_input(x, &out_shape);
@@ -344,6 +363,7 @@ impl<T: Float> Convolution<T> {
         self.kept.x.clear();
         self.kept.x.extend_from_slice(&tensor4d::contiguous(&x));
         self.kept.shape = Some([n, c, h, w]);
+        self.kept.by_chapter = false;
         self.kept.col = Array2::zeros((0, 0));
     }
 }

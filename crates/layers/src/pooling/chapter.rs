@@ -28,7 +28,9 @@ fn max_and_argmax<T: Float>(row: ArrayView1<'_, T>) -> (T, u16) {
     (row[best], best as u16)
 }
 
-/// `np.mean(row)`, as the sum from zero in order times `1/len`.
+/// `np.mean(row)`, as the sum from zero in order times `1/len` (the
+/// direct method's rounding, which differs from numpy's division in the
+/// last bit).
 fn mean<T: Float>(row: ArrayView1<'_, T>) -> T {
     row.iter().fold(T::zero(), |s, &v| s + v) * (T::one() / T::of(row.len() as f64))
 }
@@ -63,7 +65,7 @@ impl<T: Float> Pooling<T> {
         // arg_max = np.argmax(col, axis=1); out = np.max(col, axis=1)
         let (out, arg_max): (Vec<T>, Vec<u16>) = match self.kind {
             PoolKind::Max => col.rows().into_iter().map(max_and_argmax).unzip(),
-            PoolKind::Average => col.rows().into_iter().map(|row| (mean(row), 0)).unzip(),
+            PoolKind::Average => (col.rows().into_iter().map(mean).collect(), Vec::new()),
         };
         // out = out.reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
         let out = Array4::from_shape_vec((n, out_h, out_w, c), out).expect("an output per row");

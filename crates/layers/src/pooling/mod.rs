@@ -36,6 +36,42 @@ pub enum PoolMethod {
     Direct,
 }
 
+impl PoolMethod {
+    /// Both methods, [`PoolMethod::Direct`] first.
+    pub const ALL: [PoolMethod; 2] = [PoolMethod::Direct, PoolMethod::Chapter];
+
+    /// Its name in lower case: `direct`, `chapter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolMethod::Chapter => "chapter",
+            PoolMethod::Direct => "direct",
+        }
+    }
+}
+
+impl std::fmt::Display for PoolMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for PoolMethod {
+    type Err = Error;
+
+    /// The method of that [`PoolMethod::name`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        PoolMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "Pooling",
+                    format!("unknown method {s:?}; expected direct or chapter"),
+                )
+            })
+    }
+}
+
 /// Pooling (section 7.4.4).
 ///
 /// Padding, if any, pads with zeros as im2col does (so a max over a window
@@ -149,7 +185,7 @@ impl<T: Float> Layer<T> for Pooling<T> {
             PoolKind::Average => "average",
         };
         let method = match self.method {
-            PoolMethod::Chapter => " (chapter's method)",
+            PoolMethod::Chapter => " (chapter method)",
             PoolMethod::Direct => "",
         };
         format!("Pooling {kind} {}{method}", self.win)
@@ -181,6 +217,15 @@ impl<T: Float> Layer<T> for Pooling<T> {
     }
 
     fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
+        // `argmax` is in the layout of the method that filled it: a
+        // `forward_chapter` called alone leaves the chapter's.
+        if self.x_shape.is_some() && self.kept_by != self.method {
+            let message = format!(
+                "backward by {:?} needs a forward by the same method; the last was {:?}",
+                self.method, self.kept_by
+            );
+            return Err(Error::invalid(self.describe(), message));
+        }
         check_dout(
             &|| self.describe(),
             self.x_shape.is_some(),
@@ -207,7 +252,7 @@ impl<T: Float> Layer<T> for Pooling<T> {
 impl<T: Float> LayerHooks<T> for Pooling<T> {
     fn kink_state(&self) -> u64 {
         match self.kind {
-            PoolKind::Max => crate::fingerprint(self.argmax.iter().map(|&k| k as u64)),
+            PoolKind::Max => crate::gradcheck::fingerprint(self.argmax.iter().map(|&k| k as u64)),
             PoolKind::Average => 0,
         }
     }
