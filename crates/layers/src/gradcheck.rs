@@ -238,10 +238,25 @@ fn set_param<T: Float, P: Parameters<T> + ?Sized>(params: &mut P, index: usize, 
     old
 }
 
-/// Evaluates `f` with parameter `index`, element `coord`, shifted by
-/// `delta`, then restores the exact old value (adding and subtracting
-/// `delta` would not always give it back).
-pub(crate) fn with_nudged<T: Float, P: Parameters<T> + ?Sized, R>(
+/// Evaluates `f` with element `coord` (row-major) of the parameter at
+/// position `index` in `params`' visiting order shifted by `delta`, then
+/// restores the exact old value (adding and subtracting `delta` would not
+/// always give it back): the step of the book's `numerical_gradient`
+/// (section 4.4), for anything with [`Parameters`].
+///
+/// ```
+/// use layers::{Affine, Layer, Mode, Parameters};
+/// use layers::gradcheck::with_nudged;
+/// let mut fc = Affine::from_weights(ndarray::arr2(&[[2.0f64]]), ndarray::arr1(&[0.0]))?;
+/// let x = ndarray::ArrayD::from_elem(vec![1, 1], 3.0);
+/// // d(out)/d(weight) = x = 3, by a central difference on the weight.
+/// let mut at = |d: f64| with_nudged(&mut fc, 0, 0, d, |fc| fc.forward(x.view(), Mode::Inference).map(|y| y[[0, 0]]));
+/// let slope = (at(1e-6)? - at(-1e-6)?) / 2e-6;
+/// assert!((slope - 3.0).abs() < 1e-6);
+/// assert_eq!(fc.weight()[[0, 0]], 2.0); // restored exactly
+/// # Ok::<(), layers::Error>(())
+/// ```
+pub fn with_nudged<T: Float, P: Parameters<T> + ?Sized, R>(
     params: &mut P,
     index: usize,
     coord: usize,

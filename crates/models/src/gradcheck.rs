@@ -11,11 +11,11 @@
 //! # Ok::<(), models::Error>(())
 //! ```
 
-use layers::gradcheck::{Check, Objective, Settings, check_objective, kink_free_input};
+use layers::gradcheck::{Check, Objective, Settings, check_objective, kink_free_input, with_nudged};
 use layers::{ParamVisitor, ParamVisitorMut, Parameters};
 use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
-use tensor4d::{Float, Window};
+use tensor4d::Window;
 
 use crate::{Architecture, Error, Network};
 
@@ -124,34 +124,6 @@ fn run(
         label: "gradient check".into(),
         source,
     })
-}
-
-/// Evaluates `f` with element `coord` of parameter `index` (in visiting
-/// order) shifted by `delta`, then restores the exact old value.
-fn with_nudged<T: Float, R>(
-    net: &mut Network<T>,
-    index: usize,
-    coord: usize,
-    delta: T,
-    f: impl FnOnce(&mut Network<T>) -> R,
-) -> R {
-    let set = |net: &mut Network<T>, value: Option<T>| {
-        let (mut k, mut old) = (0, T::zero());
-        net.visit_params_mut(&mut |_, mut tensor, _| {
-            if k == index
-                && let Some(v) = tensor.iter_mut().nth(coord)
-            {
-                old = *v;
-                *v = value.unwrap_or(old + delta);
-            }
-            k += 1;
-        });
-        old
-    };
-    let old = set(net, None);
-    let result = f(net);
-    set(net, Some(old));
-    result
 }
 
 /// The chapter's own figure (`ch07/gradient_check.py`): a small f32
