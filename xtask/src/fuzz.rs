@@ -177,9 +177,21 @@ fn targets() -> Result<Vec<Target>> {
 pub fn run(args: Args) -> Result<()> {
     // A panic is what we are looking for: keep the default hook from
     // printing a backtrace for each one; they are reported below.
+    let targets = targets()?;
+    if let Some(t) = args
+        .target
+        .as_deref()
+        .filter(|t| !targets.iter().any(|x| x.name == *t))
+    {
+        let names: Vec<&str> = targets.iter().map(|x| x.name).collect();
+        bail!(
+            "--target {t:?}: no such target; expected one of {}",
+            names.join(", ")
+        );
+    }
     std::panic::set_hook(Box::new(|_| {}));
     let mut panics = 0;
-    for target in targets()? {
+    for target in targets {
         if args.target.as_deref().is_some_and(|t| t != target.name) {
             continue;
         }

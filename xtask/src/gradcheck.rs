@@ -78,6 +78,10 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         ..Settings::default()
     };
+    // Before anything runs: a NaN tolerance would pass every check.
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--eps/--tol/--coords: {e}"))?;
     let started = Instant::now();
     let want_layers = args.layer.is_some() || args.model.is_none();
     let want_models = args.model.is_some() || args.layer.is_none();

@@ -24,6 +24,11 @@ pub struct EvalArgs {
 pub fn eval(args: EvalArgs) -> Result<()> {
     let mut net: Network<f32> = checkpoint::load(&args.checkpoint)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    ensure!(
+        !data.test.is_empty(),
+        "--dataset {}: the test split has no images to evaluate on",
+        args.dataset
+    );
     let x = data.test.images::<f32>();
     let labels = data.test.labels_usize();
     let k = data.classes.len();

@@ -103,6 +103,34 @@ pub struct Args {
     resume: Option<PathBuf>,
 }
 
+/// Refuses a run that could not train or would overwrite `--out` with
+/// nothing learned, naming the flag, what it must be and what it is.
+fn check_run(config: &TrainConfig, lr: f64, train: usize, test: usize) -> Result<()> {
+    let done = config.start.epoch - 1;
+    if config.epochs <= done {
+        match done {
+            0 => bail!("--epochs {}: at least 1", config.epochs),
+            _ => bail!(
+                "--epochs {}: the run being resumed has completed {done}; ask for more",
+                config.epochs
+            ),
+        }
+    }
+    if config.batch_size == 0 || config.batch_size > train {
+        bail!(
+            "--batch-size {}: between 1 and the {train} training images",
+            config.batch_size
+        );
+    }
+    if !(lr.is_finite() && lr > 0.0) {
+        bail!("--lr {lr}: a finite number > 0");
+    }
+    if test == 0 {
+        bail!("the dataset's test split is empty: nothing to measure the accuracy on");
+    }
+    Ok(())
+}
+
 /// Set by Ctrl-C: finish the current step, save, stop.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -369,6 +397,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let data = load_dataset(&dataset, data_dir.as_deref())?;
+    // Every flag checked before anything is written to --out.
+    check_run(&config, args.lr, data.train.len(), data.test.len())?;
     println!(
         "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}, {} threads",
         net.name(),

@@ -78,6 +78,41 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// Refuses settings under which a check could not fail, or could not
+    /// run: a step or floor that is not a positive finite number, a
+    /// tolerance that is negative or not a number (NaN passes nothing
+    /// and fails nothing), no coordinates. The error names the field.
+    ///
+    /// ```
+    /// use layers::gradcheck::Settings;
+    /// assert!(Settings::default().validate().is_ok());
+    /// let e = Settings { tol: f64::NAN, ..Settings::default() }.validate().unwrap_err();
+    /// assert_eq!(e.to_string(), "gradcheck settings: tol must be a finite number >= 0, found NaN");
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &str, rule: &str, found: &dyn std::fmt::Display| {
+            Err(Error::invalid(
+                "gradcheck settings",
+                format!("{field} must be {rule}, found {found}"),
+            ))
+        };
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad("eps", "a finite number > 0", &self.eps);
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return bad("tol", "a finite number >= 0", &self.tol);
+        }
+        if !(self.floor.is_finite() && self.floor > 0.0) {
+            return bad("floor", "a finite number > 0", &self.floor);
+        }
+        if self.max_coords == 0 {
+            return bad("max_coords", "at least 1", &0);
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of checking one tensor's gradient.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
@@ -285,6 +320,7 @@ pub fn check_layer(
     x: &ArrayD<f64>,
     settings: &Settings,
 ) -> Result<Vec<Check>, Error> {
+    settings.validate()?;
     layer.hold_noise(true);
     let result = check_layer_held(layer, x, settings);
     layer.hold_noise(false);
@@ -341,6 +377,7 @@ fn check_layer_held(
 
 /// Checks [`SoftmaxWithLoss`] on random scores `(N, K)` and labels.
 pub fn check_softmax_with_loss(n: usize, k: usize, settings: &Settings) -> Result<Check, Error> {
+    settings.validate()?;
     let x = kink_free_input(&[n, k], settings.seed).mapv(|v| v * 3.0);
     let labels: Vec<usize> = (0..n).map(|i| (i * 7 + settings.seed as usize) % k).collect();
     let mut sl = SoftmaxWithLoss::new();
@@ -466,6 +503,7 @@ pub fn check_objective(
     settings: &Settings,
     redraws: u64,
 ) -> Result<Vec<Check>, Error> {
+    settings.validate()?;
     let first = check_on(objective, 0, settings, &|_| None)?;
     let (mut checks, mut pending): (Vec<Check>, Vec<Vec<usize>>) = first.into_iter().unzip();
     // Re-check only as many left-out coordinates as each tensor falls short by.

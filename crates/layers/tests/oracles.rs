@@ -692,3 +692,61 @@ fn results_do_not_depend_on_the_thread_count() {
     };
     assert_eq!(run(1), run(3));
 }
+
+proptest! {
+    // ReLU and Sigmoid against their definitions, forward and backward, in
+    // f64 and f32 (whose exp is a polynomial: within 4 ulp of the f64 value).
+    #[test]
+    fn activations_match_their_definitions(xs in proptest::collection::vec(-30.0f64..30.0, 1..64), seed in any::<u64>()) {
+        use layers::{Relu, Sigmoid};
+        let n = xs.len();
+        let x = ArrayD::from_shape_vec(vec![1, n], xs.clone()).unwrap();
+        let g = uniform(&[1, n], seed);
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let mut relu = Relu::new();
+        let y = relu.forward(x.view(), Mode::Train).unwrap().clone();
+        let dx = relu.backward(g.view()).unwrap().clone();
+        let mut sig = Sigmoid::new();
+        let s = sig.forward(x.view(), Mode::Train).unwrap().clone();
+        let ds = sig.backward(g.view()).unwrap().clone();
+        let x32 = x.mapv(|v| v as f32);
+        let s32 = Sigmoid::<f32>::new().forward(x32.view(), Mode::Train).unwrap().clone();
+        for i in 0..n {
+            let (v, d) = (xs[i], g[[0, i]]);
+            prop_assert_eq!(y[[0, i]], v.max(0.0));
+            prop_assert_eq!(dx[[0, i]], if v > 0.0 { d } else { 0.0 });
+            prop_assert!(close(s[[0, i]], sigmoid(v)), "sigmoid({}) = {}", v, s[[0, i]]);
+            let want = d * sigmoid(v) * (1.0 - sigmoid(v));
+            prop_assert!((ds[[0, i]] - want).abs() <= 1e-12 * d.abs().max(1e-300), "sigmoid'({})", v);
+            let w = sigmoid(x32[[0, i]] as f64);
+            prop_assert!((s32[[0, i]] as f64 - w).abs() <= 4.0 * f32::EPSILON as f64 * w, "f32 sigmoid({})", v);
+        }
+    }
+}
+
+/// ReLU's kink fingerprint changes exactly when an input changes sign, and
+/// a layer's accessors give back what it was built with.
+#[test]
+fn kinks_follow_signs_and_accessors_return_the_parameters() {
+    use layers::{Affine, LayerHooks, Parameters, Relu};
+    let mut relu = Relu::new();
+    let mut kinks = |v: [f64; 3]| {
+        relu.forward(
+            ArrayD::from_shape_vec(vec![1, 3], v.to_vec()).unwrap().view(),
+            Mode::Train,
+        )
+        .unwrap();
+        relu.kink_state()
+    };
+    let base = kinks([1.0, -2.0, 3.0]);
+    assert_eq!(base, kinks([0.5, -0.1, 9.0]), "same signs");
+    assert_ne!(base, kinks([1.0, 2.0, 3.0]), "a sign changed");
+    let (w, b) = (uniform4((2, 3, 2, 2), 1), uniform1(2, 2));
+    let conv = Convolution::from_weights(w.clone(), b.clone(), Window::square(2)).unwrap();
+    assert_eq!((conv.weight(), conv.bias()), (&w, &b));
+    assert_eq!(conv.param_count(), 2 * 3 * 2 * 2 + 2);
+    let (w, b) = (uniform(&[4, 3], 3).into_dimensionality().unwrap(), uniform1(3, 4));
+    let fc = Affine::from_weights(w.clone(), b.clone()).unwrap();
+    assert_eq!((fc.weight(), fc.bias()), (&w, &b));
+    assert_eq!(fc.param_count(), 4 * 3 + 3);
+}

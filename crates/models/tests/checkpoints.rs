@@ -191,7 +191,13 @@ fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint() {
     checkpoint::save(&a, &path).unwrap();
     let (bits_a, bits_b) = (bits(&a), bits(&b));
     let mut seen = [0usize; 2];
-    for round in 0..25u64 {
+    // At least 25 rounds, and until each checkpoint has been found whole
+    // at least once (so the test shows both writes complete, not merely
+    // that the first file survived).
+    for round in 0..200u64 {
+        if round >= 25 && seen[0] > 0 && seen[1] > 0 {
+            break;
+        }
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -215,7 +221,12 @@ fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint() {
         );
         seen[(got == bits_b) as usize] += 1;
     }
-    assert!(seen[0] + seen[1] == 25);
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "each checkpoint found whole: {} and {} times",
+        seen[0],
+        seen[1]
+    );
 }
 
 proptest::proptest! {

@@ -1,0 +1,83 @@
+//! Bad flags are refused before anything is written: each refusal names
+//! the flag with what it must be and what it was, exits non-zero, and
+//! leaves `--out` as it found it.
+
+use std::path::Path;
+use std::process::Command;
+
+const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+
+/// Runs xtask with `args`; returns whether it succeeded and its stderr.
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(XTASK).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every file under `dir` with its bytes.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn refused_runs_name_the_flag_and_touch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("model.safetensors"), b"a trained model").unwrap();
+    let before = contents(&out);
+    let out_s = out.to_str().unwrap();
+    for (flags, says) in [
+        (&["--epochs", "0"][..], "--epochs 0: at least 1"),
+        (
+            &["--batch-size", "0"],
+            "--batch-size 0: between 1 and the 8000 training images",
+        ),
+        (
+            &["--batch-size", "1000000000000"],
+            "--batch-size 1000000000000: between 1 and",
+        ),
+        (&["--lr", "NaN"], "--lr NaN: a finite number > 0"),
+        (&["--lr=-1"], "--lr -1: a finite number > 0"),
+    ] {
+        let mut args = vec!["train", "--out", out_s];
+        args.extend_from_slice(flags);
+        let (ok, stderr) = run(&args);
+        assert!(!ok, "{flags:?} was accepted");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+        assert_eq!(stderr.matches(says).count(), 1, "said once: {stderr}");
+        assert_eq!(contents(&out), before, "{flags:?} touched {out_s}");
+    }
+}
+
+#[test]
+fn other_commands_refuse_what_would_check_nothing() {
+    let (ok, stderr) = run(&["gradcheck", "--layer", "relu", "--tol", "NaN"]);
+    assert!(
+        !ok && stderr.contains("tol must be a finite number >= 0, found NaN"),
+        "{stderr}"
+    );
+    let (ok, stderr) = run(&["gradcheck", "--layer", "relu", "--coords", "0"]);
+    assert!(
+        !ok && stderr.contains("max_coords must be at least 1"),
+        "{stderr}"
+    );
+    let (ok, stderr) = run(&["fuzz", "--target", "typo", "--cases", "1"]);
+    assert!(
+        !ok && stderr.contains("--target \"typo\": no such target"),
+        "{stderr}"
+    );
+}
