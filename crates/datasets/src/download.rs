@@ -121,7 +121,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         file: path.display().to_string(),
-        source,
+        error: source,
     }
 }
 

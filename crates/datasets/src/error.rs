@@ -3,13 +3,12 @@
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Io {
         /// The file.
         file: String,
         /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file's contents are malformed.
     #[error("{file}: {message}")]

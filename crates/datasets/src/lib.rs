@@ -152,7 +152,7 @@ impl Dataset {
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Io {
         file: path.display().to_string(),
-        source,
+        error: source,
     })
 }
 

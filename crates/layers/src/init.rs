@@ -54,6 +54,12 @@ impl Init {
         fan_in: usize,
         rng: &mut R,
     ) -> Result<ArrayD<T>, String> {
+        // Refuse a shape whose size cannot even be addressed (ndarray
+        // would panic); a merely large one is the caller's to limit.
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if len.is_none_or(|n| n > isize::MAX as usize / std::mem::size_of::<T>()) {
+            return Err(format!("weights of shape {shape:?} are too many to address"));
+        }
         if *self == Init::PyTorch {
             let u = pytorch_uniform(fan_in);
             return Ok(ArrayD::from_shape_simple_fn(IxDyn(shape), || {

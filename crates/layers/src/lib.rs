@@ -94,13 +94,12 @@ pub enum Mode {
 #[non_exhaustive]
 pub enum Error {
     /// An input or gradient whose shape the layer cannot handle.
-    #[error("{layer}: {source}")]
+    #[error("{layer}: {error}")]
     Shape {
         /// The layer, as [`Layer::describe`] writes it.
         layer: String,
         /// The sizes at fault.
-        #[source]
-        source: ShapeError,
+        error: ShapeError,
     },
     /// Anything else: a hyper-parameter out of range, a label out of range,
     /// backward before forward.
@@ -269,7 +268,7 @@ pub(crate) fn check_dout(
     if out_shape != dout {
         return Err(Error::Shape {
             layer: layer(),
-            source: ShapeError::mismatch(
+            error: ShapeError::mismatch(
                 "gradient shape",
                 format!("{out_shape:?} (the forward output)"),
                 format!("{dout:?}"),
@@ -308,12 +307,12 @@ pub(crate) fn check_weight_bias(
 ) -> Result<(), Error> {
     tensor4d::check_nonempty(weight).map_err(|source| Error::Shape {
         layer: layer(),
-        source,
+        error: source,
     })?;
     if bias_len != outputs {
         return Err(Error::Shape {
             layer: layer(),
-            source: ShapeError::mismatch("bias length", outputs, bias_len),
+            error: ShapeError::mismatch("bias length", outputs, bias_len),
         });
     }
     Ok(())
@@ -359,6 +358,6 @@ pub(crate) use weight_and_bias_params;
 pub(crate) fn shape_error<T: Float, L: Layer<T> + ?Sized>(layer: &L, source: ShapeError) -> Error {
     Error::Shape {
         layer: layer.describe(),
-        source,
+        error: source,
     }
 }

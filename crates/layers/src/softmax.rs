@@ -57,7 +57,7 @@ impl<T: Float> SoftmaxWithLoss<T> {
     pub fn forward(&mut self, x: ArrayViewD<'_, T>, labels: &[usize]) -> Result<T, Error> {
         let err = |source| Error::Shape {
             layer: NAME.into(),
-            source,
+            error: source,
         };
         if x.ndim() < 2 {
             return Err(err(ShapeError::Rank {

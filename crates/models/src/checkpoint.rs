@@ -419,7 +419,13 @@ fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network<T>,
         conv_method,
         ..BuildOptions::default()
     };
-    arch.build_with([c, h, w], classes, seed, options)
+    arch.build_with([c, h, w], classes, seed, options).map_err(|e| {
+        let what = format!("metadata {META_INPUT} {input_text:?} and {META_CLASSES} {classes_text:?}");
+        err(
+            path,
+            format!("{what} describe a {arch} that cannot be built: {e}"),
+        )
+    })
 }
 
 /// Prefix of the tensors and metadata entries that hold a training run's

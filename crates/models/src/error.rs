@@ -4,13 +4,12 @@
 pub enum Error {
     /// A layer refused its input or configuration; `label` says which
     /// (`conv1`, `fc2`, ...).
-    #[error("{label}: {source}")]
+    #[error("{label}: {error}")]
     Layer {
         /// The layer's label in the network.
         label: String,
         /// The layer's own error, naming the sizes.
-        #[source]
-        source: layers::Error,
+        error: layers::Error,
     },
     /// The input batch does not have the network's input shape.
     #[error("{model}: expected input {expected}, found {found:?}")]
@@ -28,6 +27,15 @@ pub enum Error {
     /// The optimizer refused the parameters.
     #[error(transparent)]
     Optimizer(layers::Error),
+    /// A layer that would take the network past its size limit
+    /// ([`crate::Builder::max_params`]), or whose size cannot be counted.
+    #[error("{label}: {detail}")]
+    TooLarge {
+        /// The layer's label in the network.
+        label: String,
+        /// The sizes and the limit.
+        detail: String,
+    },
     /// A network was built without any layer.
     #[error("a network needs at least one layer")]
     NoLayers,

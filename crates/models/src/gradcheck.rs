@@ -122,7 +122,7 @@ fn run(
     net.hold_noise(false);
     result.map_err(|source| Error::Layer {
         label: "gradient check".into(),
-        source,
+        error: source,
     })
 }
 

@@ -35,7 +35,7 @@ mod train;
 mod zoo;
 
 pub use error::Error;
-pub use network::{Builder, Network};
+pub use network::{Builder, MAX_PARAMS, Network};
 pub use source::{ImageSource, Pixels};
 pub use train::{EpochMetrics, Event, History, Resume, TrainConfig, epoch_order, train};
 pub use zoo::{Architecture, BuildOptions};

@@ -81,7 +81,7 @@ fn forward_all<'a, T: Float>(
 fn at(label: &str, source: layers::Error) -> Error {
     Error::Layer {
         label: label.to_string(),
-        source,
+        error: source,
     }
 }
 
@@ -127,6 +127,8 @@ impl<T: Float> Network<T> {
             pushed: 0,
             fusing: true,
             pool_method: PoolMethod::Direct,
+            params: 0,
+            max_params: MAX_PARAMS,
         }
     }
 
@@ -356,9 +358,63 @@ pub struct Builder<T: Float> {
     fusing: bool,
     /// How the pooling layers compute.
     pool_method: PoolMethod,
+    /// Parameters so far, and the most the network may hold.
+    params: usize,
+    max_params: usize,
 }
 
+/// The most parameters a [`Builder`] lets a network hold unless told
+/// otherwise ([`Builder::max_params`]): 2^28, a gigabyte of `f32`
+/// weights, a hundred times AlexNet-lite. Sizes read from a file (a
+/// checkpoint's metadata, an image size in a data set's header) cannot
+/// then ask for terabytes.
+pub const MAX_PARAMS: usize = 1 << 28;
+
 impl<T: Float> Builder<T> {
+    /// The most parameters the network may hold (default [`MAX_PARAMS`]);
+    /// a layer that would take it past this is refused, naming the layer.
+    pub fn max_params(mut self, limit: usize) -> Self {
+        self.max_params = limit;
+        self
+    }
+
+    /// Checks that a layer of `kind` with weights of shape `weights` and
+    /// `biases` biases fits in the limit before it is made, so that no size
+    /// read from a file asks for more memory than the limit allows.
+    fn check_room(&self, kind: &str, weights: &[usize], biases: usize) -> Result<(), Error> {
+        let count = weights
+            .iter()
+            .try_fold(1usize, |p, &d| p.checked_mul(d))
+            .and_then(|w| w.checked_add(biases));
+        self.add_params(kind, count, &format!("weights of shape {weights:?}"))
+            .map(|_| ())
+    }
+
+    /// The network's parameter count with `count` more, or the error
+    /// naming the layer of `kind` about to be added.
+    fn add_params(&self, kind: &str, count: Option<usize>, what: &str) -> Result<usize, Error> {
+        match count.and_then(|c| c.checked_add(self.params)) {
+            Some(total) if total <= self.max_params => Ok(total),
+            _ => Err(Error::TooLarge {
+                label: self.peek_label(kind),
+                detail: format!(
+                    "{what} would take {} past its limit of {} parameters (Builder::max_params)",
+                    self.net.name, self.max_params
+                ),
+            }),
+        }
+    }
+
+    /// The label the next layer of `kind` will get, for errors before it exists.
+    fn peek_label(&self, kind: &str) -> String {
+        let n = self
+            .counts
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(1, |(_, n)| n + 1);
+        format!("{kind}{n}")
+    }
+
     fn next_label(&mut self, kind: &str) -> String {
         let n = match self.counts.iter_mut().find(|(k, _)| k == kind) {
             Some((_, n)) => {
@@ -376,6 +432,7 @@ impl<T: Float> Builder<T> {
     /// Appends any layer, labelled `kind` followed by its number among
     /// layers of that kind (`conv` gives `conv1`, `conv2`, ...).
     pub fn push(mut self, kind: &str, layer: Box<dyn LayerHooks<T>>) -> Result<Self, Error> {
+        self.params = self.add_params(kind, Some(layer.param_count()), "its parameters")?;
         let label = self.next_label(kind);
         let out = layer.output_shape(&self.shape).map_err(|e| at(&label, e))?;
         let mut param_names = Vec::new();
@@ -395,9 +452,10 @@ impl<T: Float> Builder<T> {
     /// computing by the network's [`Builder::conv_method`].
     pub fn conv(mut self, filters: usize, window: Window, init: Init) -> Result<Self, Error> {
         let c = self.shape[1];
+        self.check_room("conv", &[filters, c, window.fh, window.fw], filters)?;
         let layer = Convolution::new(c, filters, window, init, &mut self.rng)
             .and_then(|l| l.with_method(self.net.conv_method))
-            .map_err(|e| at("conv", e))?;
+            .map_err(|e| at(&self.peek_label("conv"), e))?;
         self.push("conv", Box::new(layer))
     }
 
@@ -428,8 +486,11 @@ impl<T: Float> Builder<T> {
 
     /// An affine layer to `outputs` from everything the previous layer outputs.
     pub fn affine(mut self, outputs: usize, init: Init) -> Result<Self, Error> {
-        let inputs = self.shape[1..].iter().product();
-        let layer = Affine::new(inputs, outputs, init, &mut self.rng).map_err(|e| at("fc", e))?;
+        // Saturating: a count past usize is refused by the limit.
+        let inputs = self.shape[1..].iter().fold(1usize, |a, &d| a.saturating_mul(d));
+        self.check_room("fc", &[inputs, outputs], outputs)?;
+        let layer =
+            Affine::new(inputs, outputs, init, &mut self.rng).map_err(|e| at(&self.peek_label("fc"), e))?;
         self.push("fc", Box::new(layer))
     }
 
@@ -498,7 +559,7 @@ impl<T: Float> Builder<T> {
     pub fn dropout(self, ratio: f64) -> Result<Self, Error> {
         let k = self.pushed + 1;
         let seed = self.seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let layer = Dropout::new(ratio, seed).map_err(|e| at("dropout", e))?;
+        let layer = Dropout::new(ratio, seed).map_err(|e| at(&self.peek_label("dropout"), e))?;
         self.push("dropout", Box::new(layer))
     }
 

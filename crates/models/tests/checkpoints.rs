@@ -354,3 +354,51 @@ fn the_convolution_method_survives_a_checkpoint() {
         "{e}"
     );
 }
+
+/// Metadata that describes an impossible or enormous network is refused
+/// with an error naming the file and the fields, before any of it is
+/// allocated: no panic inside ndarray, no abort asking for terabytes.
+#[test]
+fn hostile_metadata_is_refused_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.safetensors");
+    checkpoint::save(
+        &Architecture::SimpleConvNet
+            .build::<f32>([1, 28, 28], 10, 0)
+            .unwrap(),
+        &good,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    for (key, value) in [
+        (checkpoint::META_INPUT, "4611686018427387904,28,28"),
+        (checkpoint::META_INPUT, "1,65534,65534"),
+        (
+            checkpoint::META_INPUT,
+            "18446744073709551615,18446744073709551615,1",
+        ),
+        (checkpoint::META_CLASSES, "3000000000"),
+        (checkpoint::META_CLASSES, "0"),
+    ] {
+        let mut meta: HashMap<String, String> = header.metadata().clone().unwrap();
+        meta.insert(key.to_string(), value.to_string());
+        let path = dir.path().join("hostile.safetensors");
+        let tensors: Vec<(String, TensorView<'_>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        safetensors::serialize_to_file(tensors, Some(meta), &path).unwrap();
+        let e = checkpoint::load::<f32>(&path).err().expect("refused").to_string();
+        assert!(
+            e.contains("hostile.safetensors") && e.contains(key) && e.contains(value),
+            "{e}"
+        );
+        let lines: Vec<&str> = e.split(": ").collect();
+        let mut unique = lines.clone();
+        unique.dedup();
+        assert_eq!(lines, unique, "each thing said once: {e}");
+    }
+}

@@ -119,7 +119,9 @@ impl Window {
 
     /// `fh * fw`, the number of input pixels one window covers per channel.
     pub fn area(&self) -> usize {
-        self.fh * self.fw
+        // Saturating: a window too large to count is refused by the sizes
+        // checked after this, never wrapped around to a small one.
+        self.fh.saturating_mul(self.fw)
     }
 
     /// Output height and width for an `h` x `w` input.

@@ -107,7 +107,15 @@ impl<T: Float> Convolution<T> {
         rng: &mut R,
     ) -> Result<Self, Error> {
         let shape = [out_channels, in_channels, window.fh, window.fw];
-        let fan_in = in_channels * window.fh * window.fw;
+        let fan_in = in_channels
+            .checked_mul(window.fh)
+            .and_then(|n| n.checked_mul(window.fw))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "Convolution",
+                    format!("weights of shape {shape:?} are too many to address"),
+                )
+            })?;
         let w = init
             .sample::<T, R>(&shape, fan_in, rng)
             .map_err(|m| Error::invalid("Convolution", m))?;
@@ -128,7 +136,7 @@ impl<T: Float> Convolution<T> {
         if (window.fh, window.fw) != (fh, fw) {
             return Err(Error::Shape {
                 layer: layer(),
-                source: ShapeError::mismatch(
+                error: ShapeError::mismatch(
                     "window size",
                     format!("{fh}x{fw} (the weights')"),
                     format!("{}x{}", window.fh, window.fw),
@@ -138,7 +146,7 @@ impl<T: Float> Convolution<T> {
         if window.sh == 0 || window.sw == 0 {
             return Err(Error::Shape {
                 layer: layer(),
-                source: ShapeError::Zero { what: "stride" },
+                error: ShapeError::Zero { what: "stride" },
             });
         }
         // Keep the weights contiguous whatever the caller passed.
