@@ -195,14 +195,24 @@ pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<datasets::Dat
         "mnist" => {
             let dir = match local("MNIST_DIR", None) {
                 Some(d) => d,
-                None => download(&datasets::download::MNIST)?,
+                None => download(&datasets::download::MNIST).context(
+                    "MNIST is not here and could not be downloaded: give its four files with \
+                         --data-dir or MNIST_DIR",
+                )?,
             };
             datasets::load_idx_dir(&dir, "mnist", &datasets::MNIST_CLASSES)?
         }
         "fashion-mnist" => {
             let dir = match local("FASHION_MNIST_DIR", Some(datasets::DEBIAN_FASHION_MNIST)) {
                 Some(d) => d,
-                None => download(&datasets::download::FASHION_MNIST)?,
+                None => download(&datasets::download::FASHION_MNIST).with_context(|| {
+                    format!(
+                        "Fashion-MNIST is not here and could not be downloaded: give its four files \
+                         with --data-dir or FASHION_MNIST_DIR, or install Debian's \
+                         dataset-fashion-mnist (into {})",
+                        datasets::DEBIAN_FASHION_MNIST
+                    )
+                })?,
             };
             datasets::load_idx_dir(&dir, "fashion-mnist", &datasets::FASHION_MNIST_CLASSES)?
         }

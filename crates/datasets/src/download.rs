@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -109,6 +110,27 @@ pub enum Progress<'a> {
     },
 }
 
+/// How long a mirror may keep a download waiting before the next mirror
+/// is tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To resolve the name and open the connection.
+    pub connect: Duration,
+    /// For the response to start, and for each read of the body after it:
+    /// a stalled transfer fails after this long without data.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    /// 15 s to connect, 30 s without data.
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(15),
+            read: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The default cache: `$XDG_CACHE_HOME/convnet-rs`, else `~/.cache/convnet-rs`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -142,14 +164,39 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Streams `url` into `tmp`, hashing as it goes; returns the SHA-256.
+/// A file of its own beside `path` to download into: created here and
+/// now (never an existing file, nor a link planted at its name), named
+/// after the process and a counter so concurrent runs never share one.
+fn temporary(path: &Path) -> Result<(PathBuf, std::fs::File), String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.{}.{n}.part", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("{}: {e}", tmp.display())),
+        }
+    }
+    Err(format!("no free temporary name beside {}", path.display()))
+}
+
+/// Streams `url` into the new file `out` (at `tmp`), hashing as it goes;
+/// returns the SHA-256.
 fn fetch(
+    agent: &ureq::Agent,
     url: &str,
-    tmp: &Path,
+    (tmp, mut out): (&Path, std::fs::File),
     file: &str,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<String, String> {
-    let mut response = ureq::get(url).call().map_err(|e| e.to_string())?;
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
     let total = response
         .headers()
         .get("content-length")
@@ -160,7 +207,6 @@ fn fetch(
         .with_config()
         .limit(crate::MAX_DECOMPRESSED)
         .reader();
-    let mut out = std::fs::File::create(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = 0u64;
@@ -182,12 +228,30 @@ fn fetch(
 /// Makes sure `cache/<remote.name>/` holds the remote's four files, each
 /// with its published SHA-256, downloading what is missing or wrong from
 /// the first mirror that serves it correctly. Returns the directory, ready
-/// for [`crate::load_idx_dir`].
+/// for [`crate::load_idx_dir`]. A mirror that does not answer, or stalls,
+/// within the default [`Timeouts`] is given up for the next.
 pub fn fetch_remote(
     remote: &Remote,
     cache: &Path,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<PathBuf, Error> {
+    fetch_remote_with(remote, cache, Timeouts::default(), progress)
+}
+
+/// [`fetch_remote`] with the given timeouts.
+pub fn fetch_remote_with(
+    remote: &Remote,
+    cache: &Path,
+    timeouts: Timeouts,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<PathBuf, Error> {
+    let config = ureq::Agent::config_builder()
+        .timeout_resolve(Some(timeouts.connect))
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_recv_response(Some(timeouts.read))
+        .timeout_per_read(Some(timeouts.read))
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
     let dir = cache.join(remote.name);
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     for file in remote.files {
@@ -196,11 +260,14 @@ pub fn fetch_remote(
             progress(Progress::Cached { file: file.name });
             continue;
         }
-        let tmp = dir.join(format!(".{}.part", file.name));
         let mut failures = Vec::new();
         for mirror in remote.mirrors {
             let url = format!("{mirror}{}", file.name);
-            let outcome = fetch(&url, &tmp, file.name, progress).and_then(|sum| {
+            let (tmp, out) = temporary(&path).map_err(|message| Error::Download {
+                file: file.name.to_string(),
+                message,
+            })?;
+            let outcome = fetch(&agent, &url, (&tmp, out), file.name, progress).and_then(|sum| {
                 if sum == file.sha256 {
                     Ok(())
                 } else {

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datasets::download::{Progress, Remote, RemoteFile, fetch_remote};
+use datasets::download::{Progress, Remote, RemoteFile, Timeouts, fetch_remote, fetch_remote_with};
 use sha2::{Digest, Sha256};
 
 /// A one-thread HTTP/1.1 server answering GETs from a map of paths to bodies.
@@ -207,4 +207,77 @@ fn a_missing_file_on_every_mirror_is_an_error() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("404"), "{e}");
+}
+
+/// A mirror that accepts connections and then never answers: a download
+/// gives it up after the read timeout and takes the file from the next.
+#[test]
+fn a_stalled_mirror_is_given_up_for_the_next() {
+    let stall = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stall_base = format!("http://{}/", stall.local_addr().unwrap());
+    std::thread::spawn(move || {
+        // Keep every connection open, silent, until the test process ends.
+        let held: Vec<_> = stall.incoming().take(100).collect();
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+        drop(held);
+    });
+    let server = Server::start();
+    for (name, bytes) in fixtures() {
+        server.serve("good/", name, bytes);
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let timeouts = Timeouts {
+        connect: std::time::Duration::from_secs(2),
+        read: std::time::Duration::from_millis(300),
+    };
+    let both = remote(vec![stall_base, format!("{}good/", server.base)]);
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    let dir = fetch_remote_with(&both, cache.path(), timeouts, &mut |p| {
+        if let Progress::MirrorFailed { reason, .. } = p {
+            failed.push(reason.to_string());
+        }
+    })
+    .unwrap();
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(datasets::load_idx_dir(&dir, "fixture", &datasets::MNIST_CLASSES).is_ok());
+}
+
+/// Downloads go to a temporary file created for them: a link planted
+/// where a fixed temporary name used to be is neither followed nor
+/// touched, and no temporary file is left behind.
+#[cfg(unix)]
+#[test]
+fn a_planted_link_is_not_followed() {
+    let server = Server::start();
+    for (name, bytes) in fixtures() {
+        server.serve("good/", name, bytes);
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let dir = cache.path().join("fixture");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, _) in fixtures() {
+        std::os::unix::fs::symlink(&victim, dir.join(format!(".{name}.part"))).unwrap();
+    }
+    fetch_remote(
+        &remote(vec![format!("{}good/", server.base)]),
+        cache.path(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let parts: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part") && !fixtures().iter().any(|(f, _)| *n == format!(".{f}.part")))
+        .collect();
+    assert!(parts.is_empty(), "temporary files left: {parts:?}");
 }
