@@ -106,7 +106,7 @@ pub struct Args {
 /// Refuses a run that could not train or would overwrite `--out` with
 /// nothing learned, naming the flag, what it must be and what it is.
 fn check_run(config: &TrainConfig, lr: f64, train: usize, test: usize) -> Result<()> {
-    let done = config.start.epoch - 1;
+    let done = config.start.epoch.saturating_sub(1);
     if config.epochs <= done {
         match done {
             0 => bail!("--epochs {}: at least 1", config.epochs),
