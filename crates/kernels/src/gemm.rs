@@ -2,7 +2,7 @@ use std::any::TypeId;
 
 use tensor4d::Float;
 
-use crate::GemmScratch;
+use crate::{GemmScratch, Isa};
 
 /// A read-only matrix over a slice with row and column strides in elements.
 /// Transposing is swapping the strides, so no matrix is ever copied to be
@@ -168,23 +168,53 @@ pub fn gemm_with<T: Float>(
     beta: T,
     c: MatMut<'_, T>,
 ) {
-    if !fits(&a, &b, (c.rows, c.cols)) {
-        return;
-    }
-    // SAFETY: the constructors checked that every addressed element lies in
-    // its slice and that C's elements are distinct; `&mut` excludes aliasing
-    // between C and the inputs.
-    unsafe {
-        gemm_unchecked(
-            scratch,
-            alpha,
-            a,
-            b,
-            beta,
-            c.data.as_mut_ptr(),
-            c.rs as isize,
-            c.cs as isize,
-        )
+    Isa::active().gemm_with(scratch, alpha, a, b, beta, c)
+}
+
+impl Isa {
+    /// [`gemm_with`] on this path's `f32` tile (`f64` products run on
+    /// `matrixmultiply` whatever the path). Panics if this CPU lacks the
+    /// path's instructions.
+    ///
+    /// ```
+    /// use kernels::{GemmScratch, Isa, MatMut, MatRef};
+    /// let (a, b) = ([1.0f32, 2.0], [3.0f32, 4.0]);
+    /// for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+    ///     let mut c = [0.0f32; 1];
+    ///     isa.gemm_with(&mut GemmScratch::default(), 1.0, MatRef::row_major(&a, 1, 2),
+    ///                   MatRef::row_major(&b, 2, 1), 0.0, MatMut::row_major(&mut c, 1, 1));
+    ///     assert_eq!(c, [11.0], "{isa}");
+    /// }
+    /// ```
+    pub fn gemm_with<T: Float>(
+        self,
+        scratch: &mut GemmScratch,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        c: MatMut<'_, T>,
+    ) {
+        self.assert_available();
+        if !fits(&a, &b, (c.rows, c.cols)) {
+            return;
+        }
+        // SAFETY: the constructors checked that every addressed element lies
+        // in its slice and that C's elements are distinct; `&mut` excludes
+        // aliasing between C and the inputs; the path is available.
+        unsafe {
+            gemm_unchecked(
+                self,
+                scratch,
+                alpha,
+                a,
+                b,
+                beta,
+                c.data.as_mut_ptr(),
+                c.rs as isize,
+                c.cs as isize,
+            )
+        }
     }
 }
 
@@ -247,8 +277,20 @@ pub fn gemm_view_with<T: Float>(
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
     // SAFETY: A and B were checked by their constructors; a mutable ndarray
     // view addresses distinct elements that it borrows exclusively, so C
-    // aliases neither itself nor the inputs.
-    unsafe { gemm_unchecked(scratch, alpha, a, b, beta, c.as_mut_ptr(), rsc, csc) }
+    // aliases neither itself nor the inputs; `active` gives an available path.
+    unsafe {
+        gemm_unchecked(
+            Isa::active(),
+            scratch,
+            alpha,
+            a,
+            b,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        )
+    }
 }
 
 impl<'a, T: 'static> MatRef<'a, T> {
@@ -279,9 +321,11 @@ impl<'a, T: 'static> MatRef<'a, T> {
 /// its own packing space. [`Float`] is implemented for these two alone.
 ///
 /// # Safety
-/// C's elements must be valid, distinct, and alias neither A nor B.
+/// C's elements must be valid, distinct, and alias neither A nor B; `isa`
+/// must be available.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_unchecked<T: Float>(
+    isa: Isa,
     scratch: &mut GemmScratch,
     alpha: T,
     a: MatRef<'_, T>,
@@ -293,20 +337,18 @@ unsafe fn gemm_unchecked<T: Float>(
 ) {
     let (alpha, beta) = (alpha.as_f64(), beta.as_f64());
     if TypeId::of::<T>() == TypeId::of::<f32>() {
+        let product = crate::packed::Product {
+            alpha: alpha as f32,
+            a: a.cast(),
+            b: b.cast(),
+            beta: beta as f32,
+            c: c.cast(),
+            rsc,
+            csc,
+        };
         // SAFETY: T is f32; the caller upholds the rest. Narrowing alpha
         // and beta back from f64 is exact.
-        unsafe {
-            crate::packed::sgemm(
-                scratch,
-                alpha as f32,
-                a.cast(),
-                b.cast(),
-                beta as f32,
-                c.cast(),
-                rsc,
-                csc,
-            )
-        }
+        unsafe { crate::packed::sgemm(isa, scratch, product) }
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
         let (a, b) = (a.cast::<f64>(), b.cast::<f64>());
         // SAFETY: T is f64; A and B were checked by their constructors, C

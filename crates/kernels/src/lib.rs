@@ -3,20 +3,24 @@
 //!
 //! - [`gemm_with`] (and [`gemm`], [`gemm_view_with`]): a bounds-checked
 //!   strided GEMM. For `f32` it is this crate's own packed GEMM, BLIS's
-//!   loops around a [`TILE_ROWS`] x [`TILE_COLS`] register tile, packing
-//!   into a [`GemmScratch`] the caller keeps, so repeated products of the
-//!   same shapes allocate nothing; for `f64` (gradient checks) it is
+//!   loops around a register tile (12 x 32 for AVX-512, 6 x 16 for AVX2
+//!   and the portable path), packing into a [`GemmScratch`] the caller
+//!   keeps, so repeated products of the same shapes allocate nothing; for
+//!   `f64` (gradient checks) it is
 //!   `matrixmultiply`'s dgemm. Transposes are stride swaps on [`MatRef`],
 //!   never copies.
 //! - [`gemm_few_rows`] and [`gemm_dots`]: the two products a packed GEMM
 //!   serves badly, a few rows of A (a convolution's few filters) and long
 //!   dot products (a weight gradient), reading B as [`Rows`] wherever its
 //!   rows start, so a stride-1 convolution can read its windows in place.
-//! - [`with_simd`]: runs a closure compiled for AVX2 and FMA when the CPU
-//!   has them; every kernel here has a portable path beside it.
+//! - [`Isa`]: the instruction sets, chosen at run time by
+//!   [`Isa::detect`] (AVX-512, AVX2 with FMA, or the portable path that
+//!   every CPU runs); its methods run a kernel on a path of the caller's
+//!   choosing, and [`with_simd`] runs a closure compiled for the best.
 //!
-//! Results depend on the shapes and the CPU path (FMA or not), never on
-//! the number of threads: every element's sum runs in a fixed order.
+//! Results depend on the shapes and on FMA or not (the portable path has
+//! none), never on the number of threads or the vector width: every
+//! element's sum runs in a fixed order.
 //!
 //! ```
 //! use kernels::{gemm_with, GemmScratch, MatMut, MatRef};
@@ -29,6 +33,8 @@
 //! assert_eq!(c, [14.0, 32.0, 32.0, 77.0]);
 //! ```
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 mod gemm;
 mod packed;
 mod small;
@@ -37,23 +43,222 @@ pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};
 pub use packed::GemmScratch;
 pub use small::{Rows, gemm_dots, gemm_few_rows};
 
-/// Rows of the register tile, in the packed GEMM and in [`gemm_few_rows`]:
-/// 6 rows of 2 vectors are 12 AVX2 accumulators, which fit the 16
-/// registers beside a loaded row of B and a broadcast element of A.
-/// Callers whose cost depends on whole tiles (a convolution choosing how
-/// to compute for its number of filters) read it here.
+/// Rows of the tile of [`gemm_few_rows`] (and of the AVX2 GEMM tile): 6
+/// rows of 2 AVX2 vectors are 12 accumulators, which fit the 16 registers
+/// beside a loaded row of B and a broadcast element of A. Callers whose
+/// cost depends on whole tiles (a convolution choosing how to compute for
+/// its number of filters) read it here.
 pub const TILE_ROWS: usize = 6;
 
-/// Columns of the register tile: two AVX2 vectors of `f32`. The packed
-/// GEMM packs B in panels this wide, so a caller that splits C's columns
-/// among threads splits them in multiples of it.
-pub const TILE_COLS: usize = 16;
+/// Columns of the widest GEMM tile (two AVX-512 vectors of `f32`), a
+/// multiple of every path's: the packed GEMM packs B in panels of its
+/// tile's width, so a caller that splits C's columns among threads splits
+/// them in multiples of this.
+pub const TILE_COLS: usize = 32;
 
-/// Runs `f`, compiled for AVX2 and FMA when the CPU has both (then `f`
-/// receives `true`): loops inlined into `f` are vectorised 8 `f32` wide
-/// instead of baseline x86-64's 4. The compiler never fuses a multiply and
-/// an add on its own, so a loop that does not ask for `mul_add` gives the
-/// same bits either way.
+/// The instruction sets the kernels are written for, best first. Every
+/// entry point without an `Isa` runs on [`Isa::active`]'s ([`Isa::detect`]'s
+/// unless [`Isa::select`] chose another); the methods of `Isa` run on the
+/// one given, so tests and benchmarks can compare paths on one machine. AVX-512 and AVX2 give the same bits (both fuse
+/// multiply-adds and sum in the same order); the portable path does not
+/// fuse, so its results differ in rounding.
+///
+/// ```
+/// use kernels::Isa;
+/// let best = Isa::detect();
+/// assert!(best.is_available() && Isa::Portable.is_available());
+/// println!("kernels: {}", best.name());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// AVX-512F with AVX2 and FMA (x86-64): a 12 x 32 GEMM tile, and the
+    /// other kernels compiled for 512-bit vectors.
+    Avx512,
+    /// AVX2 and FMA (x86-64): a 6 x 16 GEMM tile.
+    Avx2,
+    /// Any CPU: baseline instructions, no fused multiply-add.
+    Portable,
+}
+
+impl Isa {
+    /// Every path, best first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
+    /// The fastest path for this CPU (checked per call, cheaply: the
+    /// standard library caches the CPU's features). That is the best it
+    /// has, but for AVX-512 on AMD's Zen 4 (family 19h), which runs each
+    /// 512-bit operation as two 256-bit halves: there the AVX-512 kernels
+    /// were measured no faster than the AVX2 ones, so AVX2 it is. The
+    /// two give the same bits, so the choice changes speed alone.
+    pub fn detect() -> Isa {
+        if Isa::Avx512.is_available() && !halves_512_bit_operations() {
+            Isa::Avx512
+        } else if Isa::Avx2.is_available() {
+            Isa::Avx2
+        } else {
+            Isa::Portable
+        }
+    }
+
+    /// The path of every entry point that takes no `Isa`: the one last
+    /// given to [`Isa::select`], or [`Isa::detect`]'s.
+    pub fn active() -> Isa {
+        match SELECTED.load(Ordering::Relaxed) {
+            0 => Isa::detect(),
+            i => Isa::ALL[usize::from(i) - 1],
+        }
+    }
+
+    /// Makes `isa` the path of every entry point that takes no `Isa`, for
+    /// the whole process (`None`: back to [`Isa::detect`]'s), so a run can
+    /// reproduce another path's bits, such as the portable path's on a CPU
+    /// with FMA. Refused, changing nothing, if this CPU lacks the path.
+    ///
+    /// ```
+    /// use kernels::Isa;
+    /// Isa::select(Some(Isa::Portable)).unwrap();
+    /// assert_eq!(Isa::active(), Isa::Portable);
+    /// Isa::select(None).unwrap();
+    /// assert_eq!(Isa::active(), Isa::detect());
+    /// ```
+    pub fn select(isa: Option<Isa>) -> Result<(), Unavailable> {
+        let code = match isa {
+            None => 0,
+            Some(isa) if !isa.is_available() => return Err(Unavailable(isa)),
+            Some(isa) => Isa::ALL.iter().position(|&i| i == isa).map_or(0, |i| i as u8 + 1),
+        };
+        SELECTED.store(code, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether this CPU has the instructions of this path.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::is_x86_feature_detected!("avx512f") && Isa::Avx2.is_available(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            Isa::Portable => true,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// `avx512`, `avx2` or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
+    /// Panics unless this path is available (a bug in the caller, who
+    /// checks [`Isa::is_available`] before asking for a path).
+    pub(crate) fn assert_available(self) {
+        assert!(
+            self.is_available(),
+            "the {} kernels need CPU features this CPU lacks",
+            self.name()
+        );
+    }
+
+    /// Runs `f` compiled for this path's instructions (which must be
+    /// available): loops inlined into `f` are vectorised 16 `f32` wide for
+    /// AVX-512, 8 for AVX2, 4 for baseline x86-64. `f` receives whether
+    /// the path has FMA; the compiler never fuses a multiply and an add on
+    /// its own, so a loop that does not ask for `mul_add` gives the same
+    /// bits on every path.
+    #[inline(always)]
+    pub fn run<R>(self, f: impl FnOnce(bool) -> R) -> R {
+        self.assert_available();
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            fn avx512<R>(f: impl FnOnce(bool) -> R) -> R {
+                f(true)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2<R>(f: impl FnOnce(bool) -> R) -> R {
+                f(true)
+            }
+            match self {
+                // SAFETY: the CPU was just seen to have the path's features.
+                Isa::Avx512 => return unsafe { avx512(f) },
+                // SAFETY: as above.
+                Isa::Avx2 => return unsafe { avx2(f) },
+                Isa::Portable => {}
+            }
+        }
+        f(false)
+    }
+}
+
+/// Whether this is an AMD CPU of family 19h (Zen 3 and Zen 4, of which
+/// only Zen 4 has AVX-512), whose 512-bit operations run on 256-bit units.
+fn halves_512_bit_operations() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID exists on every x86-64 CPU (an unsafe call on older
+        // toolchains only).
+        #[allow(unused_unsafe)]
+        let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1).eax) };
+        let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6E65, 0x444D_4163);
+        let base = (signature >> 8) & 0xf;
+        let family = if base == 0xf { base + ((signature >> 20) & 0xff) } else { base };
+        amd && family == 0x19
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The path [`Isa::select`] chose: 0 for none, else 1 + its index in
+/// [`Isa::ALL`].
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
+/// A path this CPU lacks the instructions for, asked of [`Isa::select`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unavailable(pub Isa);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let available: Vec<&str> = Isa::ALL
+            .iter()
+            .filter(|i| i.is_available())
+            .map(|i| i.name())
+            .collect();
+        write!(
+            f,
+            "the {} kernels need CPU features this CPU lacks; it can run {}",
+            self.0,
+            available.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+impl std::str::FromStr for Isa {
+    type Err = String;
+
+    /// The path of that [`Isa::name`].
+    fn from_str(s: &str) -> Result<Self, String> {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| format!("unknown instruction set {s:?}; expected avx512, avx2 or portable"))
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs `f` compiled for [`Isa::active`]'s instructions (`f` receives
+/// whether they include FMA).
 ///
 /// ```
 /// let sum: f32 = kernels::with_simd(|_| (1..=4).map(|v| v as f32).sum());
@@ -61,16 +266,5 @@ pub const TILE_COLS: usize = 16;
 /// ```
 #[inline(always)]
 pub fn with_simd<R>(f: impl FnOnce(bool) -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2_fma<R>(f: impl FnOnce(bool) -> R) -> R {
-            f(true)
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU was just seen to support AVX2 and FMA.
-            return unsafe { avx2_fma(f) };
-        }
-    }
-    f(false)
+    Isa::active().run(f)
 }

@@ -2,12 +2,12 @@
 //! (a convolution with 6 or 16 filters, where packing costs more than the
 //! arithmetic it serves), and weight
 //! gradients, each element a long dot product. Register-tiled loops that
-//! the compiler vectorises, compiled for AVX2 and FMA when the CPU has them
-//! ([`with_simd`]).
+//! the compiler vectorises, compiled for the [`Isa`] the caller gives
+//! (AVX-512, AVX2 and FMA, or baseline).
 
 use tensor4d::Float;
 
-use crate::{MatMut, MatRef, TILE_COLS, TILE_ROWS, with_simd};
+use crate::{Isa, MatMut, MatRef, TILE_ROWS};
 
 /// A matrix given by where each row starts in a slice, every row `cols`
 /// long: the rows of a row-major matrix, or, for a stride-1 convolution,
@@ -46,10 +46,10 @@ impl<'a, T> Rows<'a, T> {
     }
 }
 
-/// Calls `kernel::<T, FMA>(args)` inside [`with_simd`], `FMA` as the CPU allows.
+/// Calls `kernel::<T, FMA>(args)` compiled for `isa`, `FMA` as it has.
 macro_rules! with_fma {
-    ($kernel:ident::<$t:ty>($($arg:expr),*)) => {
-        with_simd(
+    ($isa:expr, $kernel:ident::<$t:ty>($($arg:expr),*)) => {
+        $isa.run(
             #[inline(always)]
             |fma| {
                 if fma {
@@ -69,7 +69,7 @@ pub(crate) fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
 }
 
 /// Output columns per tile of [`gemm_few_rows`].
-const COLS: usize = TILE_COLS;
+const COLS: usize = 16;
 // `few_rows` below spells out tiles of 1 to 6 rows.
 const _: () = assert!(TILE_ROWS == 6);
 
@@ -90,13 +90,55 @@ const _: () = assert!(TILE_ROWS == 6);
 /// assert_eq!(c, [21.5, 42.5, 63.5]);
 /// ```
 pub fn gemm_few_rows<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, c: MatMut<'_, T>) {
-    assert_eq!(a.cols, b.starts.len(), "inner dimensions of A and B");
-    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
-    assert!(c.cs == 1 || c.cols <= 1, "C needs unit column stride");
-    if c.rows == 0 || c.cols == 0 {
-        return;
+    Isa::active().gemm_few_rows(a, b, c)
+}
+
+/// `C <- A B^T + beta C` where every element is a long dot product of a
+/// row of A `(m, n)`, with unit column stride, and a row of B `(q, n)`:
+/// `n` large, `m` and `q` small (a weight gradient `dout col^T`, B being
+/// the columns). With `beta == 0` the old contents of C are ignored.
+///
+/// Each dot product is summed in 8 interleaved lanes, combined in a fixed
+/// order, so results depend on the machine but not on threads.
+///
+/// ```
+/// use kernels::{gemm_dots, MatMut, MatRef, Rows};
+/// let a = [1.0f32, 2.0, 3.0]; // 1x3
+/// let b = [1.0f32, 1.0, 1.0, 0.0, 1.0, 0.0]; // 2x3
+/// let mut c = [9.0f32; 2];
+/// gemm_dots(MatRef::row_major(&a, 1, 3), Rows::new(&b, &[0, 3], 3), 0.0, MatMut::row_major(&mut c, 1, 2));
+/// assert_eq!(c, [6.0, 2.0]);
+/// gemm_dots(MatRef::row_major(&a, 1, 3), Rows::new(&b, &[0, 3], 3), 1.0, MatMut::row_major(&mut c, 1, 2));
+/// assert_eq!(c, [12.0, 4.0]);
+/// ```
+pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<'_, T>) {
+    Isa::active().gemm_dots(a, b, beta, c)
+}
+
+impl Isa {
+    /// [`gemm_few_rows`] compiled for this path. Panics if this CPU lacks
+    /// its instructions.
+    pub fn gemm_few_rows<T: Float>(self, a: MatRef<'_, T>, b: Rows<'_, T>, c: MatMut<'_, T>) {
+        assert_eq!(a.cols, b.starts.len(), "inner dimensions of A and B");
+        assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
+        assert!(c.cs == 1 || c.cols <= 1, "C needs unit column stride");
+        if c.rows == 0 || c.cols == 0 {
+            return;
+        }
+        with_fma!(self, few_rows::<T>(a, b, c))
     }
-    with_fma!(few_rows::<T>(a, b, c))
+
+    /// [`gemm_dots`] compiled for this path. Panics if this CPU lacks its
+    /// instructions.
+    pub fn gemm_dots<T: Float>(self, a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<'_, T>) {
+        assert_eq!(a.cols, b.cols, "inner dimensions of A and B");
+        assert_eq!((a.rows, b.starts.len()), (c.rows, c.cols), "shape of C");
+        assert!(a.cs == 1 || a.cols <= 1, "A needs unit column stride");
+        if c.rows == 0 || c.cols == 0 {
+            return;
+        }
+        with_fma!(self, dots::<T>(a, b, beta, c))
+    }
 }
 
 #[inline(always)]
@@ -190,34 +232,6 @@ const LANES: usize = 8;
 const DOT_ROWS: usize = 4;
 const DOT_COLS: usize = 3;
 
-/// `C <- A B^T + beta C` where every element is a long dot product of a
-/// row of A `(m, n)`, with unit column stride, and a row of B `(q, n)`:
-/// `n` large, `m` and `q` small (a weight gradient `dout col^T`, B being
-/// the columns). With `beta == 0` the old contents of C are ignored.
-///
-/// Each dot product is summed in 8 interleaved lanes, combined in a fixed
-/// order, so results depend on the machine but not on threads.
-///
-/// ```
-/// use kernels::{gemm_dots, MatMut, MatRef, Rows};
-/// let a = [1.0f32, 2.0, 3.0]; // 1x3
-/// let b = [1.0f32, 1.0, 1.0, 0.0, 1.0, 0.0]; // 2x3
-/// let mut c = [9.0f32; 2];
-/// gemm_dots(MatRef::row_major(&a, 1, 3), Rows::new(&b, &[0, 3], 3), 0.0, MatMut::row_major(&mut c, 1, 2));
-/// assert_eq!(c, [6.0, 2.0]);
-/// gemm_dots(MatRef::row_major(&a, 1, 3), Rows::new(&b, &[0, 3], 3), 1.0, MatMut::row_major(&mut c, 1, 2));
-/// assert_eq!(c, [12.0, 4.0]);
-/// ```
-pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<'_, T>) {
-    assert_eq!(a.cols, b.cols, "inner dimensions of A and B");
-    assert_eq!((a.rows, b.starts.len()), (c.rows, c.cols), "shape of C");
-    assert!(a.cs == 1 || a.cols <= 1, "A needs unit column stride");
-    if c.rows == 0 || c.cols == 0 {
-        return;
-    }
-    with_fma!(dots::<T>(a, b, beta, c))
-}
-
 #[inline(always)]
 fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, mut c: MatMut<'_, T>) {
     let mut r0 = 0;
@@ -304,61 +318,8 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
-    fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
-        let mut c = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
-            }
-        }
-        c
-    }
-
-    fn values(len: usize, seed: u64) -> Vec<f64> {
-        (0..len)
-            .map(|i| (((i as u64 + 1) * 2_654_435_761 + seed * 40_503) % 1000) as f64 / 250.0 - 2.0)
-            .collect()
-    }
-
-    proptest! {
-        #[test]
-        fn few_rows_matches_triple_loop(m in 1usize..15, k in prop_oneof![0usize..30, 60usize..140], n in 1usize..40, seed in 0u64..100) {
-            let (a, b) = (values(m * k, seed), values(k * n, seed + 1));
-            let c0 = values(m * n, seed + 2);
-            let mut c = c0.clone();
-            // A read through its transpose's strides, and B's rows stored
-            // in reverse order with a gap, to exercise both.
-            let at: Vec<f64> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
-            let mut stored = vec![f64::NAN; k * (n + 1)];
-            let starts: Vec<usize> = (0..k).map(|r| (k - 1 - r) * (n + 1)).collect();
-            for (r, &s) in starts.iter().enumerate() {
-                stored[s..s + n].copy_from_slice(&b[r * n..(r + 1) * n]);
-            }
-            gemm_few_rows(MatRef::new(&at, m, k, 1, m), Rows::new(&stored, &starts, n), MatMut::row_major(&mut c, m, n));
-            let want = naive(&a, &b, m, k, n);
-            for i in 0..m * n {
-                prop_assert!((c[i] - c0[i] - want[i]).abs() < 1e-9, "element {i}: {} vs {}", c[i] - c0[i], want[i]);
-            }
-        }
-
-        #[test]
-        fn dots_match_triple_loop(m in 1usize..11, n in 0usize..70, q in 1usize..11, seed in 0u64..100, add in any::<bool>()) {
-            let (a, bt) = (values(m * n, seed), values(q * n, seed + 1));
-            let b: Vec<f64> = (0..n * q).map(|i| bt[(i % q) * n + i / q]).collect();
-            let c0 = values(m * q, seed + 2);
-            let mut c = if add { c0.clone() } else { vec![f64::NAN; m * q] };
-            let starts: Vec<usize> = (0..q).map(|r| r * n).collect();
-            let beta = if add { 1.0 } else { 0.0 };
-            gemm_dots(MatRef::row_major(&a, m, n), Rows::new(&bt, &starts, n), beta, MatMut::row_major(&mut c, m, q));
-            let want = naive(&a, &b, m, n, q);
-            for i in 0..m * q {
-                let want = want[i] + if add { c0[i] } else { 0.0 };
-                prop_assert!((c[i] - want).abs() < 1e-9, "element {i}: {} vs {}", c[i], want);
-            }
-        }
-    }
+    // The kernels against triple loops on every path: tests/paths.rs.
 
     #[test]
     #[should_panic(expected = "runs past")]

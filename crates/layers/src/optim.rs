@@ -294,6 +294,22 @@ impl<T: Float, const K: usize> Slots<T, K> {
     }
 }
 
+/// `x`, or zero where `x` is subnormal. State that decays geometrically
+/// (Momentum's `v`, Adam's `m` and `v`) under a gradient that stays zero
+/// (weights behind a dead ReLU) otherwise spends hundreds of steps as
+/// subnormals, and every operation on one costs some CPUs a hundred
+/// cycles. Flushing here, rather than setting the FPU's flush-to-zero mode,
+/// gives the same bits on every CPU and thread, and leaves the caller's
+/// floating-point environment alone.
+#[inline(always)]
+fn flush<T: Float>(x: T) -> T {
+    if x.abs() < T::min_positive_value() {
+        T::zero()
+    } else {
+        x
+    }
+}
+
 /// Stochastic gradient descent: `p -= lr * g`.
 #[derive(Clone, Debug)]
 pub struct Sgd<T> {
@@ -343,7 +359,8 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     }
 }
 
-/// Momentum: `v = momentum * v - lr * g; p += v`.
+/// Momentum: `v = momentum * v - lr * g; p += v`, with `v` flushed to zero
+/// where it would be subnormal.
 #[derive(Clone, Debug)]
 pub struct Momentum<T> {
     lr: f64,
@@ -391,7 +408,7 @@ impl<T: Float> Optimizer<T> for Momentum<T> {
         let (lr, mu) = (T::of(self.lr), T::of(self.momentum));
         let result = self.slots.visit(params, |mut p, g, [v]| {
             Zip::from(&mut p).and(&g).and(v).for_each(|p, &g, v| {
-                *v = mu * *v - lr * g;
+                *v = flush(mu * *v - lr * g);
                 *p += *v;
             })
         });
@@ -453,7 +470,8 @@ impl<T: Float> Optimizer<T> for AdaGrad<T> {
 
 /// Adam as the book's companion code writes it: with `t` the step number,
 /// `lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)`, `m += (1 - beta1)(g - m)`,
-/// `v += (1 - beta2)(g^2 - v)`, `p -= lr_t * m / (sqrt(v) + 1e-7)`.
+/// `v += (1 - beta2)(g^2 - v)`, `p -= lr_t * m / (sqrt(v) + 1e-7)`; `m` and
+/// `v` are flushed to zero where they would be subnormal.
 #[derive(Clone, Debug)]
 pub struct Adam<T> {
     lr: f64,
@@ -522,8 +540,8 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let (b1, b2) = (T::of(1.0 - self.beta1), T::of(1.0 - self.beta2));
         let eps = T::of(1e-7);
         let update = move |p: &mut T, g: T, m: &mut T, v: &mut T| {
-            *m += b1 * (g - *m);
-            *v += b2 * (g * g - *v);
+            *m = flush(*m + b1 * (g - *m));
+            *v = flush(*v + b2 * (g * g - *v));
             *p -= lr_t * *m / (v.sqrt() + eps);
         };
         let result = self.slots.visit(params, |mut p, g, [m, v]| {

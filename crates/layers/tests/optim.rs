@@ -3,6 +3,7 @@
 
 use layers::{AdaGrad, Adam, Affine, Momentum, Optimizer, ParamVisitor, ParamVisitorMut, Parameters, Sgd};
 use ndarray::{ArrayD, IxDyn, arr1, arr2};
+use tensor4d::Float;
 
 /// One parameter vector with a settable gradient.
 struct Toy {
@@ -121,4 +122,70 @@ fn state_views_are_the_state_without_a_copy() {
         let views: Vec<(String, ArrayD<f64>)> = views.into_iter().map(|(n, v)| (n, v.to_owned())).collect();
         assert_eq!(views, state.tensors, "{}", opt.describe());
     }
+}
+
+/// Parameters of any precision whose gradient the test sets.
+struct Decaying<T> {
+    p: ArrayD<T>,
+    g: ArrayD<T>,
+}
+
+impl<T: Float> Parameters<T> for Decaying<T> {
+    fn visit_params(&self, f: &mut ParamVisitor<'_, T>) {
+        f("w", self.p.view(), self.g.view());
+    }
+    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
+        f("w", self.p.view_mut(), self.g.view());
+    }
+}
+
+/// A few steps of gradients from 1e-3 down to 1e-30, then zero gradients
+/// until every state element has decayed: after each step, no element of
+/// the state may be subnormal. Geometric decay by 0.9 crosses the
+/// subnormal range (2^23 in f32, 2^52 in f64) in 150 to 350 steps, so
+/// unflushed state would be caught many times over.
+fn state_never_subnormal<T: Float>(opt: &mut dyn Optimizer<T>, zero_steps: usize) {
+    let n = 64;
+    let mut w = Decaying {
+        p: ArrayD::from_elem(IxDyn(&[n]), T::one()),
+        g: ArrayD::from_shape_fn(IxDyn(&[n]), |i| T::of(10f64.powi(-3 - (i[0] % 28) as i32))),
+    };
+    for _ in 0..3 {
+        opt.step(&mut w).unwrap();
+    }
+    w.g.fill(T::zero());
+    let (mut seen_nonzero, mut last_nonzero) = (0, 0);
+    for step in 0..zero_steps {
+        opt.step(&mut w).unwrap();
+        let (_, views) = opt.state_views();
+        for (name, v) in &views {
+            for &x in v.iter() {
+                assert!(
+                    x == T::zero() || x.abs() >= T::min_positive_value(),
+                    "{}: {name} holds the subnormal {x:?} after {step} zero-gradient steps",
+                    opt.describe()
+                );
+                if x != T::zero() {
+                    seen_nonzero += 1;
+                    last_nonzero = step;
+                }
+            }
+        }
+        assert!(w.p.iter().all(|p| p.is_finite()));
+    }
+    assert!(seen_nonzero > 0, "{}: the state never held anything", opt.describe());
+    assert!(
+        last_nonzero + 1 < zero_steps,
+        "{}: the state had not decayed to zero after {zero_steps} steps, so the test saw no crossing",
+        opt.describe()
+    );
+}
+
+#[test]
+fn decaying_state_is_flushed_never_subnormal() {
+    // beta2 = 0.9 makes Adam's second moment decay as fast as its first.
+    state_never_subnormal::<f32>(&mut Momentum::new(0.01, 0.9), 1200);
+    state_never_subnormal::<f32>(&mut Adam::with_betas(0.001, 0.9, 0.9), 1200);
+    state_never_subnormal::<f64>(&mut Momentum::new(0.01, 0.9), 7500);
+    state_never_subnormal::<f64>(&mut Adam::with_betas(0.001, 0.9, 0.9), 7500);
 }

@@ -1,0 +1,271 @@
+//! Every kernel on every instruction-set path against a triple loop, one
+//! trial per (kernel, path): a path this CPU lacks is reported as ignored,
+//! with the reason, never as passed. The portable path runs everywhere.
+//!
+//! The `f32` oracles use small integers, whose products and sums are exact
+//! in `f32` whatever the summation order, so every path must match them
+//! bit for bit; AVX-512 and AVX2 must also match each other bit for bit on
+//! arbitrary values, as the kernels promise.
+
+use kernels::{GemmScratch, Isa, MatMut, MatRef, Rows};
+use libtest_mimic::{Arguments, Failed, Trial};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+/// Small integers in -4..=4.
+fn ints(len: usize, seed: u64) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i as u64 * 2_654_435_761 + seed * 40_503) % 9) as f32 - 4.0)
+        .collect()
+}
+
+/// Values that round: products and sums are inexact in `f32`.
+fn reals(len: usize, seed: u64) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i as u64 + 1) * 2_654_435_761 + seed * 40_503) % 10_007) as f32 / 3_001.0 - 1.7)
+        .collect()
+}
+
+/// The packed GEMM's cases: every transpose of A and B, C row- or
+/// column-major, beta 0 (old C NaN), 1 and -2, and sizes across the
+/// tiles' edges and the blocks' (`KC` = 256 deep, `MC` = 144 rows).
+fn gemm_case() -> impl Strategy<Value = (usize, usize, usize, bool, bool, bool, f32, u64)> {
+    (
+        prop_oneof![1usize..30, 140usize..300],
+        prop_oneof![0usize..20, 250usize..530],
+        prop_oneof![1usize..70, 4070usize..4130],
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![Just(0.0f32), Just(1.0), Just(-2.0)],
+        0u64..1000,
+    )
+        // Keep the work of one case small: big m, k and n never all at once.
+        .prop_filter("small enough", |&(m, k, n, ..)| m * k * n <= 3_000_000)
+}
+
+/// `alpha A B + beta C` on `isa`, A, B and C stored as the flags say.
+#[allow(clippy::too_many_arguments)]
+fn gemm_on(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    ccols: bool,
+    beta: f32,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
+    let am = if ta {
+        MatRef::row_major(a, k, m).t()
+    } else {
+        MatRef::row_major(a, m, k)
+    };
+    let bm = if tb {
+        MatRef::row_major(b, n, k).t()
+    } else {
+        MatRef::row_major(b, k, n)
+    };
+    let cm = if ccols {
+        MatMut::new(c, m, n, 1, m)
+    } else {
+        MatMut::row_major(c, m, n)
+    };
+    isa.gemm_with(&mut GemmScratch::default(), 2.0, am, bm, beta, cm);
+}
+
+fn gemm_matches_triple_loop(isa: Isa) -> Result<(), Failed> {
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&gemm_case(), |(m, k, n, ta, tb, ccols, beta, seed)| {
+            let (a, b) = (ints(m * k, seed), ints(k * n, seed + 1));
+            let ael = |i: usize, p: usize| if ta { a[p * m + i] } else { a[i * k + p] };
+            let bel = |p: usize, j: usize| if tb { b[j * k + p] } else { b[p * n + j] };
+            let old = ints(m * n, seed + 2);
+            let mut c: Vec<f32> = if beta == 0.0 {
+                vec![f32::NAN; m * n]
+            } else {
+                old.clone()
+            };
+            gemm_on(isa, m, k, n, ta, tb, ccols, beta, &a, &b, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let at = if ccols { j * m + i } else { i * n + j };
+                    let sum: f32 = (0..k).map(|p| ael(i, p) * bel(p, j)).sum();
+                    let want = 2.0 * sum + if beta == 0.0 { 0.0 } else { beta * old[at] };
+                    prop_assert_eq!(c[at], want, "element ({}, {})", i, j);
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("{isa}: {e}").into())
+}
+
+/// AVX-512's tile against AVX2's on values that round: the same bits.
+fn gemm_paths_agree(isa: Isa) -> Result<(), Failed> {
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&gemm_case(), |(m, k, n, ta, tb, ccols, beta, seed)| {
+            let (a, b) = (reals(m * k, seed), reals(k * n, seed + 1));
+            let old = reals(m * n, seed + 2);
+            let mut want = old.clone();
+            gemm_on(Isa::Avx2, m, k, n, ta, tb, ccols, beta, &a, &b, &mut want);
+            let mut got = old;
+            gemm_on(isa, m, k, n, ta, tb, ccols, beta, &a, &b, &mut got);
+            let same = got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+            prop_assert!(same, "{} and avx2 differ for {}x{}x{}", isa, m, k, n);
+            Ok(())
+        })
+        .map_err(|e| format!("{isa}: {e}").into())
+}
+
+fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+        }
+    }
+    c
+}
+
+/// `gemm_few_rows` in f32 (exact integers) and f64, A read through its
+/// transpose's strides and B's rows stored in reverse order with a gap.
+fn few_rows_matches_triple_loop(isa: Isa) -> Result<(), Failed> {
+    let mut runner = TestRunner::new(Config::with_cases(96));
+    let case = (
+        1usize..15,
+        prop_oneof![0usize..30, 60usize..140],
+        1usize..70,
+        0u64..100,
+    );
+    runner
+        .run(&case, |(m, k, n, seed)| {
+            let (a, b) = (ints(m * k, seed), ints(k * n, seed + 1));
+            let c0 = ints(m * n, seed + 2);
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let mut stored = vec![f32::NAN; k * (n + 1)];
+            let starts: Vec<usize> = (0..k).map(|r| (k - 1 - r) * (n + 1)).collect();
+            for (r, &s) in starts.iter().enumerate() {
+                stored[s..s + n].copy_from_slice(&b[r * n..(r + 1) * n]);
+            }
+            let mut c = c0.clone();
+            isa.gemm_few_rows(
+                MatRef::new(&at, m, k, 1, m),
+                Rows::new(&stored, &starts, n),
+                MatMut::row_major(&mut c, m, n),
+            );
+            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+            let want = naive(&wide(&a), &wide(&b), m, k, n);
+            for i in 0..m * n {
+                prop_assert_eq!(f64::from(c[i]), f64::from(c0[i]) + want[i], "element {}", i);
+            }
+            // f64, values that round: within 1e-9 of the loop.
+            let (a, b) = (wide(&reals(m * k, seed)), wide(&reals(k * n, seed + 1)));
+            let mut c = vec![0.0f64; m * n];
+            let starts: Vec<usize> = (0..k).map(|r| r * n).collect();
+            isa.gemm_few_rows(
+                MatRef::row_major(&a, m, k),
+                Rows::new(&b, &starts, n),
+                MatMut::row_major(&mut c, m, n),
+            );
+            let want = naive(&a, &b, m, k, n);
+            for i in 0..m * n {
+                prop_assert!(
+                    (c[i] - want[i]).abs() < 1e-9,
+                    "f64 element {}: {} vs {}",
+                    i,
+                    c[i],
+                    want[i]
+                );
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("{isa}: {e}").into())
+}
+
+/// `gemm_dots` in f32 (exact integers) and f64, with beta 0 and 1.
+fn dots_match_triple_loop(isa: Isa) -> Result<(), Failed> {
+    let mut runner = TestRunner::new(Config::with_cases(96));
+    let case = (1usize..11, 0usize..300, 1usize..11, 0u64..100, any::<bool>());
+    runner
+        .run(&case, |(m, n, q, seed, add)| {
+            let (a, bt) = (ints(m * n, seed), ints(q * n, seed + 1));
+            let b: Vec<f32> = (0..n * q).map(|i| bt[(i % q) * n + i / q]).collect();
+            let c0 = ints(m * q, seed + 2);
+            let mut c = if add { c0.clone() } else { vec![f32::NAN; m * q] };
+            let starts: Vec<usize> = (0..q).map(|r| r * n).collect();
+            let beta = if add { 1.0 } else { 0.0 };
+            isa.gemm_dots(
+                MatRef::row_major(&a, m, n),
+                Rows::new(&bt, &starts, n),
+                beta,
+                MatMut::row_major(&mut c, m, q),
+            );
+            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+            let want = naive(&wide(&a), &wide(&b), m, n, q);
+            for i in 0..m * q {
+                let want = want[i] + if add { f64::from(c0[i]) } else { 0.0 };
+                prop_assert_eq!(f64::from(c[i]), want, "element {}", i);
+            }
+            let (a, bt) = (wide(&reals(m * n, seed)), wide(&reals(q * n, seed + 1)));
+            let b: Vec<f64> = (0..n * q).map(|i| bt[(i % q) * n + i / q]).collect();
+            let mut c = vec![f64::NAN; m * q];
+            isa.gemm_dots(
+                MatRef::row_major(&a, m, n),
+                Rows::new(&bt, &starts, n),
+                0.0,
+                MatMut::row_major(&mut c, m, q),
+            );
+            let want = naive(&a, &b, m, n, q);
+            for i in 0..m * q {
+                prop_assert!(
+                    (c[i] - want[i]).abs() < 1e-9,
+                    "f64 element {}: {} vs {}",
+                    i,
+                    c[i],
+                    want[i]
+                );
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("{isa}: {e}").into())
+}
+
+/// A kernel's test, run on one path.
+type PathTest = fn(Isa) -> Result<(), Failed>;
+
+fn main() {
+    let args = Arguments::from_args();
+    let kernels: [(&str, PathTest); 3] = [
+        ("gemm_matches_triple_loop", gemm_matches_triple_loop),
+        ("few_rows_matches_triple_loop", few_rows_matches_triple_loop),
+        ("dots_match_triple_loop", dots_match_triple_loop),
+    ];
+    let mut trials = Vec::new();
+    for isa in Isa::ALL {
+        let missing = !isa.is_available();
+        let note = |t: Trial| {
+            if missing {
+                t.with_ignored_flag(true)
+                    .with_kind(format!("skipped: this CPU lacks the {isa} instructions"))
+            } else {
+                t
+            }
+        };
+        for (name, test) in kernels {
+            trials.push(note(Trial::test(format!("{isa}/{name}"), move || test(isa))));
+        }
+        if isa == Isa::Avx512 {
+            // Needs AVX2 too, which AVX-512 implies here.
+            trials.push(note(Trial::test(
+                format!("{isa}/gemm_bits_equal_avx2s"),
+                move || gemm_paths_agree(isa),
+            )));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
