@@ -1,7 +1,13 @@
 //! Shapes and inputs shared by the criterion benchmarks in `benches/`, and
-//! the FLOP counts their throughput figures use. Nothing here is timed.
+//! the FLOP counts their throughput figures use; the matrix products the
+//! layers run and the engines that compute them ([`products`]), and the
+//! reference BLAS loaded at run time ([`blas`]). Nothing here is timed.
+
+pub mod blas;
+pub mod products;
 
 use ndarray::{Array4, ArrayD, IxDyn};
+use products::{Engine, Product};
 use rand::{RngExt, SeedableRng};
 use tensor4d::Window;
 
@@ -85,6 +91,12 @@ pub const CONV_CASES: [ConvCase; 3] = [
     },
 ];
 
+/// The instruction set `kernels` runs on in this process, as its
+/// `Isa::active` names it (`avx512`, `avx2` or `portable`).
+pub fn kernels_path() -> &'static str {
+    kernels::Isa::active().name()
+}
+
 /// Seeded uniform input in [0, 1).
 pub fn input(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
@@ -99,7 +111,7 @@ pub fn tensor(shape: &[usize], seed: u64) -> ArrayD<f32> {
 
 /// One benchmark the report knows how to read: its criterion id, the
 /// images one iteration processes, the FLOPs it performs (multiply-adds
-/// counted as two), and the sgemm benchmark of the same shape, if any.
+/// counted as two), and the product it is measured against, if any.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     /// Criterion's full id, e.g. `conv/simple-conv1/forward`.
@@ -108,8 +120,11 @@ pub struct Entry {
     pub images: usize,
     /// FLOPs per iteration counted from the shapes.
     pub flops: u64,
-    /// The sgemm benchmark to compare with.
-    pub sgemm: Option<String>,
+    /// The product whose yardstick row (OpenBLAS's, or `matrixmultiply`'s
+    /// without OpenBLAS) this row's GFLOP/s are a share of.
+    pub against: Option<Product>,
+    /// The engine, when this row is one of `against`'s own rows.
+    pub engine: Option<Engine>,
 }
 
 /// FLOPs of a network's forward pass and of a training step (forward, the
@@ -149,93 +164,72 @@ pub fn model_flops(arch: models::Architecture, batch: usize) -> (u64, u64) {
 /// Every benchmark in `benches/` with its work, for `cargo xtask bench`.
 pub fn catalog() -> Vec<Entry> {
     let mut out = Vec::new();
+    let plain = |id: String, images: usize, flops: u64| Entry {
+        id,
+        images,
+        flops,
+        against: None,
+        engine: None,
+    };
+    let all_products = products::products();
+    let rows_of = |p: &Product| {
+        Engine::ALL.map(|engine| Entry {
+            id: p.id(engine),
+            images: p.images,
+            flops: p.flops,
+            against: Some(p.clone()),
+            engine: Some(engine),
+        })
+    };
     for c in CONV_CASES {
-        let (m, n, k) = c.gemm_mnk();
-        let sgemm = Some(format!("conv/{}/sgemm-same-shape", c.name));
         let images = c.input.0;
-        let entry = |what: &str, flops: u64, sgemm: Option<String>| Entry {
-            id: format!("conv/{}/{what}", c.name),
-            images,
-            flops,
-            sgemm,
-        };
+        let group = format!("conv/{}", c.name);
+        let product = all_products
+            .iter()
+            .find(|p| p.group == group)
+            .unwrap_or_else(|| unreachable!("every convolution has its product"));
         for method in ["", "chapter/"] {
-            out.push(entry(
-                &format!("{method}forward"),
-                c.forward_flops(),
-                sgemm.clone(),
-            ));
-            out.push(entry(
-                &format!("{method}backward"),
-                2 * c.forward_flops(),
-                sgemm.clone(),
-            ));
+            for (pass, flops) in [
+                ("forward", c.forward_flops()),
+                ("backward", 2 * c.forward_flops()),
+            ] {
+                out.push(Entry {
+                    against: Some(product.clone()),
+                    ..plain(format!("{group}/{method}{pass}"), images, flops)
+                });
+            }
         }
-        out.push(entry("sgemm-same-shape", 2 * (images * m * n * k) as u64, None));
-        out.push(entry(
-            "gemm-same-shape",
-            2 * (images * m * n * k) as u64,
-            sgemm.clone(),
-        ));
+        out.extend(rows_of(product));
         for what in ["im2col", "col2im"] {
-            out.push(Entry {
-                id: format!("conv/{}/{what}", c.name),
-                images,
-                flops: 0,
-                sgemm: None,
-            });
+            out.push(plain(format!("{group}/{what}"), images, 0));
         }
     }
     for what in ["forward", "backward", "chapter/forward", "chapter/backward"] {
-        out.push(Entry {
-            id: format!("pool/max2x2-100x30x24x24/{what}"),
-            images: 100,
-            flops: 0,
-            sgemm: None,
-        });
+        out.push(plain(format!("pool/max2x2-100x30x24x24/{what}"), 100, 0));
     }
-    out.push(Entry {
-        id: "affine/4320x100-batch100/forward".into(),
-        images: 100,
-        flops: 2 * 100 * 4320 * 100,
-        sgemm: None,
-    });
-    out.push(Entry {
-        id: "affine/4320x100-batch100/backward".into(),
-        images: 100,
-        flops: 4 * 100 * 4320 * 100,
-        sgemm: None,
-    });
+    out.push(plain(
+        "affine/4320x100-batch100/forward".into(),
+        100,
+        2 * 100 * 4320 * 100,
+    ));
+    out.push(plain(
+        "affine/4320x100-batch100/backward".into(),
+        100,
+        4 * 100 * 4320 * 100,
+    ));
+    for p in all_products.iter().filter(|p| p.group.starts_with("product/")) {
+        out.extend(rows_of(p));
+    }
     let (fwd100, step100) = model_flops(models::Architecture::SimpleConvNet, 100);
     for (what, flops) in [("train-step-batch100", step100), ("inference-batch100", fwd100)] {
-        out.push(Entry {
-            id: format!("model/simple-conv-net/chapter/{what}"),
-            images: 100,
-            flops,
-            sgemm: None,
-        });
+        out.push(plain(format!("model/simple-conv-net/chapter/{what}"), 100, flops));
     }
     for arch in models::Architecture::ALL {
         let (fwd100, step100) = model_flops(arch, 100);
         let (fwd1, _) = model_flops(arch, 1);
-        out.push(Entry {
-            id: format!("model/{arch}/train-step-batch100"),
-            images: 100,
-            flops: step100,
-            sgemm: None,
-        });
-        out.push(Entry {
-            id: format!("model/{arch}/inference-batch100"),
-            images: 100,
-            flops: fwd100,
-            sgemm: None,
-        });
-        out.push(Entry {
-            id: format!("model/{arch}/inference-batch1"),
-            images: 1,
-            flops: fwd1,
-            sgemm: None,
-        });
+        out.push(plain(format!("model/{arch}/train-step-batch100"), 100, step100));
+        out.push(plain(format!("model/{arch}/inference-batch100"), 100, fwd100));
+        out.push(plain(format!("model/{arch}/inference-batch1"), 1, fwd1));
     }
     out
 }

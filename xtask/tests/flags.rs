@@ -75,6 +75,9 @@ fn other_commands_refuse_what_would_check_nothing() {
         !ok && stderr.contains("max_coords must be at least 1"),
         "{stderr}"
     );
+    // Refused before cargo bench starts: no benchmark runs on zero threads.
+    let (ok, stderr) = run(&["bench", "--quick", "--threads", "0"]);
+    assert!(!ok && stderr.contains("--threads 0: at least 1"), "{stderr}");
     let (ok, stderr) = run(&["fuzz", "--target", "typo", "--cases", "1"]);
     assert!(
         !ok && stderr.contains("--target \"typo\": no such target"),

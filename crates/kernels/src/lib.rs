@@ -206,7 +206,11 @@ fn halves_512_bit_operations() -> bool {
         let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1).eax) };
         let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6E65, 0x444D_4163);
         let base = (signature >> 8) & 0xf;
-        let family = if base == 0xf { base + ((signature >> 20) & 0xff) } else { base };
+        let family = if base == 0xf {
+            base + ((signature >> 20) & 0xff)
+        } else {
+            base
+        };
         amd && family == 0x19
     }
     #[cfg(not(target_arch = "x86_64"))]

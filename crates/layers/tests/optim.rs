@@ -173,7 +173,11 @@ fn state_never_subnormal<T: Float>(opt: &mut dyn Optimizer<T>, zero_steps: usize
         }
         assert!(w.p.iter().all(|p| p.is_finite()));
     }
-    assert!(seen_nonzero > 0, "{}: the state never held anything", opt.describe());
+    assert!(
+        seen_nonzero > 0,
+        "{}: the state never held anything",
+        opt.describe()
+    );
     assert!(
         last_nonzero + 1 < zero_steps,
         "{}: the state had not decayed to zero after {zero_steps} steps, so the test saw no crossing",
