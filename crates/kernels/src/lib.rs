@@ -33,6 +33,7 @@
 //! assert_eq!(c, [14.0, 32.0, 32.0, 77.0]);
 //! ```
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 mod gemm;
@@ -84,20 +85,25 @@ impl Isa {
     /// Every path, best first.
     pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
 
-    /// The fastest path for this CPU (checked per call, cheaply: the
-    /// standard library caches the CPU's features). That is the best it
+    /// The fastest path for this CPU, decided on the first call. That is
+    /// the best it
     /// has, but for AVX-512 on AMD's Zen 4 (family 19h), which runs each
     /// 512-bit operation as two 256-bit halves: there the AVX-512 kernels
     /// were measured no faster than the AVX2 ones, so AVX2 it is. The
     /// two give the same bits, so the choice changes speed alone.
     pub fn detect() -> Isa {
-        if Isa::Avx512.is_available() && !halves_512_bit_operations() {
-            Isa::Avx512
-        } else if Isa::Avx2.is_available() {
-            Isa::Avx2
-        } else {
-            Isa::Portable
-        }
+        // CPUID is slow (a hypervisor may trap it), and entry points ask
+        // on every call: decide once.
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            if Isa::Avx512.is_available() && !halves_512_bit_operations() {
+                Isa::Avx512
+            } else if Isa::Avx2.is_available() {
+                Isa::Avx2
+            } else {
+                Isa::Portable
+            }
+        })
     }
 
     /// The path of every entry point that takes no `Isa`: the one last

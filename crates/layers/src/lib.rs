@@ -73,6 +73,7 @@ pub use dropout::Dropout;
 pub use init::Init;
 pub use lrn::Lrn;
 pub use optim::{AdaGrad, Adam, Momentum, Optimizer, OptimizerSpec, OptimizerState, Sgd};
+pub use par::in_pool;
 pub use pooling::{PoolKind, PoolMethod, Pooling};
 pub use softmax::SoftmaxWithLoss;
 pub use tensor4d::{Float, ShapeError, Window};

@@ -6,6 +6,25 @@ use kernels::{GemmScratch, MatMut, MatRef, TILE_COLS, gemm_view_with, gemm_with}
 use rayon::prelude::*;
 use tensor4d::{Float, grow};
 
+/// Runs `f` on a thread of rayon's pool (at once, if this is one): each
+/// parallel loop of the layers inside it then starts from a worker, rather
+/// than handing its work over from an outside thread and waiting for it
+/// to come back, once per layer and pass. Wrap a sequence of passes in it,
+/// as `models`' networks do around each forward and backward. Scheduling
+/// only: every sum runs as before, so the bits are the same.
+///
+/// ```
+/// let n = layers::in_pool(|| rayon::current_thread_index().is_some());
+/// assert!(n);
+/// ```
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
 /// Items per part when `n` items are shared among rayon's threads.
 pub(crate) fn per_part(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1))).max(1)

@@ -269,14 +269,16 @@ impl<T: Float> Network<T> {
     /// The first layer computes its parameter gradients alone: nothing lies
     /// below it to take an input gradient. Returns the loss.
     pub fn gradient(&mut self, x: ArrayViewD<'_, T>, labels: &[usize]) -> Result<T, Error> {
-        let loss = self.loss(x, labels)?;
-        let mut d = self.loss.backward().map_err(Error::Loss)?.view();
-        let (first, rest) = self.slots.split_first_mut().ok_or(Error::NoLayers)?;
-        for slot in rest.iter_mut().rev() {
-            d = slot.layer.backward(d).map_err(|e| at(&slot.label, e))?.view();
-        }
-        first.layer.backward_params(d).map_err(|e| at(&first.label, e))?;
-        Ok(loss)
+        layers::in_pool(|| {
+            let loss = self.loss(x, labels)?;
+            let mut d = self.loss.backward().map_err(Error::Loss)?.view();
+            let (first, rest) = self.slots.split_first_mut().ok_or(Error::NoLayers)?;
+            for slot in rest.iter_mut().rev() {
+                d = slot.layer.backward(d).map_err(|e| at(&slot.label, e))?.view();
+            }
+            first.layer.backward_params(d).map_err(|e| at(&first.label, e))?;
+            Ok(loss)
+        })
     }
 
     /// The predicted class of each image in `x`.

@@ -209,13 +209,18 @@ pub fn train<T: Float>(
             x.copy_batch(chunk, batch.view_mut());
             batch_labels.clear();
             batch_labels.extend(chunk.iter().map(|&i| labels[i]));
-            let loss = net.gradient(batch.view().into_dyn(), &batch_labels)?.as_f64();
-            if !loss.is_finite() {
-                return Err(Error::NonFinite { epoch, step, loss });
-            }
-            optimizer
-                .step(net as &mut dyn Parameters<T>)
-                .map_err(Error::Optimizer)?;
+            // The step's passes and the update, all from inside the pool.
+            let (x, labels) = (batch.view().into_dyn(), &batch_labels);
+            let loss = layers::in_pool(|| {
+                let loss = net.gradient(x, labels)?.as_f64();
+                if !loss.is_finite() {
+                    return Err(Error::NonFinite { epoch, step, loss });
+                }
+                optimizer
+                    .step(net as &mut dyn Parameters<T>)
+                    .map_err(Error::Optimizer)?;
+                Ok(loss)
+            })?;
             loss_sum += loss;
             let done = ((step - skip - 1) * config.batch_size + chunk.len()) as f64;
             let event = Event::Step {
