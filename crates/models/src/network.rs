@@ -242,7 +242,14 @@ impl<T: Float> Network<T> {
     /// Class scores `(N, classes)` for a batch `x` of shape `(N, C, H, W)`.
     pub fn predict(&mut self, x: ArrayViewD<'_, T>, mode: Mode) -> Result<&ArrayD<T>, Error> {
         self.check_input(x.shape())?;
-        forward_all(&mut self.slots, x, mode)
+        let slots = &mut self.slots;
+        // A single image rarely splits a loop among threads: handing it to
+        // the pool would cost more than it saves.
+        if x.shape()[0] > 1 {
+            layers::in_pool(move || forward_all(slots, x, mode))
+        } else {
+            forward_all(slots, x, mode)
+        }
     }
 
     /// The output of the layer labelled `label` (`conv1`, `relu1`, ...) for
