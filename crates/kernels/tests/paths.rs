@@ -10,7 +10,7 @@
 use kernels::{GemmScratch, Isa, MatMut, MatRef, Rows};
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// Small integers in -4..=4.
 fn ints(len: usize, seed: u64) -> Vec<f32> {
@@ -122,6 +122,19 @@ fn gemm_paths_agree(isa: Isa) -> Result<(), Failed> {
         .map_err(|e| format!("{isa}: {e}").into())
 }
 
+/// `v` in f64.
+fn wide(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// Every element of `got` within 1e-9 of `want`'s.
+fn within_1e9(got: &[f64], want: &[f64]) -> Result<(), TestCaseError> {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        prop_assert!((g - w).abs() < 1e-9, "f64 element {}: {} vs {}", i, g, w);
+    }
+    Ok(())
+}
+
 fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
     let mut c = vec![0.0; m * n];
     for i in 0..m {
@@ -158,7 +171,6 @@ fn few_rows_matches_triple_loop(isa: Isa) -> Result<(), Failed> {
                 Rows::new(&stored, &starts, n),
                 MatMut::row_major(&mut c, m, n),
             );
-            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
             let want = naive(&wide(&a), &wide(&b), m, k, n);
             for i in 0..m * n {
                 prop_assert_eq!(f64::from(c[i]), f64::from(c0[i]) + want[i], "element {}", i);
@@ -173,15 +185,7 @@ fn few_rows_matches_triple_loop(isa: Isa) -> Result<(), Failed> {
                 MatMut::row_major(&mut c, m, n),
             );
             let want = naive(&a, &b, m, k, n);
-            for i in 0..m * n {
-                prop_assert!(
-                    (c[i] - want[i]).abs() < 1e-9,
-                    "f64 element {}: {} vs {}",
-                    i,
-                    c[i],
-                    want[i]
-                );
-            }
+            within_1e9(&c, &want)?;
             Ok(())
         })
         .map_err(|e| format!("{isa}: {e}").into())
@@ -205,7 +209,6 @@ fn dots_match_triple_loop(isa: Isa) -> Result<(), Failed> {
                 beta,
                 MatMut::row_major(&mut c, m, q),
             );
-            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
             let want = naive(&wide(&a), &wide(&b), m, n, q);
             for i in 0..m * q {
                 let want = want[i] + if add { f64::from(c0[i]) } else { 0.0 };
@@ -221,15 +224,7 @@ fn dots_match_triple_loop(isa: Isa) -> Result<(), Failed> {
                 MatMut::row_major(&mut c, m, q),
             );
             let want = naive(&a, &b, m, n, q);
-            for i in 0..m * q {
-                prop_assert!(
-                    (c[i] - want[i]).abs() < 1e-9,
-                    "f64 element {}: {} vs {}",
-                    i,
-                    c[i],
-                    want[i]
-                );
-            }
+            within_1e9(&c, &want)?;
             Ok(())
         })
         .map_err(|e| format!("{isa}: {e}").into())

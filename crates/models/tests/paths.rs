@@ -7,34 +7,20 @@
 //! `Isa::select` is process-wide, so these trials run one at a time in a
 //! test binary of their own.
 
+mod common;
+
 use kernels::Isa;
-use layers::{Adam, ConvMethod, Optimizer, Parameters};
+use layers::ConvMethod;
 use libtest_mimic::{Arguments, Failed, Trial};
-use models::{Architecture, BuildOptions};
-use ndarray::ArrayD;
+use models::Architecture;
 
 /// The weights and gradients after three Adam steps of `arch` on a fixed
 /// batch, on `isa`.
 fn trained(arch: Architecture, method: ConvMethod, isa: Isa) -> Vec<f32> {
     Isa::select(Some(isa)).unwrap();
-    let options = BuildOptions {
-        conv_method: method,
-        ..BuildOptions::default()
-    };
-    let mut net = arch.build_with::<f32>([1, 28, 28], 10, 7, options).unwrap();
-    let x = ArrayD::from_shape_fn(vec![24, 1, 28, 28], |d| {
-        ((d[0] * 131 + d[2] * 29 + d[3] * 7) % 97) as f32 / 97.0
-    });
-    let labels: Vec<usize> = (0..24).map(|i| (i * 7) % 10).collect();
-    let mut adam = Adam::new(0.001);
-    for _ in 0..3 {
-        net.gradient(x.view(), &labels).unwrap();
-        adam.step(&mut net).unwrap();
-    }
+    let params = common::trained_params(arch, method, 3);
     Isa::select(None).unwrap();
-    let mut out = Vec::new();
-    net.visit_params(&mut |_, v, g| out.extend(v.iter().chain(g.iter())));
-    out
+    params
 }
 
 /// Every network and convolution method on `isa` against the same on AVX2:
