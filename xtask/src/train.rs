@@ -91,6 +91,11 @@ pub struct Args {
     /// Worker threads (default: one per core). Results are the same for any count.
     #[arg(long)]
     threads: Option<usize>,
+    /// The kernels' instruction set: avx512, avx2 or portable [default: the
+    /// fastest for this CPU]. avx512 and avx2 give the same bits; portable
+    /// (no fused multiply-add) rounds differently, as a CPU without FMA does.
+    #[arg(long)]
+    isa: Option<kernels::Isa>,
     /// Directory for model.safetensors, checkpoint.safetensors, metrics.csv,
     /// curves.png and the filter pictures.
     #[arg(long, default_value = "runs/latest")]
@@ -331,6 +336,9 @@ fn write_metrics(out: &Path, epochs: &[models::EpochMetrics]) -> Result<()> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(isa) = args.isa {
+        kernels::Isa::select(Some(isa)).map_err(|e| anyhow::anyhow!("--isa {isa}: {e}"))?;
+    }
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -410,7 +418,7 @@ pub fn run(args: Args) -> Result<()> {
     // Every flag checked before anything is written to --out.
     check_run(&config, args.lr, data.train.len(), data.test.len())?;
     println!(
-        "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}, {} threads",
+        "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}, {} threads, {} kernels",
         net.name(),
         net.param_count(),
         data.name,
@@ -418,7 +426,8 @@ pub fn run(args: Args) -> Result<()> {
         data.test.len(),
         config.epochs,
         config.batch_size,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        kernels::Isa::active()
     );
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     if args.resume.is_none()

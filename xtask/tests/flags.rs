@@ -52,6 +52,10 @@ fn refused_runs_name_the_flag_and_touch_nothing() {
         ),
         (&["--lr", "NaN"], "--lr NaN: a finite number > 0"),
         (&["--lr=-1"], "--lr -1: a finite number > 0"),
+        (
+            &["--isa", "sse"],
+            "unknown instruction set \"sse\"; expected avx512, avx2 or portable",
+        ),
     ] {
         let mut args = vec!["train", "--out", out_s];
         args.extend_from_slice(flags);
