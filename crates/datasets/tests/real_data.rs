@@ -5,7 +5,8 @@
 //! failure, so a green CI run has always compared with the real files.
 //!
 //! A harness of its own (libtest-mimic) is what lets a test be skipped at
-//! run time: the built-in one decides `#[ignore]` when it is compiled.
+//! run time: the built-in one fixes which tests are ignored when it is
+//! compiled.
 
 use std::path::PathBuf;
 
