@@ -126,10 +126,16 @@ fn yardstick(p: &Product, medians: &HashMap<String, f64>) -> Option<(Engine, Str
         .find_map(|e| medians.get(&p.id(e)).map(|&ns| (e, p.id(e), gflops(p.flops, ns))))
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// Refuses flags the benchmarks could not run with.
+pub fn check(args: &Args) -> Result<()> {
     if args.threads == Some(0) {
         bail!("--threads 0: at least 1");
     }
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    check(&args)?;
     let root = workspace_root();
     // The benches run in their package's directory: a relative path must
     // name the same file there as here.

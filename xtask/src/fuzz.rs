@@ -1,17 +1,25 @@
-//! `cargo xtask fuzz`: a seeded mutation fuzzer for the parsers that read
-//! users' files (IDX, CIFAR-10, checkpoints). Each case is arbitrary bytes
-//! or a valid file mutated (bits flipped, bytes set to boundary values,
-//! header fields set to huge or zero sizes, truncation, insertion, gzip
-//! around it); every parse runs under `catch_unwind`, and any panic fails
-//! the run with the seed and case that reproduce it.
+//! `cargo xtask fuzz`: a seeded fuzzer for the parsers that read users'
+//! files (IDX, CIFAR-10, checkpoints, the `--resume` state). Each case is
+//! arbitrary bytes, a valid file mutated (bits flipped, bytes set to
+//! boundary values, header fields set to huge or zero sizes, truncation,
+//! insertion, gzip around it), or, for the structured targets, a valid
+//! checkpoint whose metadata entries and tensor headers are set to boundary
+//! values. Every parse runs under `catch_unwind` and the counting
+//! allocator: a panic, or a case that has more memory live at once than
+//! its target's bound, fails the run with the seed and case that
+//! reproduce it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
+use ndarray::Array4;
 use rand::{Rng, RngExt, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::alloc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,7 +29,7 @@ pub struct Args {
     /// Seed of the case generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Only this target: idx, cifar10 or checkpoint.
+    /// Only this target: idx, cifar10, checkpoint, checkpoint-fields or resume.
     #[arg(long)]
     target: Option<String>,
 }
@@ -80,6 +88,182 @@ fn mutate(rng: &mut impl Rng, seeds: &[Vec<u8>], gzip_too: bool) -> Vec<u8> {
     v
 }
 
+/// A safetensors file's JSON header and the bytes after it.
+fn split_safetensors(bytes: &[u8]) -> Option<(Value, &[u8])> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = bytes.get(8..8usize.checked_add(n)?)?;
+    Some((serde_json::from_slice(header).ok()?, &bytes[8 + n..]))
+}
+
+fn join_safetensors(header: &Value, data: &[u8]) -> Vec<u8> {
+    let text = header.to_string();
+    let mut v = (text.len() as u64).to_le_bytes().to_vec();
+    v.extend(text.as_bytes());
+    v.extend(data);
+    v
+}
+
+/// Values a metadata entry is set to: numbers at the edges of their types,
+/// shapes that overflow or are empty, names of the right and wrong kind.
+const BOUNDARY_TEXT: &[&str] = &[
+    "",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "10",
+    "100",
+    "4294967295",
+    "4294967296",
+    "18446744073709551615",
+    "18446744073709551616",
+    "4611686018427387904",
+    "3000000000",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e308",
+    "-0",
+    "0.5",
+    " 1",
+    "1,1,1",
+    "0,28,28",
+    "1,0,28",
+    "1,28,28",
+    "3,32,32",
+    "1,65534,65534",
+    "65535,1,1",
+    "4611686018427387904,28,28",
+    "18446744073709551615,18446744073709551615,1",
+    "1,28",
+    "1,28,28,1",
+    "lenet",
+    "simple-conv-net",
+    "alexnet-lite",
+    "adam",
+    "sgd",
+    "momentum",
+    "adagrad",
+    "adam lr=NaN",
+    "sgd lr=1e308",
+    "chapter",
+    "columns",
+    "direct",
+    ";",
+    ",",
+    "1,2,3,4,5,6",
+    "1,NaN,0,0,0,0",
+    "18446744073709551615,0,0,0,0,0",
+    "x",
+];
+
+/// Values a tensor header's sizes are set to.
+const BOUNDARY_SIZES: &[u64] = &[0, 1, 2, 3, 5, 10, 255, 65535, 1 << 31, 1 << 32, 1 << 62, u64::MAX];
+
+const DTYPES: &[&str] = &[
+    "F32", "F64", "F16", "BF16", "I8", "U8", "I64", "U64", "BOOL", "F8_E4M3", "X",
+];
+
+fn pick<'a, T>(rng: &mut impl Rng, items: &'a [T]) -> &'a T {
+    &items[rng.random_range(0..items.len())]
+}
+
+/// A valid checkpoint with one to three of its metadata entries or tensor
+/// headers (dtype, shape, data offsets, name) replaced by boundary values,
+/// removed or added, and now and then its data cut or lengthened.
+fn mutate_fields(rng: &mut impl Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let seed = pick(rng, seeds);
+    let Some((mut header, data)) = split_safetensors(seed) else {
+        return seed.clone();
+    };
+    let Some(map) = header.as_object_mut() else {
+        return seed.clone();
+    };
+    for _ in 0..rng.random_range(1..4) {
+        let tensors: Vec<String> = map.keys().filter(|k| *k != "__metadata__").cloned().collect();
+        if rng.random_bool(0.7) || tensors.is_empty() {
+            let Some(meta) = map.get_mut("__metadata__").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let keys: Vec<String> = meta.keys().cloned().collect();
+            let key = match rng.random_range(0..8) {
+                0 => "train.unexpected".to_string(),
+                _ if keys.is_empty() => continue,
+                _ => pick(rng, &keys).clone(),
+            };
+            match rng.random_range(0..12) {
+                0 => {
+                    meta.remove(&key);
+                }
+                1 => {
+                    // A long value: a parser must not do more than linear work in it.
+                    let unit = *pick(rng, &["9", "1,", "1,1,1,1,1,1;", "\0"]);
+                    meta.insert(key, json!(unit.repeat(rng.random_range(100..20_000))));
+                }
+                _ => {
+                    meta.insert(key, json!(pick(rng, BOUNDARY_TEXT)));
+                }
+            }
+        } else {
+            let name = pick(rng, &tensors).clone();
+            match rng.random_range(0..6) {
+                0 => map[&name]["dtype"] = json!(pick(rng, DTYPES)),
+                1 => {
+                    if let Some(shape) = map[&name]["shape"].as_array_mut().filter(|s| !s.is_empty()) {
+                        let i = rng.random_range(0..shape.len());
+                        shape[i] = json!(pick(rng, BOUNDARY_SIZES));
+                    }
+                }
+                2 => {
+                    if let Some(shape) = map[&name]["shape"].as_array_mut() {
+                        if rng.random_bool(0.5) {
+                            shape.push(json!(pick(rng, BOUNDARY_SIZES)));
+                        } else {
+                            shape.pop();
+                        }
+                    }
+                }
+                3 => {
+                    let len = data.len() as u64;
+                    let v = *pick(
+                        rng,
+                        &[0, 1, len.saturating_sub(1), len, len + 1, 1 << 32, u64::MAX],
+                    );
+                    if let Some(offsets) = map[&name]["data_offsets"].as_array_mut() {
+                        let i = rng
+                            .random_range(0..offsets.len().max(1))
+                            .min(offsets.len().saturating_sub(1));
+                        if let Some(o) = offsets.get_mut(i) {
+                            *o = json!(v);
+                        }
+                    }
+                }
+                4 => {
+                    map.remove(&name);
+                }
+                _ => {
+                    let other = pick(rng, &tensors).clone();
+                    let renamed = match rng.random_range(0..3) {
+                        0 => format!("{name}.extra"),
+                        1 => format!("train.optimizer.{name}"),
+                        _ => other,
+                    };
+                    if let Some(t) = map.remove(&name) {
+                        map.insert(renamed, t);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = join_safetensors(&header, data);
+    match rng.random_range(0..10) {
+        0 => out.truncate(out.len() - rng.random_range(0..data.len().max(1))),
+        1 => out.extend((0..rng.random_range(1..64)).map(|_| rng.random::<u8>())),
+        _ => {}
+    }
+    out
+}
+
 /// Parses one input; returns a short description of the outcome.
 type Parse = Box<dyn Fn(&[u8]) -> String>;
 
@@ -87,8 +271,55 @@ struct Target {
     name: &'static str,
     seeds: Vec<Vec<u8>>,
     gzip: bool,
+    /// Mutates metadata entries and tensor headers rather than bytes (in
+    /// three cases of four; bytes in the fourth).
+    structured: bool,
+    /// The most bytes a case of this many bytes may have live at once.
+    bound: fn(usize) -> usize,
     /// Parses the bytes; Ok(label of the outcome) or the error's first words.
     run: Parse,
+}
+
+/// The structured targets build networks of at most this many parameters,
+/// so that a case costs milliseconds; the bound below scales with it, as
+/// it would with [`models::MAX_PARAMS`].
+const FUZZ_MAX_PARAMS: usize = 1 << 20;
+
+const MIB: usize = 1 << 20;
+
+/// A network of `p` parameters holds its weights, their gradients and the
+/// initialiser's draws, each `p` floats of 4 bytes; the file is held twice
+/// at most (the bytes and a tensor's values).
+fn checkpoint_bound(len: usize) -> usize {
+    4 * MIB + 3 * len + 4 * 4 * FUZZ_MAX_PARAMS
+}
+
+/// A seed checkpoint of a training run: LeNet after one epoch of Adam on
+/// four blank images, as `cargo xtask train` saves it.
+fn training_seed(path: &std::path::Path) -> Result<Vec<u8>> {
+    let mut net = models::Architecture::LeNet.build::<f32>([1, 28, 28], 10, 0)?;
+    let mut adam = layers::Adam::new(0.001);
+    let x = Array4::<f32>::zeros((4, 1, 28, 28));
+    let labels = [0, 1, 2, 3];
+    let config = models::TrainConfig {
+        epochs: 1,
+        batch_size: 2,
+        train_eval_samples: 4,
+        eval_batch_size: 2,
+        ..models::TrainConfig::default()
+    };
+    let data = (&x.view() as &dyn models::ImageSource<f32>, &labels[..]);
+    let history = models::train(&mut net, &mut adam, data, data, &config, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let at = models::Resume {
+        epoch: 2,
+        completed: history.epochs,
+        ..models::Resume::default()
+    };
+    let meta = [("dataset".to_string(), "embedded".to_string())];
+    models::checkpoint::save_training(&net, &adam, &config, &at, path, &meta)?;
+    Ok(std::fs::read(path)?)
 }
 
 fn targets() -> Result<Vec<Target>> {
@@ -105,9 +336,12 @@ fn targets() -> Result<Vec<Target>> {
     // A real checkpoint of a small network, saved through the real writer.
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("seed.safetensors");
-    let net = models::Architecture::LeNet.build::<f32>([1, 28, 28], 10, 0)?;
-    models::checkpoint::save(&net, &path)?;
-    let ckpt_seeds = vec![std::fs::read(&path)?];
+    let mut ckpt_seeds = Vec::new();
+    for arch in [models::Architecture::LeNet, models::Architecture::SimpleConvNet] {
+        models::checkpoint::save(&arch.build::<f32>([1, 28, 28], 10, 0)?, &path)?;
+        ckpt_seeds.push(std::fs::read(&path)?);
+    }
+    let resume_seeds = vec![training_seed(&dir.path().join("training.safetensors"))?];
 
     let kind = |r: Result<String, String>| match r {
         Ok(s) => format!("ok {s}"),
@@ -128,11 +362,21 @@ fn targets() -> Result<Vec<Target>> {
             format!("error: {}", words.join(" "))
         }
     };
+    // What `checkpoint::load` does after reading the file.
+    let load_model = move |b: &[u8]| {
+        let path = std::path::Path::new("fuzz.safetensors");
+        let loaded = models::checkpoint::load_bytes_within::<f32>(b.to_vec(), path, FUZZ_MAX_PARAMS)
+            .map(|net| net.name().to_string());
+        kind(loaded.map_err(|e| e.to_string()))
+    };
     Ok(vec![
         Target {
             name: "idx",
             seeds: idx_seeds,
             gzip: true,
+            structured: false,
+            // The gzip reader reserves up to deflate's 1032:1 expansion.
+            bound: |len| 4 * MIB + 2 * 1032 * len,
             run: Box::new(move |b| {
                 kind(
                     datasets::maybe_gunzip(b.to_vec(), "fuzz")
@@ -151,6 +395,8 @@ fn targets() -> Result<Vec<Target>> {
             name: "cifar10",
             seeds: cifar_seeds,
             gzip: false,
+            structured: false,
+            bound: |len| 4 * MIB + 3 * len,
             run: Box::new(move |b| {
                 kind(
                     datasets::parse_cifar10(b, "fuzz")
@@ -161,36 +407,65 @@ fn targets() -> Result<Vec<Target>> {
         },
         Target {
             name: "checkpoint",
+            seeds: ckpt_seeds.clone(),
+            gzip: false,
+            structured: false,
+            bound: checkpoint_bound,
+            run: Box::new(load_model),
+        },
+        Target {
+            name: "checkpoint-fields",
             seeds: ckpt_seeds,
             gzip: false,
+            structured: true,
+            bound: checkpoint_bound,
+            run: Box::new(load_model),
+        },
+        Target {
+            name: "resume",
+            seeds: resume_seeds,
+            gzip: false,
+            structured: true,
+            bound: checkpoint_bound,
             run: Box::new(move |b| {
-                // What `checkpoint::load` does after reading the file.
+                // What `cargo xtask train --resume` does after reading the file.
                 let path = std::path::Path::new("fuzz.safetensors");
                 let loaded =
-                    models::checkpoint::load_bytes::<f32>(b.to_vec(), path).map(|net| net.name().to_string());
+                    models::checkpoint::load_training_bytes::<f32>(b.to_vec(), path, FUZZ_MAX_PARAMS)
+                        .map(|t| format!("{} epoch {}", t.net.name(), t.config.start.epoch.min(3)));
                 kind(loaded.map_err(|e| e.to_string()))
             }),
         },
     ])
 }
 
-pub fn run(args: Args) -> Result<()> {
-    // A panic is what we are looking for: keep the default hook from
-    // printing a backtrace for each one; they are reported below.
-    let targets = targets()?;
-    if let Some(t) = args
-        .target
-        .as_deref()
-        .filter(|t| !targets.iter().any(|x| x.name == *t))
-    {
-        let names: Vec<&str> = targets.iter().map(|x| x.name).collect();
+const TARGETS: [&str; 5] = ["idx", "cifar10", "checkpoint", "checkpoint-fields", "resume"];
+
+/// Refuses a run that would check nothing: an unknown target, no cases.
+pub fn check(args: &Args) -> Result<()> {
+    if let Some(t) = args.target.as_deref().filter(|t| !TARGETS.contains(t)) {
         bail!(
             "--target {t:?}: no such target; expected one of {}",
-            names.join(", ")
+            TARGETS.join(", ")
         );
     }
+    ensure!(args.cases > 0, "--cases 0: at least 1");
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    check(&args)?;
+    let targets = targets()?;
+    debug_assert!(targets.iter().map(|t| t.name).eq(TARGETS));
+    ensure!(
+        alloc::counting(),
+        "the counting allocator is not installed: run the fuzzer through the xtask binary"
+    );
+    // A panic is what we are looking for: keep the default hook from
+    // printing a backtrace for each one; they are reported below.
     std::panic::set_hook(Box::new(|_| {}));
     let mut panics = 0;
+    let mut over = 0;
     for target in targets {
         if args.target.as_deref().is_some_and(|t| t != target.name) {
             continue;
@@ -198,9 +473,30 @@ pub fn run(args: Args) -> Result<()> {
         let started = Instant::now();
         let mut rng = rand_pcg::Pcg64::seed_from_u64(args.seed);
         let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        // The case that came nearest its bound: (share of it, case, bytes).
+        let mut nearest = (0.0f64, 0, 0);
         for case in 0..args.cases {
-            let input = mutate(&mut rng, &target.seeds, target.gzip);
-            match catch_unwind(AssertUnwindSafe(|| (target.run)(&input))) {
+            let input = if target.structured && rng.random_range(0..4) > 0 {
+                mutate_fields(&mut rng, &target.seeds)
+            } else {
+                mutate(&mut rng, &target.seeds, target.gzip)
+            };
+            let (result, peak) =
+                alloc::peak_during(|| catch_unwind(AssertUnwindSafe(|| (target.run)(&input))));
+            let bound = (target.bound)(input.len());
+            if peak as f64 / bound as f64 > nearest.0 {
+                nearest = (peak as f64 / bound as f64, case, peak);
+            }
+            if peak > bound {
+                over += 1;
+                eprintln!(
+                    "OVER BOUND: target {} case {case} (seed {}), {} bytes in, {peak} bytes live at once, bound {bound}",
+                    target.name,
+                    args.seed,
+                    input.len()
+                );
+            }
+            match result {
                 Ok(outcome) => *outcomes.entry(outcome).or_default() += 1,
                 Err(_) => {
                     panics += 1;
@@ -215,15 +511,22 @@ pub fn run(args: Args) -> Result<()> {
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "{}: {} cases in {secs:.1} s ({:.0}/s), no panic{}",
+            "{}: {} cases in {secs:.1} s ({:.0}/s), no panic{}; most memory live at once {:.1} MiB (case {}), {:.0}% of its bound",
             target.name,
             args.cases,
             args.cases as f64 / secs,
-            if panics > 0 { " -- except those above" } else { "" }
+            if panics + over > 0 {
+                " or overrun but those above"
+            } else {
+                ""
+            },
+            nearest.2 as f64 / MIB as f64,
+            nearest.1,
+            100.0 * nearest.0
         );
         let mut sorted: Vec<_> = outcomes.into_iter().collect();
         sorted.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
-        for (outcome, n) in sorted.iter().take(10) {
+        for (outcome, n) in sorted.iter().take(4) {
             println!("  {n:>9}  {outcome}");
         }
         if sorted.len() > 10 {
@@ -231,8 +534,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let _ = std::panic::take_hook();
-    if panics > 0 {
-        bail!("{panics} case(s) panicked");
+    if panics + over > 0 {
+        bail!("{panics} case(s) panicked, {over} overran their memory bound");
     }
     Ok(())
 }

@@ -65,11 +65,16 @@ fn kind(layer: &dyn Layer<f64>) -> String {
         .to_lowercase()
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// The checks' settings, once the flags are known to check something: a
+/// NaN tolerance would pass every check.
+pub fn settings(args: &Args) -> Result<Settings> {
     if let Some(l) = &args.layer
         && !LAYER_KINDS.contains(&l.as_str())
     {
-        bail!("unknown layer {l:?}; expected one of {}", LAYER_KINDS.join(", "));
+        bail!(
+            "--layer {l:?}: no such layer; expected one of {}",
+            LAYER_KINDS.join(", ")
+        );
     }
     let settings = Settings {
         eps: args.eps,
@@ -78,10 +83,14 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         ..Settings::default()
     };
-    // Before anything runs: a NaN tolerance would pass every check.
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("--eps/--tol/--coords: {e}"))?;
+    Ok(settings)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let settings = settings(&args)?;
     let started = Instant::now();
     let want_layers = args.layer.is_some() || args.model.is_none();
     let want_models = args.model.is_some() || args.layer.is_none();

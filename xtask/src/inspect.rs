@@ -6,6 +6,8 @@ use anyhow::{Context, Result, ensure};
 use models::{Network, checkpoint};
 use ndarray::{Axis, s};
 
+use datasets::Dataset;
+
 use crate::{pictures, train::load_dataset};
 
 #[derive(clap::Args)]
@@ -20,23 +22,33 @@ pub struct EvalArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// Test accuracy and the confusion matrix (rows: true class, columns: predicted).
-pub fn eval(args: EvalArgs) -> Result<()> {
-    let mut net: Network<f32> = checkpoint::load(&args.checkpoint)?;
+/// The network and the data set `eval` would use, once both are read and
+/// known to fit each other.
+pub fn prepare_eval(args: &EvalArgs) -> Result<(Network<f32>, Dataset)> {
+    let net: Network<f32> = checkpoint::load(&args.checkpoint)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     ensure!(
         !data.test.is_empty(),
         "--dataset {}: the test split has no images to evaluate on",
         args.dataset
     );
-    let x = data.test.images::<f32>();
-    let labels = data.test.labels_usize();
     let k = data.classes.len();
     ensure!(
         net.classes() == k,
-        "the model has {} classes, the dataset {k}",
-        net.classes()
+        "--checkpoint {}: the model has {} classes, --dataset {} has {k}",
+        args.checkpoint.display(),
+        net.classes(),
+        args.dataset
     );
+    Ok((net, data))
+}
+
+/// Test accuracy and the confusion matrix (rows: true class, columns: predicted).
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let (mut net, data) = prepare_eval(&args)?;
+    let x = data.test.images::<f32>();
+    let labels = data.test.labels_usize();
+    let k = data.classes.len();
     let mut confusion = vec![vec![0usize; k]; k];
     for start in (0..labels.len()).step_by(500) {
         let end = (start + 500).min(labels.len());
@@ -90,15 +102,30 @@ pub struct FeaturesArgs {
 }
 
 /// Saves the first convolution's response maps for one test image (section 7.6.2).
-pub fn features(args: FeaturesArgs) -> Result<()> {
-    let mut net: Network<f32> = checkpoint::load(&args.checkpoint)?;
+/// The network and the data set `features` would use, once both are read
+/// and the image is known to be there.
+pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset)> {
+    let net: Network<f32> = checkpoint::load(&args.checkpoint)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     ensure!(
         args.image < data.test.len(),
-        "--image {} but the test set has {} images",
+        "--image {}: the test set has {} images",
         args.image,
         data.test.len()
     );
+    ensure!(
+        net.input_shape() == data.input_shape(),
+        "--checkpoint {}: the model takes images of {:?}, --dataset {} has {:?}",
+        args.checkpoint.display(),
+        net.input_shape(),
+        args.dataset,
+        data.input_shape()
+    );
+    Ok((net, data))
+}
+
+pub fn features(args: FeaturesArgs) -> Result<()> {
+    let (mut net, data) = prepare_features(&args)?;
     let x = data.test.images::<f32>();
     let one = x.slice(s![args.image..args.image + 1, .., .., ..]).into_dyn();
     let (label, what) = net

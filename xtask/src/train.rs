@@ -110,17 +110,22 @@ pub struct Args {
 
 /// Refuses a run that could not train or would overwrite `--out` with
 /// nothing learned, naming the flag, what it must be and what it is.
-fn check_run(config: &TrainConfig, lr: f64, train: usize, test: usize) -> Result<()> {
+fn check_run(args: &Args, config: &TrainConfig, train: usize, test: usize) -> Result<()> {
     let done = config.start.epoch.saturating_sub(1);
     if config.epochs <= done {
-        match done {
-            0 => bail!("--epochs {}: at least 1", config.epochs),
+        match (done, &args.resume) {
+            (0, _) => bail!("--epochs {}: at least 1", config.epochs),
+            (_, Some(path)) if args.epochs.is_none() => bail!(
+                "--resume {}: the run has completed all its {done} epochs; ask for more with --epochs",
+                path.display()
+            ),
             _ => bail!(
                 "--epochs {}: the run being resumed has completed {done}; ask for more",
                 config.epochs
             ),
         }
     }
+    let lr = args.lr;
     if config.batch_size == 0 || config.batch_size > train {
         bail!(
             "--batch-size {}: between 1 and the {train} training images",
@@ -231,7 +236,9 @@ pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<datasets::Dat
             datasets::load_idx_dir(Path::new(path), path, &datasets::MNIST_CLASSES)?
         }
         other => {
-            bail!("unknown dataset {other:?}: use embedded, mnist, fashion-mnist, cifar10 or a directory")
+            bail!(
+                "--dataset {other:?}: no such data set or directory; use embedded, mnist, fashion-mnist, cifar10 or a directory"
+            )
         }
     })
 }
@@ -335,26 +342,27 @@ fn write_metrics(out: &Path, epochs: &[models::EpochMetrics]) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: Args) -> Result<()> {
-    if let Some(isa) = args.isa {
-        kernels::Isa::select(Some(isa)).map_err(|e| anyhow::anyhow!("--isa {isa}: {e}"))?;
-    }
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-            .context("setting the number of threads")?;
-    }
-    // The first Ctrl-C asks for a clean stop; a second one stops at once.
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step (Ctrl-C again to quit without saving)");
-    })
-    .context("installing the Ctrl-C handler")?;
+/// A run with every flag checked and its network, optimizer, configuration
+/// and data in hand; nothing written yet.
+pub struct Prepared {
+    net: Network<f32>,
+    opt: Box<dyn Optimizer<f32>>,
+    config: TrainConfig,
+    dataset: String,
+    data_dir: Option<PathBuf>,
+    data: datasets::Dataset,
+}
 
-    let (mut net, mut opt, mut config, dataset, data_dir) = match &args.resume {
+/// Checks every flag, reads the data (and the checkpoint to resume), builds
+/// the network: everything `run` does before it writes to `--out`.
+pub fn prepare(args: &Args) -> Result<Prepared> {
+    if args.threads == Some(0) {
+        bail!("--threads 0: at least 1");
+    }
+    if let Some(isa) = args.isa.filter(|i| !i.is_available()) {
+        bail!("--isa {isa}: {}", kernels::Unavailable(isa));
+    }
+    let (net, opt, mut config, dataset, data_dir) = match &args.resume {
         Some(path) => {
             let t = checkpoint::load_training::<f32>(path)?;
             if let Some(m) = args.conv_method.filter(|&m| m != t.net.conv_method()) {
@@ -373,20 +381,7 @@ pub fn run(args: Args) -> Result<()> {
                 .data_dir
                 .clone()
                 .or_else(|| t.metadata.get(META_DATA_DIR).map(PathBuf::from));
-            let mut config = t.config;
-            if let Some(e) = args.epochs {
-                config.epochs = e;
-            }
-            println!(
-                "resuming {} on {dataset} at epoch {} step {} ({}, batch {}, seed {})",
-                t.net.name(),
-                config.start.epoch,
-                config.start.step,
-                t.optimizer.describe(),
-                config.batch_size,
-                config.seed
-            );
-            (t.net, t.optimizer, config, dataset, data_dir)
+            (t.net, t.optimizer, t.config, dataset, data_dir)
         }
         None => {
             let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
@@ -394,12 +389,13 @@ pub fn run(args: Args) -> Result<()> {
                 init: args.init.init(),
                 conv_method: args.conv_method.unwrap_or_default(),
                 pool_method: args.pool_method,
+                ..BuildOptions::default()
             };
             let net =
                 args.model
                     .build_with::<f32>(data.input_shape(), data.classes.len(), args.seed, options)?;
             let config = TrainConfig {
-                epochs: args.epochs.unwrap_or(10),
+                epochs: 10,
                 batch_size: args.batch_size,
                 seed: args.seed,
                 eval_batch_size: args.batch_size,
@@ -414,9 +410,60 @@ pub fn run(args: Args) -> Result<()> {
             )
         }
     };
+    if let Some(e) = args.epochs {
+        config.epochs = e;
+    }
     let data = load_dataset(&dataset, data_dir.as_deref())?;
+    check_run(args, &config, data.train.len(), data.test.len())?;
+    Ok(Prepared {
+        net,
+        opt,
+        config,
+        dataset,
+        data_dir,
+        data,
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // The pool and the kernels are chosen before anything runs on them.
+    if let Some(isa) = args.isa {
+        kernels::Isa::select(Some(isa)).map_err(|e| anyhow::anyhow!("--isa {isa}: {e}"))?;
+    }
+    if let Some(n) = args.threads.filter(|&n| n > 0) {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the number of threads")?;
+    }
     // Every flag checked before anything is written to --out.
-    check_run(&config, args.lr, data.train.len(), data.test.len())?;
+    let Prepared {
+        mut net,
+        mut opt,
+        mut config,
+        dataset,
+        data_dir,
+        data,
+    } = prepare(&args)?;
+    if args.resume.is_some() {
+        println!(
+            "resuming {} on {dataset} at epoch {} step {} ({}, batch {}, seed {})",
+            net.name(),
+            config.start.epoch,
+            config.start.step,
+            opt.describe(),
+            config.batch_size,
+            config.seed
+        );
+    }
+    // The first Ctrl-C asks for a clean stop; a second one stops at once.
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to quit without saving)");
+    })
+    .context("installing the Ctrl-C handler")?;
     println!(
         "{} ({} parameters) on {}: {} training and {} test images, {} epochs of batch {}, {} threads, {} kernels",
         net.name(),

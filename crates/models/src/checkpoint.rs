@@ -365,14 +365,37 @@ pub fn load<T: Float>(path: &Path) -> Result<Network<T>, Error> {
 /// assert!(e.to_string().contains("x.safetensors"), "{e}");
 /// ```
 pub fn load_bytes<T: Float>(bytes: Vec<u8>, path: &Path) -> Result<Network<T>, Error> {
+    load_bytes_within(bytes, path, crate::MAX_PARAMS)
+}
+
+/// [`load_bytes`] refusing, before anything is built, a network of more
+/// than `max_params` parameters (the metadata decides the network's size,
+/// so this bounds the memory a file can make the reader ask for).
+///
+/// ```
+/// use models::{Architecture, checkpoint};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.safetensors");
+/// checkpoint::save(&Architecture::LeNet.build::<f32>([1, 28, 28], 10, 0)?, &path)?;
+/// let bytes = std::fs::read(&path)?;
+/// assert!(checkpoint::load_bytes_within::<f32>(bytes.clone(), &path, 61_706).is_ok());
+/// let e = checkpoint::load_bytes_within::<f32>(bytes, &path, 60_000).err().expect("too large");
+/// assert!(e.to_string().contains("limit of 60000 parameters"), "{e}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load_bytes_within<T: Float>(
+    bytes: Vec<u8>,
+    path: &Path,
+    max_params: usize,
+) -> Result<Network<T>, Error> {
     let contents = Contents::from_bytes(bytes, path)?;
-    let mut net = network_for(&contents, path)?;
+    let mut net = network_for(&contents, path, max_params)?;
     load_contents_into(&mut net, &contents, path, STATE_PREFIX)?;
     Ok(net)
 }
 
 /// The (untrained) network a checkpoint's metadata describes.
-fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network<T>, Error> {
+fn network_for<T: Float>(contents: &Contents, path: &Path, max_params: usize) -> Result<Network<T>, Error> {
     let meta = |key: &str| {
         contents
             .metadata
@@ -421,6 +444,7 @@ fn network_for<T: Float>(contents: &Contents, path: &Path) -> Result<Network<T>,
     };
     let options = BuildOptions {
         conv_method,
+        max_params: Some(max_params),
         ..BuildOptions::default()
     };
     arch.build_with([c, h, w], classes, seed, options).map_err(|e| {
@@ -544,8 +568,20 @@ pub struct Training<T: Float> {
 /// Reads a checkpoint written by [`save_training`] and restores the network,
 /// the optimizer and the configuration, ready for [`crate::train`].
 pub fn load_training<T: Float>(path: &Path) -> Result<Training<T>, Error> {
-    let contents = Contents::read(path)?;
-    let mut net = network_for::<T>(&contents, path)?;
+    let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+    load_training_bytes(bytes, path, crate::MAX_PARAMS)
+}
+
+/// [`load_training`] from a checkpoint's bytes (`path` names them in
+/// errors), refusing a network of more than `max_params` parameters as
+/// [`load_bytes_within`] does.
+pub fn load_training_bytes<T: Float>(
+    bytes: Vec<u8>,
+    path: &Path,
+    max_params: usize,
+) -> Result<Training<T>, Error> {
+    let contents = Contents::from_bytes(bytes, path)?;
+    let mut net = network_for::<T>(&contents, path, max_params)?;
     load_contents_into(&mut net, &contents, path, STATE_PREFIX)?;
     let meta = |key: &str| {
         contents

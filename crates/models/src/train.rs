@@ -192,7 +192,8 @@ pub fn train<T: Float>(
 
     let [c, h, w] = x.image_shape();
     let mut batch = Array4::<T>::zeros((0, c, h, w));
-    let mut batch_labels = Vec::with_capacity(config.batch_size);
+    // Never more than the data set: the batch size may come from a file.
+    let mut batch_labels = Vec::with_capacity(config.batch_size.min(n));
 
     for epoch in start.epoch..=config.epochs {
         let order = epoch_order(n, config.seed, epoch);

