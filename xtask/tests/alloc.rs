@@ -33,7 +33,9 @@ fn huge_metadata_is_refused_in_little_memory() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
-    let net = models::Architecture::SimpleConvNet.build::<f32>([1, 28, 28], 10, 0).unwrap();
+    let net = models::Architecture::SimpleConvNet
+        .build::<f32>([1, 28, 28], 10, 0)
+        .unwrap();
     models::checkpoint::save(&net, &path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     // The same file claiming 3e9 classes (12 GB of weights).
@@ -49,5 +51,9 @@ fn huge_metadata_is_refused_in_little_memory() {
     let e = loaded.err().expect("refused");
     assert!(e.to_string().contains("classes \"3000000000\""), "{e}");
     // The file twice and the parsed header, nothing of the network's size.
-    assert!(peak < 4 * file.len() + (1 << 20), "{peak} bytes for a {} byte file", file.len());
+    assert!(
+        peak < 4 * file.len() + (1 << 20),
+        "{peak} bytes for a {} byte file",
+        file.len()
+    );
 }

@@ -86,6 +86,22 @@ fn read_batches(dir: &Path, names: &[String]) -> Result<Split, Error> {
 
 /// Loads CIFAR-10 from a directory holding `data_batch_1.bin` ...
 /// `data_batch_5.bin` and `test_batch.bin` (the "binary version").
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// // One record per file: a label byte, then 3 x 32 x 32 pixel bytes.
+/// let names = (1..=5).map(|i| format!("data_batch_{i}.bin")).chain(["test_batch.bin".into()]);
+/// for (label, name) in names.enumerate() {
+///     let mut record = vec![label as u8];
+///     record.extend(std::iter::repeat_n(label as u8 * 10, 3 * 32 * 32));
+///     std::fs::write(dir.path().join(name), record).unwrap();
+/// }
+/// let cifar = datasets::load_cifar10_dir(dir.path())?;
+/// assert_eq!(cifar.train.pixels().dim(), (5, 3, 32, 32));
+/// assert_eq!(cifar.train.labels(), &[0, 1, 2, 3, 4]);
+/// assert_eq!(cifar.classes[cifar.test.labels()[0] as usize], "dog");
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn load_cifar10_dir(dir: &Path) -> Result<Dataset, Error> {
     for name in (1..=5)
         .map(|i| format!("data_batch_{i}.bin"))

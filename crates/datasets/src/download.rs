@@ -230,6 +230,21 @@ fn fetch(
 /// the first mirror that serves it correctly. Returns the directory, ready
 /// for [`crate::load_idx_dir`]. A mirror that does not answer, or stalls,
 /// within the default [`Timeouts`] is given up for the next.
+///
+/// Not run here, since it needs the network:
+///
+/// ```no_run
+/// use datasets::download::{MNIST, Progress, default_cache_dir, fetch_remote};
+/// let cache = default_cache_dir().expect("HOME or XDG_CACHE_HOME is set");
+/// let dir = fetch_remote(&MNIST, &cache, &mut |p| {
+///     if let Progress::MirrorFailed { url, reason } = p {
+///         eprintln!("{url}: {reason}; trying the next mirror");
+///     }
+/// })?;
+/// let mnist = datasets::load_idx_dir(&dir, "mnist", &datasets::MNIST_CLASSES)?;
+/// assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn fetch_remote(
     remote: &Remote,
     cache: &Path,

@@ -18,8 +18,21 @@ fn split(images: &[u8], labels: &[u8], what: &str) -> Result<Split, Error> {
     Split::new(im, lb, 10, &format!("embedded {what} split"))
 }
 
-/// The embedded MNIST subset: 8,000 training and 2,000 test images, 28x28.
-/// Needs no file and no network.
+/// The embedded MNIST subset: 8,000 training and 2,000 test images, 28x28,
+/// in MNIST's order. Needs no file and no network; each call decompresses
+/// it anew (about 8 MB of pixels), so keep the result.
+///
+/// ```
+/// let mnist = datasets::embedded()?;
+/// assert_eq!(mnist.train.pixels().dim(), (8000, 1, 28, 28));
+/// assert_eq!(mnist.test.pixels().dim(), (2000, 1, 28, 28));
+/// assert_eq!(mnist.classes.len(), 10);
+/// // Every digit is there, roughly a tenth each.
+/// let mut counts = [0usize; 10];
+/// mnist.train.labels().iter().for_each(|&l| counts[l as usize] += 1);
+/// assert!(counts.iter().all(|&c| (600..1000).contains(&c)), "{counts:?}");
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn embedded() -> Result<Dataset, Error> {
     Ok(Dataset {
         name: "embedded".into(),

@@ -22,7 +22,20 @@ pub struct Idx {
 pub const MAX_DECOMPRESSED: u64 = 1 << 31;
 
 /// Returns the bytes of a possibly gzipped file: gzip is recognised by its
-/// magic bytes `1f 8b`, not by the file name.
+/// magic bytes `1f 8b`, not by the file name. `file` names the source in
+/// errors; more than [`MAX_DECOMPRESSED`] bytes out is an error.
+///
+/// ```
+/// use std::io::Write;
+/// let raw = vec![0u8, 0, 8, 1, 0, 0, 0, 1, 7];
+/// let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+/// gz.write_all(&raw).unwrap();
+/// let gz = gz.finish().unwrap();
+/// assert_eq!(datasets::maybe_gunzip(gz.clone(), "labels.gz")?, raw);
+/// assert_eq!(datasets::maybe_gunzip(raw.clone(), "labels")?, raw); // not gzip: as is
+/// assert!(datasets::maybe_gunzip(gz[..gz.len() - 8].to_vec(), "cut.gz").is_err());
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn maybe_gunzip(bytes: Vec<u8>, file: &str) -> Result<Vec<u8>, Error> {
     if bytes.len() < 2 || bytes[..2] != [0x1f, 0x8b] {
         return Ok(bytes);
@@ -74,6 +87,17 @@ pub fn parse_idx(bytes: &[u8], file: &str) -> Result<Idx, Error> {
 
 /// [`parse_idx`] taking the bytes by value: the header is removed in place,
 /// so a 47 MB file is not copied.
+///
+/// ```
+/// // One 2x2 image.
+/// let bytes = vec![0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 10, 20, 30, 40];
+/// let idx = datasets::parse_idx_owned(bytes, "image")?;
+/// assert_eq!((idx.dims, idx.data), (vec![1, 2, 2], vec![10, 20, 30, 40]));
+/// // Only unsigned bytes (type 0x08) occur in MNIST-format files.
+/// let floats = vec![0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0];
+/// assert!(datasets::parse_idx_owned(floats, "floats").is_err());
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn parse_idx_owned(mut bytes: Vec<u8>, file: &str) -> Result<Idx, Error> {
     let dims = parse_header(&bytes, file)?;
     bytes.drain(..4 + 4 * dims.len());

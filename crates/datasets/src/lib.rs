@@ -20,6 +20,12 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+// The README's examples run as doctests, so it cannot drift from the code.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 mod cifar;
 #[cfg(feature = "download")]
@@ -67,7 +73,18 @@ pub struct Split {
 
 impl Split {
     /// Pairs images and labels, refusing differing counts or labels outside
-    /// `0..classes`.
+    /// `0..classes`. `what` names the data in errors.
+    ///
+    /// ```
+    /// use ndarray::Array4;
+    /// let images = Array4::<u8>::zeros((2, 1, 28, 28));
+    /// let split = datasets::Split::new(images.clone(), vec![3, 9], 10, "mine")?;
+    /// assert_eq!((split.len(), split.labels_usize()), (2, vec![3, 9]));
+    /// let err = datasets::Split::new(images.clone(), vec![3], 10, "mine").unwrap_err();
+    /// assert_eq!(err.to_string(), "mine: 2 images but 1 labels");
+    /// assert!(datasets::Split::new(images, vec![3, 10], 10, "mine").is_err());
+    /// # Ok::<(), datasets::Error>(())
+    /// ```
     pub fn new(images: Array4<u8>, labels: Vec<u8>, classes: usize, what: &str) -> Result<Self, Error> {
         if images.len_of(Axis(0)) != labels.len() {
             return Err(Error::Mismatch {
@@ -103,6 +120,14 @@ impl Split {
 
     /// The images as floats scaled to `[0, 1]` (`byte / 255`), as the
     /// chapter's `load_mnist(normalize=True)`.
+    ///
+    /// ```
+    /// use ndarray::Array4;
+    /// let pixels = Array4::from_shape_vec((1, 1, 1, 3), vec![0u8, 51, 255]).unwrap();
+    /// let split = datasets::Split::new(pixels, vec![0], 10, "three pixels")?;
+    /// assert_eq!(split.images::<f64>().into_raw_vec_and_offset().0, [0.0, 0.2, 1.0]);
+    /// # Ok::<(), datasets::Error>(())
+    /// ```
     pub fn images<T: Float>(&self) -> Array4<T> {
         let scale = T::one() / T::of(255.0);
         self.images.mapv(|p| T::of(p as f64) * scale)
@@ -157,6 +182,23 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Reads an IDX image file (gzip or raw) as `(N, 1, H, W)` bytes.
+///
+/// ```
+/// // Two 2x3 images: magic (type 0x08, 3 dimensions), sizes 2, 2, 3, pixels.
+/// let mut bytes = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+/// bytes.extend(1..=12u8);
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("images-idx3-ubyte");
+/// std::fs::write(&path, &bytes).unwrap();
+/// let images = datasets::read_idx_images(&path)?;
+/// assert_eq!(images.dim(), (2, 1, 2, 3));
+/// assert_eq!(images[[1, 0, 0, 0]], 7);
+/// // One byte short: the error names the file and the sizes.
+/// std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+/// let err = datasets::read_idx_images(&path).unwrap_err();
+/// assert!(err.to_string().contains("truncated"), "{err}");
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn read_idx_images(path: &Path) -> Result<Array4<u8>, Error> {
     let file = path.display().to_string();
     let idx = parse_idx_owned(maybe_gunzip(read_file(path)?, &file)?, &file)?;
@@ -164,6 +206,17 @@ pub fn read_idx_images(path: &Path) -> Result<Array4<u8>, Error> {
 }
 
 /// Shapes a parsed IDX of images (3 dimensions: count, rows, columns) as NCHW.
+/// `file` names the source in errors.
+///
+/// ```
+/// let idx = datasets::Idx { dims: vec![1, 2, 2], data: vec![0, 64, 128, 255] };
+/// let images = datasets::idx_images(idx, "one image")?;
+/// assert_eq!((images.dim(), images[[0, 0, 1, 0]]), ((1, 1, 2, 2), 128));
+/// // Labels (one dimension) are not images.
+/// let labels = datasets::Idx { dims: vec![4], data: vec![0, 1, 2, 3] };
+/// assert!(datasets::idx_images(labels, "labels").is_err());
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn idx_images(idx: Idx, file: &str) -> Result<Array4<u8>, Error> {
     let &[n, h, w] = idx.dims.as_slice() else {
         return Err(Error::format(
@@ -182,14 +235,36 @@ pub fn idx_images(idx: Idx, file: &str) -> Result<Array4<u8>, Error> {
         .map_err(|e| Error::format(file, format!("cannot shape the data as {n}x1x{h}x{w}: {e}")))
 }
 
-/// Reads an IDX label file (gzip or raw).
+/// Reads an IDX label file (gzip or raw), one byte per label.
+///
+/// ```
+/// use std::io::Write;
+/// // Three labels, gzipped as MNIST's mirrors serve them.
+/// let raw = [0, 0, 8, 1, 0, 0, 0, 3, 5, 0, 4];
+/// let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+/// gz.write_all(&raw).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("labels-idx1-ubyte.gz");
+/// std::fs::write(&path, gz.finish().unwrap()).unwrap();
+/// assert_eq!(datasets::read_idx_labels(&path)?, vec![5, 0, 4]);
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, Error> {
     let file = path.display().to_string();
     let idx = parse_idx_owned(maybe_gunzip(read_file(path)?, &file)?, &file)?;
     idx_labels(idx, &file)
 }
 
-/// Checks that a parsed IDX holds labels (1 dimension).
+/// Checks that a parsed IDX holds labels (1 dimension). `file` names the
+/// source in errors.
+///
+/// ```
+/// let idx = datasets::parse_idx(&[0, 0, 8, 1, 0, 0, 0, 2, 7, 1], "labels")?;
+/// assert_eq!(datasets::idx_labels(idx, "labels")?, vec![7, 1]);
+/// let images = datasets::Idx { dims: vec![1, 1, 2], data: vec![7, 1] };
+/// assert!(datasets::idx_labels(images, "images").is_err());
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn idx_labels(idx: Idx, file: &str) -> Result<Vec<u8>, Error> {
     if idx.dims.len() != 1 {
         return Err(Error::format(
@@ -227,7 +302,37 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf, Error> {
 
 /// Loads MNIST or Fashion-MNIST from a directory holding the four standard
 /// files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
-/// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, gzipped or not).
+/// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, gzipped or not;
+/// the mirrors' `train-images.idx3-ubyte` spelling is found too). `name`
+/// becomes [`Dataset::name`]; a label outside `classes` is an error.
+///
+/// ```
+/// use datasets::{MNIST_CLASSES, load_idx_dir};
+/// /// An IDX file: magic (unsigned bytes, `dims.len()` dimensions), sizes, data.
+/// fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+///     let mut bytes = vec![0, 0, 8, dims.len() as u8];
+///     dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+///     bytes.extend(data);
+///     bytes
+/// }
+/// let dir = tempfile::tempdir().unwrap();
+/// let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.path().join(name), bytes).unwrap();
+/// write("train-images-idx3-ubyte", idx(&[3, 4, 4], &[200; 48]));
+/// write("train-labels-idx1-ubyte", idx(&[3], &[1, 2, 3]));
+/// write("t10k-images-idx3-ubyte", idx(&[1, 4, 4], &[0; 16]));
+/// write("t10k-labels-idx1-ubyte", idx(&[1], &[9]));
+///
+/// let data = load_idx_dir(dir.path(), "tiny", &MNIST_CLASSES)?;
+/// assert_eq!((data.train.len(), data.test.len()), (3, 1));
+/// assert_eq!(data.input_shape(), [1, 4, 4]);
+/// assert_eq!(data.test.labels(), &[9]);
+///
+/// // A missing file is an error that says which and where it looked.
+/// std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
+/// let err = load_idx_dir(dir.path(), "tiny", &MNIST_CLASSES).unwrap_err();
+/// assert!(err.to_string().contains("missing t10k-labels-idx1-ubyte"), "{err}");
+/// # Ok::<(), datasets::Error>(())
+/// ```
 pub fn load_idx_dir(dir: &Path, name: &str, classes: &[&str]) -> Result<Dataset, Error> {
     let split = |prefix: &str| -> Result<Split, Error> {
         let images = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;

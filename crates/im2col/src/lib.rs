@@ -57,6 +57,12 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+// The README's examples run as doctests, so it cannot drift from the code.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 use std::ops::AddAssign;
 
@@ -311,7 +317,26 @@ pub fn im2col<T: Copy + Zero>(x: ArrayView4<'_, T>, win: Window) -> Result<Array
 }
 
 /// [`im2col`] into `col`, a contiguous row-major buffer of shape
-/// `(N*OH*OW, C*FH*FW)`; every element is overwritten.
+/// `(N*OH*OW, C*FH*FW)` (see [`col_shape`]); every element is overwritten,
+/// so one buffer serves every batch of the same shape.
+///
+/// ```
+/// use ndarray::{Array2, Array4};
+/// use tensor4d::Window;
+/// let win = Window::square(3).with_pad(1);
+/// let s = im2col::col_shape((2, 3, 5, 5), win)?;
+/// let mut col = Array2::from_elem((s.rows, s.cols), f32::NAN);
+/// for seed in 0..2 {
+///     let x = Array4::from_shape_fn((2, 3, 5, 5), |(n, c, i, j)| (seed + n + c + i * j) as f32);
+///     im2col::im2col_into(x.view(), win, col.view_mut())?;
+///     assert_eq!(col, im2col::im2col(x.view(), win)?);
+/// }
+/// // A buffer of the wrong shape is an error that names both shapes.
+/// let x = Array4::<f32>::zeros((1, 3, 5, 5));
+/// let err = im2col::im2col_into(x.view(), win, col.view_mut()).unwrap_err();
+/// assert!(err.to_string().contains("(25, 27)"), "{err}");
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
 pub fn im2col_into<T: Copy + Zero>(
     x: ArrayView4<'_, T>,
     win: Window,
@@ -364,6 +389,19 @@ pub fn col2im<T: Copy + Zero + AddAssign>(
 
 /// [`col2im`] into `x`, a contiguous row-major NCHW buffer whose shape
 /// gives the image size; `x` is overwritten, not added to.
+///
+/// ```
+/// use ndarray::{Array2, Array4};
+/// use tensor4d::Window;
+/// // 2x2 windows with stride 2 do not overlap: folding back undoes im2col.
+/// let win = Window::square(2).with_stride(2);
+/// let x = Array4::from_shape_fn((2, 1, 4, 4), |(n, _, i, j)| (16 * n + 4 * i + j) as f32);
+/// let col = im2col::im2col(x.view(), win)?;
+/// let mut back = Array4::from_elem((2, 1, 4, 4), 7.0f32); // old contents are ignored
+/// im2col::col2im_into(col.view(), win, back.view_mut())?;
+/// assert_eq!(back, x);
+/// # Ok::<(), tensor4d::ShapeError>(())
+/// ```
 pub fn col2im_into<T: Copy + Zero + AddAssign>(
     col: ArrayView2<'_, T>,
     win: Window,

@@ -45,6 +45,21 @@ fn check_bounds(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
 
 impl<'a, T> MatRef<'a, T> {
     /// A `rows` x `cols` matrix whose element (i, j) is `data[i*rs + j*cs]`.
+    /// Panics if that addresses an element past the end of `data`.
+    ///
+    /// ```
+    /// use kernels::{gemm, MatMut, MatRef};
+    /// // The same 2x3 matrix stored column-major, and row-major every
+    /// // fourth element (rows padded to 4).
+    /// let col_major = [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0];
+    /// let padded = [1.0f32, 2.0, 3.0, 0.0, 4.0, 5.0, 6.0];
+    /// let x = [1.0f32, 1.0, 1.0];
+    /// for a in [MatRef::new(&col_major, 2, 3, 1, 2), MatRef::new(&padded, 2, 3, 4, 1)] {
+    ///     let mut c = [0.0f32; 2];
+    ///     gemm(1.0, a, MatRef::row_major(&x, 3, 1), 0.0, MatMut::row_major(&mut c, 2, 1));
+    ///     assert_eq!(c, [6.0, 15.0]); // row sums
+    /// }
+    /// ```
     pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         check_bounds(data.len(), rows, cols, rs, cs);
         MatRef {
@@ -56,12 +71,28 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
-    /// A dense row-major matrix.
+    /// A dense row-major matrix (strides `cols` and 1), the layout of an
+    /// `ndarray` array in standard order: `MatRef::row_major(a.as_slice()?, ..)`.
+    ///
+    /// ```
+    /// let a = kernels::MatRef::row_major(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3);
+    /// assert_eq!((a.rows(), a.cols()), (2, 3));
+    /// ```
     pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, cols, 1)
     }
 
     /// The transpose, by swapping strides.
+    ///
+    /// ```
+    /// use kernels::{gemm, MatMut, MatRef};
+    /// let a = MatRef::row_major(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3);
+    /// assert_eq!((a.t().rows(), a.t().cols()), (3, 2));
+    /// // A^T x with x = (1, 1): the column sums of A.
+    /// let mut c = [0.0f32; 3];
+    /// gemm(1.0, a.t(), MatRef::row_major(&[1.0, 1.0], 2, 1), 0.0, MatMut::row_major(&mut c, 3, 1));
+    /// assert_eq!(c, [5.0, 7.0, 9.0]);
+    /// ```
     pub fn t(self) -> Self {
         MatRef {
             rows: self.cols,
@@ -73,6 +104,17 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     /// Rows `range` of this matrix, as a matrix of its own (no copy).
+    /// Panics if `range` runs past the last row.
+    ///
+    /// ```
+    /// use kernels::{gemm, MatMut, MatRef};
+    /// let a = MatRef::row_major(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 3, 2);
+    /// let mut c = [0.0f32; 2];
+    /// // Rows 1..3 times (1, 1): the sums of the last two rows.
+    /// gemm(1.0, a.row_range(1..3), MatRef::row_major(&[1.0, 1.0], 2, 1), 0.0,
+    ///      MatMut::row_major(&mut c, 2, 1));
+    /// assert_eq!(c, [7.0, 11.0]);
+    /// ```
     pub fn row_range(self, range: std::ops::Range<usize>) -> Self {
         assert!(
             range.start <= range.end && range.end <= self.rows,
@@ -93,6 +135,14 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     /// Columns `range` of this matrix, as a matrix of its own (no copy).
+    /// Panics if `range` runs past the last column.
+    ///
+    /// ```
+    /// use kernels::MatRef;
+    /// let a = MatRef::row_major(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3);
+    /// let right = a.col_range(1..3);
+    /// assert_eq!((right.rows(), right.cols()), (2, 2));
+    /// ```
     pub fn col_range(self, range: std::ops::Range<usize>) -> Self {
         self.t().row_range(range).t()
     }
@@ -111,7 +161,18 @@ impl<'a, T> MatRef<'a, T> {
 impl<'a, T> MatMut<'a, T> {
     /// A `rows` x `cols` mutable matrix whose element (i, j) is
     /// `data[i*rs + j*cs]`; the strides must keep elements distinct (a
-    /// row-major or column-major arrangement, possibly with gaps).
+    /// row-major or column-major arrangement, possibly with gaps). Panics
+    /// otherwise, or if an element lies past the end of `data`.
+    ///
+    /// ```
+    /// use kernels::{gemm, MatMut, MatRef};
+    /// let a = MatRef::row_major(&[1.0f32, 2.0, 3.0, 4.0], 2, 2);
+    /// let i = MatRef::row_major(&[1.0f32, 0.0, 0.0, 1.0], 2, 2);
+    /// // A I written column-major, that is A^T in row-major order.
+    /// let mut c = [0.0f32; 4];
+    /// gemm(1.0, a, i, 0.0, MatMut::new(&mut c, 2, 2, 1, 2));
+    /// assert_eq!(c, [1.0, 3.0, 2.0, 4.0]);
+    /// ```
     pub fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         check_bounds(data.len(), rows, cols, rs, cs);
         let distinct = rows <= 1 && (cols <= 1 || cs >= 1)
@@ -131,7 +192,7 @@ impl<'a, T> MatMut<'a, T> {
         }
     }
 
-    /// A dense row-major matrix.
+    /// A dense row-major matrix (strides `cols` and 1).
     pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, cols, 1)
     }
@@ -178,12 +239,20 @@ impl Isa {
     ///
     /// ```
     /// use kernels::{GemmScratch, Isa, MatMut, MatRef};
-    /// let (a, b) = ([1.0f32, 2.0], [3.0f32, 4.0]);
+    /// // Sizes that leave partial tiles on every path, against a triple loop.
+    /// let (m, k, n) = (13, 70, 37);
+    /// let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+    /// let b: Vec<f32> = (0..k * n).map(|i| ((i * 3) % 13) as f32 * 0.25).collect();
+    /// let mut scratch = GemmScratch::default();
     /// for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
-    ///     let mut c = [0.0f32; 1];
-    ///     isa.gemm_with(&mut GemmScratch::default(), 1.0, MatRef::row_major(&a, 1, 2),
-    ///                   MatRef::row_major(&b, 2, 1), 0.0, MatMut::row_major(&mut c, 1, 1));
-    ///     assert_eq!(c, [11.0], "{isa}");
+    ///     let mut c = vec![f32::NAN; m * n]; // beta = 0: old contents ignored
+    ///     isa.gemm_with(&mut scratch, 1.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n),
+    ///                   0.0, MatMut::row_major(&mut c, m, n));
+    ///     for (ij, &got) in c.iter().enumerate() {
+    ///         let (i, j) = (ij / n, ij % n);
+    ///         let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+    ///         assert_eq!(got, want, "{isa}: C[{i}, {j}]"); // exact: small multiples of 1/4
+    ///     }
     /// }
     /// ```
     pub fn gemm_with<T: Float>(

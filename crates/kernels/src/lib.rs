@@ -33,12 +33,19 @@
 //! assert_eq!(c, [14.0, 32.0, 32.0, 77.0]);
 //! ```
 
+#![deny(missing_docs)]
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 mod gemm;
 mod packed;
 mod small;
+
+// The README's examples run as doctests, so it cannot drift from the code.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};
 pub use packed::GemmScratch;
@@ -91,6 +98,15 @@ impl Isa {
     /// 512-bit operation as two 256-bit halves: there the AVX-512 kernels
     /// were measured no faster than the AVX2 ones, so AVX2 it is. The
     /// two give the same bits, so the choice changes speed alone.
+    ///
+    /// ```
+    /// use kernels::Isa;
+    /// let isa = Isa::detect();
+    /// assert!(isa.is_available());
+    /// // Never the portable path on a CPU that has a faster one.
+    /// assert!(isa != Isa::Portable || !Isa::Avx2.is_available());
+    /// assert_eq!(Isa::detect(), isa); // decided once
+    /// ```
     pub fn detect() -> Isa {
         // CPUID is slow (a hypervisor may trap it), and entry points ask
         // on every call: decide once.
@@ -107,7 +123,8 @@ impl Isa {
     }
 
     /// The path of every entry point that takes no `Isa`: the one last
-    /// given to [`Isa::select`], or [`Isa::detect`]'s.
+    /// given to [`Isa::select`], or [`Isa::detect`]'s. [`Isa::select`]'s
+    /// example shows both.
     pub fn active() -> Isa {
         match SELECTED.load(Ordering::Relaxed) {
             0 => Isa::detect(),
@@ -138,6 +155,14 @@ impl Isa {
     }
 
     /// Whether this CPU has the instructions of this path.
+    ///
+    /// ```
+    /// use kernels::Isa;
+    /// let paths: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
+    /// assert_eq!(paths.last(), Some(&Isa::Portable)); // every CPU runs it
+    /// // AVX-512 here also means AVX2 and FMA.
+    /// assert!(!Isa::Avx512.is_available() || Isa::Avx2.is_available());
+    /// ```
     pub fn is_available(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -150,7 +175,16 @@ impl Isa {
         }
     }
 
-    /// `avx512`, `avx2` or `portable`.
+    /// `avx512`, `avx2` or `portable`, the spelling [`str::parse`] takes
+    /// back.
+    ///
+    /// ```
+    /// use kernels::Isa;
+    /// for isa in Isa::ALL {
+    ///     assert_eq!(isa.name().parse::<Isa>(), Ok(isa));
+    /// }
+    /// assert!("sse2".parse::<Isa>().is_err());
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Isa::Avx512 => "avx512",
@@ -175,6 +209,19 @@ impl Isa {
     /// the path has FMA; the compiler never fuses a multiply and an add on
     /// its own, so a loop that does not ask for `mul_add` gives the same
     /// bits on every path.
+    ///
+    /// Panics if this CPU lacks the path's instructions.
+    ///
+    /// ```
+    /// use kernels::Isa;
+    /// let x: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+    /// for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+    ///     let (fma, sum_sq) = isa.run(|fma| (fma, x.iter().map(|v| v * v).sum::<f32>()));
+    ///     assert_eq!(fma, isa != Isa::Portable);
+    ///     // A sequential sum, with no mul_add asked for: the same bits everywhere.
+    ///     assert_eq!(sum_sq, x.iter().map(|v| v * v).sum::<f32>());
+    /// }
+    /// ```
     #[inline(always)]
     pub fn run<R>(self, f: impl FnOnce(bool) -> R) -> R {
         self.assert_available();

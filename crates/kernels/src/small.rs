@@ -118,6 +118,23 @@ pub fn gemm_dots<T: Float>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<
 impl Isa {
     /// [`gemm_few_rows`] compiled for this path. Panics if this CPU lacks
     /// its instructions.
+    ///
+    /// ```
+    /// use kernels::{Isa, MatMut, MatRef, Rows};
+    /// // 3 filters of 2x2 over a 1x5 image: each row of B one shifted
+    /// // window position, read in place (what im2col would copy out).
+    /// let image = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]; // 2x5
+    /// let starts = [0, 1, 5, 6]; // filter elements (0,0) (0,1) (1,0) (1,1)
+    /// let b = Rows::new(&image, &starts, 4); // 4 output columns
+    /// let w = [1.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+    /// for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+    ///     let mut c = [0.0f32; 12];
+    ///     isa.gemm_few_rows(MatRef::row_major(&w, 3, 4), b, MatMut::row_major(&mut c, 3, 4));
+    ///     assert_eq!(&c[..4], &image[..4]); // top-left element
+    ///     assert_eq!(&c[4..8], &image[6..10]); // bottom-right element
+    ///     assert_eq!(&c[8..], &[16.0, 20.0, 24.0, 28.0]); // window sums
+    /// }
+    /// ```
     pub fn gemm_few_rows<T: Float>(self, a: MatRef<'_, T>, b: Rows<'_, T>, c: MatMut<'_, T>) {
         assert_eq!(a.cols, b.starts.len(), "inner dimensions of A and B");
         assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
@@ -130,6 +147,23 @@ impl Isa {
 
     /// [`gemm_dots`] compiled for this path. Panics if this CPU lacks its
     /// instructions.
+    ///
+    /// ```
+    /// use kernels::{Isa, MatMut, MatRef, Rows};
+    /// let n = 1000; // long dot products, past whole lanes
+    /// let a: Vec<f32> = (0..2 * n).map(|i| (i % 3) as f32).collect(); // 2 x n
+    /// let b: Vec<f32> = (0..3 * n).map(|i| (i % 4) as f32).collect(); // 3 x n
+    /// for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+    ///     let mut c = [0.0f32; 6];
+    ///     isa.gemm_dots(MatRef::row_major(&a, 2, n), Rows::new(&b, &[0, n, 2 * n], n), 0.0,
+    ///                   MatMut::row_major(&mut c, 2, 3));
+    ///     for (rq, &got) in c.iter().enumerate() {
+    ///         let (r, q) = (rq / 3, rq % 3);
+    ///         let want: f32 = (0..n).map(|p| a[r * n + p] * b[q * n + p]).sum();
+    ///         assert_eq!(got, want, "{isa}"); // integers: exact in any order
+    ///     }
+    /// }
+    /// ```
     pub fn gemm_dots<T: Float>(self, a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<'_, T>) {
         assert_eq!(a.cols, b.cols, "inner dimensions of A and B");
         assert_eq!((a.rows, b.starts.len()), (c.rows, c.cols), "shape of C");

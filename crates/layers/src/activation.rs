@@ -26,6 +26,21 @@ pub struct Relu<T> {
 
 /// `1 / (1 + exp(-x))` (section 5.5.2). Keeps its output `y`, since
 /// `dy/dx = y (1 - y)`.
+///
+/// ```
+/// use layers::{Layer, Mode, Sigmoid};
+/// use ndarray::{ArrayD, IxDyn};
+///
+/// let mut sigmoid = Sigmoid::<f64>::new();
+/// let x = ArrayD::from_shape_vec(IxDyn(&[1, 3]), vec![-1.0, 0.0, 2.0])?;
+/// let y = sigmoid.forward(x.view(), Mode::Train)?.clone();
+/// for (&x, &y) in x.iter().zip(&y) {
+///     assert!((y - 1.0 / (1.0 + (-x).exp())).abs() < 1e-15);
+/// }
+/// let dx = sigmoid.backward(ArrayD::ones(vec![1, 3]).view())?;
+/// assert_eq!(dx[[0, 1]], 0.25); // y (1 - y) at y = 1/2
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sigmoid<T> {
     /// The output, then (after backward) the input gradient.

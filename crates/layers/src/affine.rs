@@ -42,6 +42,20 @@ pub struct Affine<T> {
 impl<T: Float> Affine<T> {
     /// An affine layer from `inputs` to `outputs`, weights (and biases, for
     /// [`Init::PyTorch`]) drawn by `init` with fan-in `inputs`.
+    ///
+    /// ```
+    /// use layers::{Affine, Init, Layer, Mode};
+    /// use ndarray::ArrayD;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// // SimpleConvNet's hidden layer: the 30x12x12 pooled maps to 100 units.
+    /// let mut fc = Affine::<f32>::new(30 * 12 * 12, 100, Init::Normal { std: 0.01 }, &mut rng)?;
+    /// let x = ArrayD::<f32>::zeros(vec![8, 30, 12, 12]); // flattened as the book's reshape does
+    /// assert_eq!(fc.forward(x.view(), Mode::Train)?.shape(), &[8, 100]);
+    /// assert!(fc.bias().iter().all(|&b| b == 0.0));
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new<R: Rng + ?Sized>(
         inputs: usize,
         outputs: usize,
@@ -56,7 +70,25 @@ impl<T: Float> Affine<T> {
         Self::from_weights(w, init.sample_bias(outputs, inputs, rng))
     }
 
-    /// An affine layer with weights `(in, out)` and biases `(out,)`.
+    /// An affine layer with weights `(in, out)` and biases `(out,)`:
+    /// forward is `x W + b`, backward `dx = dout W^T`, `dW = x^T dout`,
+    /// `db` the column sums of `dout` (section 5.6.2).
+    ///
+    /// ```
+    /// use layers::{Affine, Layer, Mode};
+    /// use ndarray::{ArrayD, IxDyn, array};
+    ///
+    /// let mut fc = Affine::from_weights(array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], array![0.5, -0.5])?;
+    /// let x = ArrayD::from_shape_vec(IxDyn(&[1, 3]), vec![1.0, 0.0, -1.0])?;
+    /// let y = fc.forward(x.view(), Mode::Train)?;
+    /// assert_eq!(y.as_slice().unwrap(), &[1.0 - 5.0 + 0.5, 2.0 - 6.0 - 0.5]);
+    /// let dout = ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![1.0, 10.0])?;
+    /// let dx = fc.backward(dout.view())?;
+    /// assert_eq!(dx.as_slice().unwrap(), &[21.0, 43.0, 65.0]);
+    /// assert_eq!(fc.dw(), &array![[1.0, 10.0], [0.0, 0.0], [-1.0, -10.0]]);
+    /// assert_eq!(fc.db(), &array![1.0, 10.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_weights(weight: Array2<T>, bias: Array1<T>) -> Result<Self, Error> {
         let (i, o) = weight.dim();
         let layer = || format!("Affine {i} -> {o}");

@@ -40,6 +40,23 @@ pub struct Dropout<T> {
 
 impl<T: Float> Dropout<T> {
     /// Dropout of `ratio` (in `[0, 1)`), its masks drawn from `seed`.
+    /// Kept inputs are scaled by `1/(1-ratio)` in training, so inference
+    /// passes its input through unchanged.
+    ///
+    /// ```
+    /// use layers::{Dropout, Layer, Mode};
+    /// use ndarray::ArrayD;
+    ///
+    /// let mut drop = Dropout::<f32>::new(0.5, 0)?;
+    /// let x = ArrayD::<f32>::ones(vec![1, 10_000]);
+    /// let y = drop.forward(x.view(), Mode::Train)?;
+    /// let kept = y.iter().filter(|&&v| v == 2.0).count();
+    /// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+    /// assert!((4_800..5_200).contains(&kept));
+    /// assert_eq!(drop.forward(x.view(), Mode::Inference)?, &x);
+    /// assert!(Dropout::<f32>::new(1.0, 0).is_err());
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new(ratio: f64, seed: u64) -> Result<Self, Error> {
         if !(0.0..1.0).contains(&ratio) {
             return Err(Error::invalid(

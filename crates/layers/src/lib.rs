@@ -53,6 +53,11 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 mod activation;
 mod affine;
@@ -173,6 +178,25 @@ pub trait Parameters<T: Float> {
 /// What a network (`models::Network`) needs of its layers beyond this
 /// (fusion, gradient-check and resume hooks) is [`LayerHooks`], whose
 /// methods all have defaults.
+///
+/// ```
+/// use layers::{Layer, Mode, Relu};
+/// use ndarray::{ArrayD, IxDyn};
+///
+/// // Any layer, driven as a network drives it: forward, then backward.
+/// fn round_trip(layer: &mut dyn Layer<f64>, x: &ArrayD<f64>) -> (ArrayD<f64>, ArrayD<f64>) {
+///     let y = layer.forward(x.view(), Mode::Train).unwrap().clone();
+///     let dout = ArrayD::ones(y.raw_dim());
+///     let dx = layer.backward(dout.view()).unwrap().clone();
+///     (y, dx)
+/// }
+///
+/// let x = ArrayD::from_shape_vec(IxDyn(&[1, 4]), vec![-2.0, -0.5, 0.5, 2.0]).unwrap();
+/// let (y, dx) = round_trip(&mut Relu::new(), &x);
+/// assert_eq!(y.as_slice().unwrap(), &[0.0, 0.0, 0.5, 2.0]);
+/// // The gradient passes where the input was positive (section 5.5.1).
+/// assert_eq!(dx.as_slice().unwrap(), &[0.0, 0.0, 1.0, 1.0]);
+/// ```
 pub trait Layer<T: Float>: Parameters<T> + Send {
     /// Short description used in errors and summaries, e.g.
     /// `Convolution 30@5x5 p0/s1`.

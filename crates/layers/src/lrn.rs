@@ -42,7 +42,22 @@ pub struct Lrn<T> {
 }
 
 impl<T: Float> Lrn<T> {
-    /// LRN over `size` neighbouring channels (odd), with `alpha`, `beta`, `k`.
+    /// LRN over `size` neighbouring channels (odd), with `alpha`, `beta`, `k`:
+    /// `b_c = a_c / (k + alpha * sum of a^2 over the neighbours)^beta`.
+    ///
+    /// ```
+    /// use layers::{Layer, Lrn, Mode};
+    /// use ndarray::ArrayD;
+    ///
+    /// let mut lrn = Lrn::<f64>::new(3, 0.5, 1.0, 1.0)?;
+    /// // Three channels of ones: the middle one has three neighbours, the
+    /// // edges two (channels past the edge are left out).
+    /// let x = ArrayD::ones(vec![1, 3, 1, 1]);
+    /// let b = lrn.forward(x.view(), Mode::Train)?;
+    /// assert_eq!(b.as_slice().unwrap(), &[1.0 / 2.0, 1.0 / 2.5, 1.0 / 2.0]);
+    /// assert!(Lrn::<f64>::new(4, 1e-4, 0.75, 2.0).is_err()); // even size
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new(size: usize, alpha: f64, beta: f64, k: f64) -> Result<Self, Error> {
         let label = || format!("LRN n={size} alpha={alpha} beta={beta} k={k}");
         if size.is_multiple_of(2) {

@@ -369,7 +369,22 @@ pub struct Momentum<T> {
 }
 
 impl<T: Float> Momentum<T> {
-    /// Momentum with learning rate `lr` and coefficient `momentum` (book: 0.01, 0.9).
+    /// Momentum with learning rate `lr` and coefficient `momentum` (book: 0.01, 0.9):
+    /// `v = momentum v - lr g`, `p += v` (section 6.1.4).
+    ///
+    /// ```
+    /// use layers::{Affine, Layer, Mode, Momentum, Optimizer};
+    /// use ndarray::{ArrayD, array};
+    ///
+    /// let mut fc = Affine::from_weights(array![[0.0f64]], array![0.0])?;
+    /// fc.forward(ArrayD::ones(vec![1, 1]).view(), Mode::Train)?;
+    /// fc.backward(ArrayD::ones(vec![1, 1]).view())?; // dW = 1
+    /// let mut opt = Momentum::new(0.1, 0.9);
+    /// opt.step(&mut fc)?; // v = -0.1
+    /// opt.step(&mut fc)?; // v = 0.9 * -0.1 - 0.1 = -0.19
+    /// assert!((fc.weight()[[0, 0]] + 0.29).abs() < 1e-12);
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new(lr: f64, momentum: f64) -> Self {
         Momentum {
             lr,
@@ -425,6 +440,21 @@ pub struct AdaGrad<T> {
 
 impl<T: Float> AdaGrad<T> {
     /// AdaGrad with learning rate `lr` (book: 0.01).
+    ///
+    /// ```
+    /// use layers::{AdaGrad, Affine, Layer, Mode, Optimizer};
+    /// use ndarray::{ArrayD, array};
+    ///
+    /// let mut fc = Affine::from_weights(array![[0.0f64]], array![0.0])?;
+    /// fc.forward(ArrayD::ones(vec![1, 1]).view(), Mode::Train)?;
+    /// fc.backward(ArrayD::from_elem(vec![1, 1], 2.0).view())?; // dW = 2
+    /// let mut opt = AdaGrad::new(0.1);
+    /// opt.step(&mut fc)?; // h = 4: the step is lr * 2 / sqrt(4)
+    /// opt.step(&mut fc)?; // h = 8: a smaller step, lr * 2 / sqrt(8)
+    /// let want = -0.1 - 0.1 * 2.0 / 8f64.sqrt();
+    /// assert!((fc.weight()[[0, 0]] - want).abs() < 1e-6);
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new(lr: f64) -> Self {
         AdaGrad {
             lr,
@@ -483,6 +513,23 @@ pub struct Adam<T> {
 
 impl<T: Float> Adam<T> {
     /// Adam with learning rate `lr` and the usual betas 0.9 and 0.999.
+    ///
+    /// ```
+    /// use layers::{Adam, Affine, Layer, Mode, Optimizer};
+    /// use ndarray::{ArrayD, array};
+    ///
+    /// let mut fc = Affine::from_weights(array![[1.0f64], [2.0]], array![0.0])?;
+    /// fc.forward(ArrayD::ones(vec![1, 2]).view(), Mode::Train)?;
+    /// fc.backward(ArrayD::from_elem(vec![1, 1], 3.0).view())?;
+    /// let mut adam = Adam::new(0.1);
+    /// adam.step(&mut fc)?;
+    /// // Adam's first step moves every parameter by about lr against its
+    /// // gradient's sign, whatever the gradient's size (section 6.1.6).
+    /// assert!((fc.weight()[[0, 0]] - 0.9).abs() < 1e-6);
+    /// assert!((fc.bias()[0] + 0.1).abs() < 1e-6);
+    /// assert_eq!(adam.steps(), 1);
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new(lr: f64) -> Self {
         Self::with_betas(lr, 0.9, 0.999)
     }

@@ -42,7 +42,23 @@ impl<T: Float> Default for SoftmaxWithLoss<T> {
 }
 
 impl<T: Float> SoftmaxWithLoss<T> {
-    /// A new loss layer.
+    /// A new loss layer: softmax, then the cross-entropy against labels
+    /// (section 5.6.3), whose gradient is `(softmax - onehot) / N`.
+    ///
+    /// ```
+    /// use layers::SoftmaxWithLoss;
+    /// use ndarray::ArrayD;
+    ///
+    /// let mut loss = SoftmaxWithLoss::<f64>::new();
+    /// // Equal scores for 10 classes: every probability 1/10, the loss ln 10.
+    /// let x = ArrayD::zeros(vec![2, 10]);
+    /// let l = loss.forward(x.view(), &[3, 7])?;
+    /// assert!((l - 10f64.ln()).abs() < 1e-12);
+    /// let dx = loss.backward()?;
+    /// assert!((dx[[0, 0]] - 0.1 / 2.0).abs() < 1e-15);
+    /// assert!((dx[[0, 3]] - (0.1 - 1.0) / 2.0).abs() < 1e-15);
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new() -> Self {
         SoftmaxWithLoss {
             y: Array2::zeros((0, 0)),

@@ -343,12 +343,43 @@ fn load_contents_into<T: Float>(
 /// first name, shape or dtype that does not match. A training checkpoint's
 /// state tensors ([`STATE_PREFIX`]) are ignored; any other extra tensor is
 /// refused.
+///
+/// ```
+/// use models::{Architecture, checkpoint};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("lenet.safetensors");
+/// checkpoint::save(&Architecture::LeNet.build::<f32>([1, 28, 28], 10, 1)?, &path)?;
+///
+/// let mut other_seed = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 2)?;
+/// checkpoint::load_into(&mut other_seed, &path)?; // now seed 1's weights
+/// let mut wrong = Architecture::SimpleConvNet.build::<f32>([1, 28, 28], 10, 0)?;
+/// let e = checkpoint::load_into(&mut wrong, &path).unwrap_err();
+/// assert!(e.to_string().contains("lenet.safetensors"), "{e}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load_into<T: Float>(net: &mut Network<T>, path: &Path) -> Result<(), Error> {
     load_contents_into(net, &Contents::read(path)?, path, STATE_PREFIX)
 }
 
 /// Builds the network a checkpoint's metadata names and loads its weights
 /// (from `model.safetensors` or a training `checkpoint.safetensors`).
+///
+/// ```
+/// use layers::Mode;
+/// use models::{Architecture, Network, checkpoint};
+/// use ndarray::ArrayD;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.safetensors");
+/// let mut net = Architecture::SimpleConvNet.build::<f32>([1, 28, 28], 10, 0)?;
+/// checkpoint::save(&net, &path)?;
+///
+/// let mut loaded: Network<f32> = checkpoint::load(&path)?;
+/// assert_eq!(loaded.name(), "simple-conv-net");
+/// let x = ArrayD::from_elem(vec![1, 1, 28, 28], 0.5f32);
+/// assert_eq!(loaded.predict(x.view(), Mode::Inference)?, net.predict(x.view(), Mode::Inference)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load<T: Float>(path: &Path) -> Result<Network<T>, Error> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     load_bytes(bytes, path)
@@ -567,6 +598,32 @@ pub struct Training<T: Float> {
 
 /// Reads a checkpoint written by [`save_training`] and restores the network,
 /// the optimizer and the configuration, ready for [`crate::train`].
+///
+/// ```
+/// use layers::Adam;
+/// use models::{Architecture, Resume, TrainConfig, checkpoint};
+/// use ndarray::Array4;
+/// use std::ops::ControlFlow;
+///
+/// let x = Array4::<f32>::zeros((4, 1, 28, 28));
+/// let labels = [0, 1, 0, 1];
+/// let data = (&x.view() as &dyn models::ImageSource<f32>, &labels[..]);
+/// let config = TrainConfig { epochs: 1, batch_size: 2, ..TrainConfig::default() };
+/// let mut net = Architecture::LeNet.build::<f32>([1, 28, 28], 2, 0)?;
+/// let mut adam = Adam::new(0.001);
+/// let history = models::train(&mut net, &mut adam, data, data, &config, &mut |_| ControlFlow::Continue(()))?;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("checkpoint.safetensors");
+/// let at = Resume { epoch: 2, completed: history.epochs, ..Resume::default() };
+/// checkpoint::save_training(&net, &adam, &config, &at, &path, &[])?;
+///
+/// let restored = checkpoint::load_training::<f32>(&path)?;
+/// assert_eq!(restored.config.start.epoch, 2);
+/// assert_eq!(restored.optimizer.describe(), "adam lr=0.001 beta1=0.9 beta2=0.999");
+/// assert_eq!(restored.config.batch_size, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load_training<T: Float>(path: &Path) -> Result<Training<T>, Error> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     load_training_bytes(bytes, path, crate::MAX_PARAMS)

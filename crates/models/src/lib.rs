@@ -25,6 +25,11 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub mod checkpoint;
 mod error;

@@ -108,7 +108,35 @@ pub(crate) fn argmax_rows<T: Float>(scores: &ArrayD<T>) -> Vec<usize> {
 
 impl<T: Float> Network<T> {
     /// Starts a network called `name` for inputs of shape `[C, H, W]`;
-    /// weights and dropout masks are drawn from `seed`.
+    /// weights and dropout masks are drawn from `seed`. Each layer is
+    /// checked against the shape the layers before it produce, and labelled
+    /// as the chapter's `params` keys are (`conv1`, `fc1`, ...).
+    ///
+    /// ```
+    /// use layers::{Init, Parameters, Window};
+    /// use models::Network;
+    ///
+    /// // The chapter's SimpleConvNet (section 7.5), by hand.
+    /// let net = Network::<f32>::builder("my-net", [1, 28, 28], 0)
+    ///     .conv(30, Window::square(5), Init::Normal { std: 0.01 })?
+    ///     .relu()?
+    ///     .max_pool(Window::square(2).with_stride(2))?
+    ///     .affine(100, Init::Normal { std: 0.01 })?
+    ///     .relu()?
+    ///     .affine(10, Init::Normal { std: 0.01 })?
+    ///     .build()?;
+    /// // 30*1*5*5 + 30, 4320*100 + 100, 100*10 + 10
+    /// assert_eq!(net.param_count(), 780 + 432_100 + 1_010);
+    /// assert_eq!(net.classes(), 10);
+    ///
+    /// // A window that does not tile the input is refused, naming the layer.
+    /// let e = Network::<f32>::builder("bad", [1, 28, 28], 0)
+    ///     .conv(4, Window::square(5).with_stride(2), Init::He)
+    ///     .err()
+    ///     .expect("28 - 5 is odd");
+    /// assert!(e.to_string().starts_with("conv1"), "{e}");
+    /// # Ok::<(), models::Error>(())
+    /// ```
     pub fn builder(name: &str, input: [usize; 3], seed: u64) -> Builder<T> {
         Builder {
             net: Network {

@@ -147,6 +147,45 @@ pub struct History {
 /// labels), evaluating on `test_set` after each epoch. The images are
 /// shuffled each epoch by a generator seeded from `config.seed`, so the same
 /// seeds give the same weights.
+///
+/// `on_event` sees every step and epoch; returning `ControlFlow::Break`
+/// stops training, and the [`History::stopped_at`] it returns continues it
+/// exactly, as if it had never stopped:
+///
+/// ```
+/// use layers::{Adam, Parameters};
+/// use models::{Architecture, Event, TrainConfig};
+/// use ndarray::Array4;
+/// use std::ops::ControlFlow;
+///
+/// let x = Array4::from_shape_fn((12, 1, 28, 28), |(n, _, i, j)| ((n + i * j) % 7) as f32 / 7.0);
+/// let labels: Vec<usize> = (0..12).map(|n| n % 3).collect();
+/// let data = (&x.view() as &dyn models::ImageSource<f32>, &labels[..]);
+/// let config = TrainConfig { epochs: 2, batch_size: 4, ..TrainConfig::default() };
+/// let weights = |net: &models::Network<f32>| {
+///     let mut w = Vec::new();
+///     net.visit_params(&mut |_, v, _| w.extend(v.iter().copied()));
+///     w
+/// };
+///
+/// // Two epochs straight.
+/// let mut straight = Architecture::LeNet.build::<f32>([1, 28, 28], 3, 0)?;
+/// models::train(&mut straight, &mut Adam::new(0.01), data, data, &config, &mut |_| ControlFlow::Continue(()))?;
+///
+/// // The same, stopped after the first epoch and continued.
+/// let mut net = Architecture::LeNet.build::<f32>([1, 28, 28], 3, 0)?;
+/// let mut adam = Adam::new(0.01);
+/// let stop_after_one = &mut |e: Event<'_>| match e {
+///     Event::Epoch(m) if m.epoch == 1 => ControlFlow::Break(()),
+///     _ => ControlFlow::Continue(()),
+/// };
+/// let first = models::train(&mut net, &mut adam, data, data, &config, stop_after_one)?;
+/// let resume = TrainConfig { start: first.stopped_at.expect("stopped"), ..config.clone() };
+/// let history = models::train(&mut net, &mut adam, data, data, &resume, &mut |_| ControlFlow::Continue(()))?;
+/// assert_eq!(history.epochs.len(), 2);
+/// assert_eq!(weights(&net), weights(&straight)); // bit for bit
+/// # Ok::<(), models::Error>(())
+/// ```
 pub fn train<T: Float>(
     net: &mut Network<T>,
     optimizer: &mut dyn Optimizer<T>,

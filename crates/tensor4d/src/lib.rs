@@ -20,6 +20,12 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+// The README's examples run as doctests, so it cannot drift from the code.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 mod buffer;
 mod error;

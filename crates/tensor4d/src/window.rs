@@ -3,8 +3,9 @@ use std::fmt;
 use crate::ShapeError;
 
 /// Output size along one axis, `(size + 2*pad - filter) / stride + 1`, the
-/// book's formula, refusing shapes where the division is not exact or the
-/// filter does not fit.
+/// book's formula (7.1), refusing shapes where the division is not exact or
+/// the filter does not fit. `axis` names the axis in the error.
+/// [`Window::output_size`] applies it to both axes.
 ///
 /// ```
 /// use tensor4d::output_size;
@@ -81,6 +82,13 @@ pub struct Window {
 
 impl Window {
     /// A `fh` x `fw` window, stride 1, no padding.
+    ///
+    /// ```
+    /// use tensor4d::Window;
+    /// let w = Window::new(2, 3);
+    /// assert_eq!((w.fh, w.fw, w.sh, w.sw, w.ph, w.pw), (2, 3, 1, 1, 0, 0));
+    /// assert_eq!(w.output_size(4, 4).unwrap(), (3, 2)); // 4-2+1, 4-3+1
+    /// ```
     pub fn new(fh: usize, fw: usize) -> Self {
         Window {
             fh,
@@ -93,38 +101,92 @@ impl Window {
     }
 
     /// A square `f` x `f` window, stride 1, no padding.
+    ///
+    /// ```
+    /// use tensor4d::Window;
+    /// assert_eq!(Window::square(5), Window::new(5, 5));
+    /// // SimpleConvNet's convolution over MNIST (section 7.5): 28 - 5 + 1.
+    /// assert_eq!(Window::square(5).output_size(28, 28).unwrap(), (24, 24));
+    /// ```
     pub fn square(f: usize) -> Self {
         Window::new(f, f)
     }
 
     /// The same window with stride `s` on both axes.
+    ///
+    /// ```
+    /// use tensor4d::Window;
+    /// // Figure 7-7: a 7x7 input, a 3x3 filter, stride 2: (7 - 3)/2 + 1 = 3.
+    /// assert_eq!(Window::square(3).with_stride(2).output_size(7, 7).unwrap(), (3, 3));
+    /// // Pooling as in section 7.3: 2x2 windows, stride 2, halve each side.
+    /// assert_eq!(Window::square(2).with_stride(2).output_size(24, 24).unwrap(), (12, 12));
+    /// ```
     pub fn with_stride(self, s: usize) -> Self {
         self.with_strides(s, s)
     }
 
     /// The same window with strides `sh` (vertical) and `sw` (horizontal).
+    ///
+    /// ```
+    /// use tensor4d::Window;
+    /// let w = Window::square(2).with_strides(1, 2);
+    /// assert_eq!(w.output_size(4, 4).unwrap(), (3, 2)); // (4-2)/1+1, (4-2)/2+1
+    /// ```
     pub fn with_strides(self, sh: usize, sw: usize) -> Self {
         Window { sh, sw, ..self }
     }
 
     /// The same window with padding `p` on all four sides.
+    ///
+    /// ```
+    /// use tensor4d::Window;
+    /// // Figure 7-6: a 4x4 input padded by 1, a 3x3 filter: the output stays 4x4.
+    /// assert_eq!(Window::square(3).with_pad(1).output_size(4, 4).unwrap(), (4, 4));
+    /// ```
     pub fn with_pad(self, p: usize) -> Self {
         self.with_pads(p, p)
     }
 
     /// The same window with padding `ph` above and below, `pw` left and right.
+    ///
+    /// ```
+    /// use tensor4d::Window;
+    /// let w = Window::square(3).with_pads(1, 0);
+    /// assert_eq!(w.output_size(4, 4).unwrap(), (4, 2)); // 4+2-3+1, 4-3+1
+    /// ```
     pub fn with_pads(self, ph: usize, pw: usize) -> Self {
         Window { ph, pw, ..self }
     }
 
     /// `fh * fw`, the number of input pixels one window covers per channel.
+    ///
+    /// ```
+    /// // One row of the chapter's im2col matrix holds C * area values: 3 * 25.
+    /// assert_eq!(3 * tensor4d::Window::square(5).area(), 75);
+    /// ```
     pub fn area(&self) -> usize {
         // Saturating: a window too large to count is refused by the sizes
         // checked after this, never wrapped around to a small one.
         self.fh.saturating_mul(self.fw)
     }
 
-    /// Output height and width for an `h` x `w` input.
+    /// Output height and width for an `h` x `w` input: the free function
+    /// [`output_size`] on each axis, `(h + 2*ph - fh)/sh + 1` and
+    /// `(w + 2*pw - fw)/sw + 1`. An error names the axis and sizes at fault.
+    ///
+    /// ```
+    /// use tensor4d::{ShapeError, Window};
+    /// let w = Window::square(5).with_pad(2);
+    /// assert_eq!(w.output_size(28, 28), Ok((28, 28))); // "same" padding
+    /// // A 3-wide window with stride 2 over 8 columns: 8 - 3 = 5 is odd.
+    /// let err = Window::square(3).with_stride(2).output_size(9, 8).unwrap_err();
+    /// assert!(matches!(err, ShapeError::NotExact { axis: "width", span: 5, .. }));
+    /// // A filter larger than the padded input.
+    /// assert!(matches!(
+    ///     Window::square(5).output_size(3, 3),
+    ///     Err(ShapeError::FilterTooLarge { .. })
+    /// ));
+    /// ```
     pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize), ShapeError> {
         Ok((
             output_size("height", h, self.fh, self.sh, self.ph)?,

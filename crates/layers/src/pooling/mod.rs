@@ -128,12 +128,45 @@ impl<T: Float> Pooling<T> {
         }
     }
 
-    /// Max pooling over `window`.
+    /// Max pooling over `window` (section 7.3): each window's largest
+    /// value; backward sends each gradient to the element that won.
+    ///
+    /// ```
+    /// use layers::{Layer, Mode, Pooling, Window};
+    /// use ndarray::{ArrayD, IxDyn};
+    ///
+    /// let mut pool = Pooling::max(Window::square(2).with_stride(2));
+    /// let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 4, 4]), vec![
+    ///     1.0, 2.0, 1.0, 0.0,
+    ///     0.0, 1.0, 2.0, 3.0,
+    ///     3.0, 0.0, 1.0, 2.0,
+    ///     2.0, 4.0, 0.0, 1.0,
+    /// ])?;
+    /// // Figure 7-14's example.
+    /// assert_eq!(pool.forward(x.view(), Mode::Train)?.as_slice().unwrap(), &[2.0, 3.0, 4.0, 2.0]);
+    /// let dx = pool.backward(ArrayD::ones(vec![1, 1, 2, 2]).view())?;
+    /// assert_eq!(dx.sum(), 4.0);
+    /// assert_eq!((dx[[0, 0, 0, 1]], dx[[0, 0, 1, 3]], dx[[0, 0, 3, 1]]), (1.0, 1.0, 1.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max(window: Window) -> Self {
         Self::new(PoolKind::Max, window)
     }
 
-    /// Average pooling over `window`.
+    /// Average pooling over `window`: each window's mean; backward spreads
+    /// each gradient evenly over its window.
+    ///
+    /// ```
+    /// use layers::{Layer, Mode, Pooling, Window};
+    /// use ndarray::{ArrayD, IxDyn};
+    ///
+    /// let mut pool = Pooling::average(Window::square(2).with_stride(2));
+    /// let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 4]), vec![1.0, 3.0, 0.0, 4.0, 5.0, 7.0, 8.0, 0.0])?;
+    /// assert_eq!(pool.forward(x.view(), Mode::Train)?.as_slice().unwrap(), &[4.0, 3.0]);
+    /// let dx = pool.backward(ArrayD::from_elem(vec![1, 1, 1, 2], 4.0).view())?;
+    /// assert!(dx.iter().all(|&g| g == 1.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn average(window: Window) -> Self {
         Self::new(PoolKind::Average, window)
     }
