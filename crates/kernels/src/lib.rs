@@ -49,7 +49,7 @@ pub struct ReadmeDoctests;
 
 pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};
 pub use packed::GemmScratch;
-pub use small::{Rows, gemm_dots, gemm_few_rows};
+pub use small::{FEW_ROWS_COLS, Rows, gemm_dots, gemm_few_rows};
 
 /// Rows of the tile of [`gemm_few_rows`] (and of the AVX2 GEMM tile): 6
 /// rows of 2 AVX2 vectors are 12 accumulators, which fit the 16 registers

@@ -68,8 +68,10 @@ pub(crate) fn madd<T: Float, const FMA: bool>(w: T, v: T, acc: T) -> T {
     if FMA { w.mul_add(v, acc) } else { acc + w * v }
 }
 
-/// Output columns per tile of [`gemm_few_rows`].
-const COLS: usize = 16;
+/// Output columns per tile of [`gemm_few_rows`]; a product narrower than
+/// this runs one element at a time.
+pub const FEW_ROWS_COLS: usize = 16;
+const COLS: usize = FEW_ROWS_COLS;
 // `few_rows` below spells out tiles of 1 to 6 rows.
 const _: () = assert!(TILE_ROWS == 6);
 

@@ -1,4 +1,4 @@
-use kernels::{GemmScratch, MatRef};
+use kernels::{FEW_ROWS_COLS, GemmScratch, MatMut, MatRef, Rows, TILE_ROWS, gemm_few_rows};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
 use rand::Rng;
 use tensor4d::{Float, ShapeError, reuse, reuse2};
@@ -37,6 +37,8 @@ pub struct Affine<T> {
     dx: ArrayD<T>,
     /// GEMM packing space, one per parallel part, kept between steps.
     scratch: Vec<GemmScratch>,
+    /// Where each row of the weights starts, for reading them in place.
+    row_starts: Vec<usize>,
 }
 
 impl<T: Float> Affine<T> {
@@ -104,6 +106,7 @@ impl<T: Float> Affine<T> {
             out: ArrayD::zeros(vec![0]),
             dx: ArrayD::zeros(vec![0]),
             scratch: Vec::new(),
+            row_starts: (0..i).map(|r| r * o).collect(),
         })
     }
 
@@ -185,14 +188,24 @@ impl<T: Float> Layer<T> for Affine<T> {
             .unwrap_or_else(|| unreachable!("kept contiguous"));
         let x = self.x.as_slice().unwrap_or_else(|| unreachable!());
         let out = self.out.as_slice_mut().unwrap_or_else(|| unreachable!());
-        par_gemm(
-            &mut self.scratch,
-            T::one(),
-            MatRef::row_major(x, n, inputs),
-            MatRef::row_major(weight, inputs, outputs),
-            T::one(),
-            out,
-        );
+        let x = MatRef::row_major(x, n, inputs);
+        // A few images (inference, batch 1): W's rows are read in place,
+        // on one thread, since packing all of W for so few rows costs as
+        // much as the product. Each sum still runs over k in one order, so
+        // the bits do not depend on the threads.
+        if n <= TILE_ROWS && outputs >= FEW_ROWS_COLS {
+            let w = Rows::new(weight, &self.row_starts, outputs);
+            gemm_few_rows(x, w, MatMut::row_major(out, n, outputs));
+        } else {
+            par_gemm(
+                &mut self.scratch,
+                T::one(),
+                x,
+                MatRef::row_major(weight, inputs, outputs),
+                T::one(),
+                out,
+            );
+        }
         Ok(&self.out)
     }
 

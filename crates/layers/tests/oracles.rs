@@ -331,7 +331,11 @@ proptest! {
     }
 
     #[test]
-    fn affine_matches_loops(n in 1usize..5, c in 1usize..4, hw in 1usize..4, out in 1usize..6, seed in any::<u64>()) {
+    fn affine_matches_loops(
+        // Up to a register tile of rows and at least its width of outputs
+        // read the weights in place; more rows or fewer outputs pack them.
+        n in 1usize..9, c in 1usize..4, hw in 1usize..4, out in prop_oneof![1usize..6, 16usize..40], seed in any::<u64>(),
+    ) {
         let x = uniform(&[n, c, hw, hw], seed);
         let d = c * hw * hw;
         let w: Array2<f64> = uniform(&[d, out], seed ^ 1).into_dimensionality().unwrap();
