@@ -526,7 +526,7 @@ pub fn run(args: Args) -> Result<()> {
         );
         let mut sorted: Vec<_> = outcomes.into_iter().collect();
         sorted.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
-        for (outcome, n) in sorted.iter().take(4) {
+        for (outcome, n) in sorted.iter().take(10) {
             println!("  {n:>9}  {outcome}");
         }
         if sorted.len() > 10 {
