@@ -271,13 +271,9 @@ impl<T: Float> Network<T> {
     pub fn predict(&mut self, x: ArrayViewD<'_, T>, mode: Mode) -> Result<&ArrayD<T>, Error> {
         self.check_input(x.shape())?;
         let slots = &mut self.slots;
-        // A single image rarely splits a loop among threads: handing it to
-        // the pool would cost more than it saves.
-        if x.shape()[0] > 1 {
-            layers::in_pool(move || forward_all(slots, x, mode))
-        } else {
-            forward_all(slots, x, mode)
-        }
+        // One hand-over to the pool for the whole pass, even for one image,
+        // whose layers' loops would otherwise each hand over on their own.
+        layers::in_pool(move || forward_all(slots, x, mode))
     }
 
     /// The output of the layer labelled `label` (`conv1`, `relu1`, ...) for
