@@ -319,6 +319,19 @@ pub struct Sgd<T> {
 
 impl<T: Float> Sgd<T> {
     /// SGD with learning rate `lr` (the book's default is 0.01).
+    ///
+    /// ```
+    /// use layers::{Affine, Layer, Mode, Optimizer, Sgd};
+    /// use ndarray::{ArrayD, array};
+    ///
+    /// let mut fc = Affine::from_weights(array![[1.0f64]], array![0.0])?;
+    /// fc.forward(ArrayD::from_elem(vec![1, 1], 2.0).view(), Mode::Train)?;
+    /// fc.backward(ArrayD::ones(vec![1, 1]).view())?; // dW = x = 2, db = 1
+    /// Sgd::new(0.1).step(&mut fc)?;
+    /// assert!((fc.weight()[[0, 0]] - 0.8).abs() < 1e-15); // 1 - 0.1 * 2
+    /// assert!((fc.bias()[0] + 0.1).abs() < 1e-15);
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new(lr: f64) -> Self {
         Sgd {
             lr,

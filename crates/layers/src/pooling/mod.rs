@@ -114,7 +114,19 @@ pub struct Pooling<T> {
 const MAX_AREA: usize = 1 << 16;
 
 impl<T: Float> Pooling<T> {
-    /// Pooling of the given kind over `window` (size, stride, padding).
+    /// Pooling of the given kind over `window` (size, stride, padding);
+    /// [`Pooling::max`] and [`Pooling::average`] say the kind in the name.
+    ///
+    /// ```
+    /// use layers::{Layer, Mode, PoolKind, Pooling, Window};
+    /// use ndarray::ArrayD;
+    ///
+    /// // AlexNet's overlapping pooling: 3x3 windows, stride 2.
+    /// let mut pool = Pooling::<f32>::new(PoolKind::Max, Window::square(3).with_stride(2));
+    /// let x = ArrayD::zeros(vec![2, 4, 13, 13]);
+    /// assert_eq!(pool.forward(x.view(), Mode::Inference)?.shape(), &[2, 4, 6, 6]);
+    /// # Ok::<(), layers::Error>(())
+    /// ```
     pub fn new(kind: PoolKind, window: Window) -> Self {
         Pooling {
             kind,
