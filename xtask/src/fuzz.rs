@@ -229,13 +229,12 @@ fn mutate_fields(rng: &mut impl Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                         rng,
                         &[0, 1, len.saturating_sub(1), len, len + 1, 1 << 32, u64::MAX],
                     );
-                    if let Some(offsets) = map[&name]["data_offsets"].as_array_mut() {
-                        let i = rng
-                            .random_range(0..offsets.len().max(1))
-                            .min(offsets.len().saturating_sub(1));
-                        if let Some(o) = offsets.get_mut(i) {
-                            *o = json!(v);
-                        }
+                    if let Some(offsets) = map[&name]["data_offsets"]
+                        .as_array_mut()
+                        .filter(|o| !o.is_empty())
+                    {
+                        let i = rng.random_range(0..offsets.len());
+                        offsets[i] = json!(v);
                     }
                 }
                 4 => {
@@ -456,7 +455,8 @@ pub fn check(args: &Args) -> Result<()> {
 pub fn run(args: Args) -> Result<()> {
     check(&args)?;
     let targets = targets()?;
-    debug_assert!(targets.iter().map(|t| t.name).eq(TARGETS));
+    // `check` knows the targets by these names before any is built.
+    assert!(targets.iter().map(|t| t.name).eq(TARGETS));
     ensure!(
         alloc::counting(),
         "the counting allocator is not installed: run the fuzzer through the xtask binary"

@@ -72,6 +72,7 @@ impl Cli {
             Command::Gradcheck(args) => gradcheck::settings(args).map(drop),
             Command::Eval(args) => inspect::prepare_eval(args).map(drop),
             Command::Features(args) => inspect::prepare_features(args).map(drop),
+            // Its flags are the two files it reads before it writes anything.
             Command::EmbedMnist(_) => Ok(()),
         }
     }

@@ -6,10 +6,13 @@
 //! here, independently of the code that checks it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use clap::Parser;
+use common::contents;
 use proptest::prelude::*;
 use xtask::Cli;
 
@@ -60,21 +63,6 @@ fn fixture() -> &'static Fixture {
         models::checkpoint::save_training(&net, &adam, &config, &at, &path, &[]).unwrap();
         Fixture { _dir: dir, root }
     })
-}
-
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap_or_default(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// Numbers at the edges and beyond, and words that are not numbers.
@@ -307,7 +295,7 @@ proptest! {
     #[test]
     fn every_command_line_is_parsed_and_checked_without_panic_or_write(argv in command_line()) {
         let out = fixture().root.join("out");
-        let before = snapshot(&out);
+        let before = contents(&out);
         let checked = catch_unwind(AssertUnwindSafe(|| {
             Cli::try_parse_from(&argv).map(|cli| cli.check().map_err(|e| format!("{e:#}")))
         }));
@@ -327,6 +315,6 @@ proptest! {
             }
             Ok(Ok(())) => prop_assert!(valid(&argv).is_ok(), "{argv:?}: {:?}", valid(&argv)),
         }
-        prop_assert!(snapshot(&out) == before, "{argv:?} changed {}", out.display());
+        prop_assert!(contents(&out) == before, "{argv:?} changed {}", out.display());
     }
 }

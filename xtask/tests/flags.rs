@@ -2,7 +2,9 @@
 //! the flag with what it must be and what it was, exits non-zero, and
 //! leaves `--out` as it found it.
 
-use std::path::Path;
+mod common;
+
+use common::contents;
 use std::process::Command;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
@@ -14,22 +16,6 @@ fn run(args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Every file under `dir` with its bytes.
-fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

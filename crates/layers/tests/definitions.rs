@@ -219,31 +219,6 @@ fn mismatched_weights_and_biases_are_refused() {
     assert!(e.to_string().contains("window size"), "{e}");
 }
 
-/// ReLU's kink fingerprint records which inputs were positive: inputs that
-/// agree on that agree on the fingerprint. NaN and 0 are not positive, so
-/// they share a linear piece with the negatives, not with the positives.
-#[test]
-fn relu_kinks_record_which_inputs_were_positive() {
-    let mut relu = Relu::new();
-    let mut kinks = |v: [f64; 3]| {
-        relu.forward(
-            ArrayD::from_shape_vec(vec![1, 3], v.to_vec()).unwrap().view(),
-            Mode::Train,
-        )
-        .unwrap();
-        relu.kink_state()
-    };
-    let not_positive = kinks([-1.0, 2.0, -3.0]);
-    assert_eq!(kinks([f64::NAN, 2.0, -3.0]), not_positive, "NaN is not positive");
-    assert_eq!(kinks([0.0, 2.0, f64::NAN]), not_positive, "0 is not positive");
-    assert_ne!(kinks([1.0, 2.0, -3.0]), not_positive, "a positive input");
-    assert_ne!(
-        kinks([f64::NAN, 2.0, 5.0]),
-        not_positive,
-        "a positive input beside NaN"
-    );
-}
-
 /// A convolution predicts the shape its forward pass gives:
 /// `(N, FN, (H + 2P - FH)/S + 1, (W + 2P - FW)/S + 1)`.
 #[test]

@@ -728,8 +728,9 @@ proptest! {
     }
 }
 
-/// ReLU's kink fingerprint changes exactly when an input changes sign, and
-/// a layer's accessors give back what it was built with.
+/// ReLU's kink fingerprint changes exactly when an input changes sign (NaN
+/// and 0 are not positive: they share a linear piece with the negatives),
+/// and a layer's accessors give back what it was built with.
 #[test]
 fn kinks_follow_signs_and_accessors_return_the_parameters() {
     use layers::{Affine, LayerHooks, Parameters, Relu};
@@ -745,6 +746,14 @@ fn kinks_follow_signs_and_accessors_return_the_parameters() {
     let base = kinks([1.0, -2.0, 3.0]);
     assert_eq!(base, kinks([0.5, -0.1, 9.0]), "same signs");
     assert_ne!(base, kinks([1.0, 2.0, 3.0]), "a sign changed");
+    let not_positive = kinks([-1.0, 2.0, -3.0]);
+    assert_eq!(kinks([f64::NAN, 2.0, -3.0]), not_positive, "NaN is not positive");
+    assert_eq!(kinks([0.0, 2.0, f64::NAN]), not_positive, "0 is not positive");
+    assert_ne!(
+        kinks([f64::NAN, 2.0, 5.0]),
+        not_positive,
+        "a positive input beside NaN"
+    );
     let (w, b) = (uniform4((2, 3, 2, 2), 1), uniform1(2, 2));
     let conv = Convolution::from_weights(w.clone(), b.clone(), Window::square(2)).unwrap();
     assert_eq!((conv.weight(), conv.bias()), (&w, &b));
