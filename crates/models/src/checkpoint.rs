@@ -718,3 +718,36 @@ pub fn load_training_bytes<T: Float>(
         metadata: contents.metadata.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::path::PathBuf;
+
+    /// The path `write_atomically_with` hands its writer, for a target `path`;
+    /// the writer fails, so nothing is left behind.
+    fn temporary_for(path: &Path) -> PathBuf {
+        let seen = RefCell::new(None);
+        let result = write_atomically_with(path, |tmp| {
+            *seen.borrow_mut() = Some(tmp.to_path_buf());
+            Err("stop before writing".into())
+        });
+        assert!(result.is_err());
+        seen.into_inner().expect("the writer was called")
+    }
+
+    #[test]
+    fn the_temporary_file_sits_beside_its_target() {
+        // A rename is atomic only within one file system, so the temporary
+        // file must be in the target's directory, not the working one.
+        let dir = Path::new("some").join("dir");
+        let tmp = temporary_for(&dir.join("model.safetensors"));
+        assert_eq!(tmp.parent(), Some(dir.as_path()));
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".model.safetensors.tmp-"), "{name}");
+
+        let bare = temporary_for(Path::new("model.safetensors"));
+        assert_eq!(bare.parent(), Some(Path::new(".")));
+    }
+}
