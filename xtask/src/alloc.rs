@@ -69,6 +69,8 @@ pub fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 /// Whether [`Counting`] is the global allocator (the counters move).
 pub fn counting() -> bool {
-    let (_, peak) = peak_during(|| std::hint::black_box(vec![0u8; 4096]));
-    peak >= 4096
+    // A block far larger than what other threads free meanwhile, which
+    // lowers the live count under this one's feet.
+    let (_, peak) = peak_during(|| std::hint::black_box(vec![0u8; 1 << 20]));
+    peak >= 1 << 19
 }

@@ -1,14 +1,16 @@
-//! `cargo xtask eval` and `cargo xtask features`: what a saved network does.
+//! `cargo xtask eval` and `cargo xtask features`: what a saved network does,
+//! and how each of its layers responds to one image.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
-use models::{Network, checkpoint};
-use ndarray::{Axis, s};
+use models::{LayerSummary, Network, checkpoint};
+use ndarray::{ArrayView3, Axis, s};
 
 use datasets::Dataset;
 
-use crate::{pictures, train::load_dataset};
+use crate::pictures::{Figure, Panel, Scale, Section};
+use crate::train::load_dataset;
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -92,6 +94,11 @@ pub struct FeaturesArgs {
     /// Which test image (0-based).
     #[arg(long, default_value_t = 0)]
     image: usize,
+    /// Draw this layer's responses (conv2, pool1, lrn1, ...; repeat for
+    /// more, or `all` for every layer whose output is still an image)
+    /// [default: every convolution].
+    #[arg(long)]
+    layer: Vec<String>,
     #[arg(long, default_value = "embedded")]
     dataset: String,
     #[arg(long)]
@@ -101,17 +108,64 @@ pub struct FeaturesArgs {
     out: PathBuf,
 }
 
-/// Saves the first convolution's response maps for one test image (section 7.6.2).
-/// The network and the data set `features` would use, once both are read
-/// and the image is known to be there.
-pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset)> {
+/// The layers `--layer` names (labels of slots, as `Summary` lists them),
+/// or the error naming the wrong one and the valid ones.
+pub fn spatial_layers(
+    net: &Network<f32>,
+    asked: &[String],
+    default_prefix: &str,
+) -> Result<Vec<LayerSummary>> {
+    let rows: Vec<LayerSummary> = net
+        .summary()
+        .layers
+        .into_iter()
+        .filter(|l| l.output.len() == 3)
+        .collect();
+    let valid = || {
+        rows.iter()
+            .map(|r| r.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if asked.is_empty() {
+        return Ok(rows
+            .into_iter()
+            .filter(|r| r.label.starts_with(default_prefix))
+            .collect());
+    }
+    if asked.iter().any(|a| a == "all") {
+        return Ok(rows);
+    }
+    let mut chosen = Vec::new();
+    for a in asked {
+        let row = rows
+            .iter()
+            .find(|r| &r.label == a || r.fused.contains(a))
+            .with_context(|| {
+                format!(
+                    "--layer {a}: {} has no such layer with image-shaped output; choose from {}, or all",
+                    net.name(),
+                    valid()
+                )
+            })?;
+        if !chosen.contains(row) {
+            chosen.push(row.clone());
+        }
+    }
+    Ok(chosen)
+}
+
+/// The network, the data set and the layers `features` would use, once
+/// all are read and the image is known to be there.
+pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset, Vec<LayerSummary>)> {
     let net: Network<f32> = checkpoint::load(&args.checkpoint)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     ensure!(
         args.image < data.test.len(),
-        "--image {}: the test set has {} images",
+        "--image {}: the test set has {} images (0 to {})",
         args.image,
-        data.test.len()
+        data.test.len(),
+        data.test.len().saturating_sub(1)
     );
     ensure!(
         net.input_shape() == data.input_shape(),
@@ -121,32 +175,97 @@ pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset)> 
         args.dataset,
         data.input_shape()
     );
-    Ok((net, data))
+    let layers = spatial_layers(&net, &args.layer, "conv")?;
+    Ok((net, data, layers))
 }
 
+/// One image as a panel: (H, W) for one channel, (3, H, W) for colour.
+pub fn image_panel(x: ArrayView3<'_, f32>, label: String) -> Panel {
+    let image = if x.len_of(Axis(0)) == 1 {
+        x.index_axis(Axis(0), 0).to_owned().into_dyn()
+    } else {
+        x.to_owned().into_dyn()
+    };
+    Panel { label, image }
+}
+
+/// `[30, 24, 24]` as `30x24x24`.
+pub fn dims(shape: &[usize]) -> String {
+    shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
+}
+
+/// Draws one test image and the responses of the chosen layers to it
+/// (section 7.6.2: edges and blobs first, then larger parts).
 pub fn features(args: FeaturesArgs) -> Result<()> {
-    let (mut net, data) = prepare_features(&args)?;
+    let (mut net, data, layers) = prepare_features(&args)?;
     let x = data.test.images::<f32>();
-    let one = x.slice(s![args.image..args.image + 1, .., .., ..]).into_dyn();
-    let (label, what) = net
-        .layers()
-        .next()
-        .map(|(l, layer)| (l.to_string(), layer.describe()))
-        .context("the network has no layers")?;
-    let maps = net.forward_to(one, &label)?.clone();
-    let maps = maps
-        .index_axis(Axis(0), 0)
-        .into_dimensionality()
-        .context("the first layer's output is not (C, H, W)")?;
-    if let Some(dir) = args.out.parent() {
+    let one = x.slice(s![args.image..args.image + 1, .., .., ..]);
+    let mut maps = Vec::new();
+    let scores = net
+        .predict_visiting(one.into_dyn(), &mut |label, out| {
+            if layers.iter().any(|l| l.label == label) {
+                maps.push(out.index_axis(Axis(0), 0).to_owned());
+            }
+        })?
+        .clone();
+    let predicted = scores
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0;
+    let truth = data.test.labels()[args.image] as usize;
+    let mut sections = vec![Section {
+        heading: format!("input {}", dims(&net.input_shape())),
+        panels: vec![image_panel(one.index_axis(Axis(0), 0), "image".into())],
+        columns: 1,
+    }];
+    for (row, out) in layers.iter().zip(&maps) {
+        let names = std::iter::once(&row.label)
+            .chain(&row.fused)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("+");
+        let panels = out
+            .outer_iter()
+            .enumerate()
+            .map(|(k, m)| Panel {
+                label: format!("#{k}"),
+                image: m.to_owned(),
+            })
+            .collect::<Vec<_>>();
+        sections.push(Section {
+            heading: format!("{names}: {} -> {}", row.description, dims(&row.output)),
+            columns: panels.len().clamp(1, 16),
+            panels,
+        });
+    }
+    let figure = Figure {
+        title: format!(
+            "{}: responses to {} test image {} (class {}, predicted {})",
+            net.name(),
+            data.name,
+            args.image,
+            data.classes[truth],
+            data.classes[predicted]
+        ),
+        subtitle: "each map is one channel's output for this image".into(),
+        sections,
+        scale: Scale::PerPanel,
+    };
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    pictures::responses(maps, &args.out)?;
+    figure.write(&args.out)?;
+    let labels: Vec<&str> = layers.iter().map(|l| l.label.as_str()).collect();
     println!(
-        "wrote the {} response maps of {label} ({what}) for test image {} (class {}) to {}",
-        maps.len_of(Axis(0)),
+        "wrote the responses of {} to test image {} (class {}, predicted {}) to {}",
+        labels.join(", "),
         args.image,
-        data.classes[data.test.labels()[args.image] as usize],
+        data.classes[truth],
+        data.classes[predicted],
         args.out.display()
     );
     Ok(())

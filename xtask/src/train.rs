@@ -147,6 +147,8 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// Metadata keys xtask adds to checkpoints so that `--resume` finds the data.
 const META_DATASET: &str = "xtask.dataset";
 const META_DATA_DIR: &str = "xtask.data_dir";
+/// The data set's class names, a JSON list, for `predict`.
+pub const META_CLASSES: &str = "xtask.classes";
 
 /// Downloads `remote` into the cache (verifying each file), drawing a bar.
 fn download(remote: &datasets::download::Remote) -> Result<PathBuf> {
@@ -476,17 +478,26 @@ pub fn run(args: Args) -> Result<()> {
         rayon::current_num_threads(),
         kernels::Isa::active()
     );
+    println!("{}", net.summary());
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     if args.resume.is_none()
         && let Some(w) = first_filters(&net)
     {
-        pictures::filters(w.view(), &args.out.join("filters-before.png"))?;
+        let title = format!(
+            "{} conv1 filters before training (seed {})",
+            net.name(),
+            net.seed()
+        );
+        pictures::filters(w.view(), &title, &args.out.join("filters-before.png"))?;
     }
     // Keep the images as bytes and convert a batch at a time: a quarter of
     // the memory of converting the whole dataset to f32.
     let (train_x, train_y) = (Pixels(data.train.pixels().view()), data.train.labels_usize());
     let (test_x, test_y) = (Pixels(data.test.pixels().view()), data.test.labels_usize());
-    let mut meta = vec![(META_DATASET.to_string(), dataset.clone())];
+    let mut meta = vec![
+        (META_DATASET.to_string(), dataset.clone()),
+        (META_CLASSES.to_string(), serde_json::to_string(&data.classes)?),
+    ];
     if let Some(d) = &data_dir {
         meta.push((META_DATA_DIR.to_string(), d.display().to_string()));
     }
@@ -552,15 +563,21 @@ pub fn run(args: Args) -> Result<()> {
             ..models::Resume::default()
         };
         checkpoint::save_training(&net, opt.as_ref(), &config, &config.start, &state_path, &meta)?;
-        checkpoint::save(&net, &model_path)?;
+        checkpoint::save_with(&net, &model_path, &[], &meta)?;
         write_metrics(&args.out, &epochs)?;
     }
 
     pictures::curves(&epochs, &args.out.join("curves.png"))?;
     if let Some(w) = first_filters(&net) {
-        pictures::filters(w.view(), &args.out.join("filters-after.png"))?;
+        let title = format!(
+            "{} conv1 filters after {} epochs on {}",
+            net.name(),
+            epochs.len(),
+            data.name
+        );
+        pictures::filters(w.view(), &title, &args.out.join("filters-after.png"))?;
     }
-    checkpoint::save(&net, &model_path)?;
+    checkpoint::save_with(&net, &model_path, &[], &meta)?;
     println!(
         "wrote model.safetensors, checkpoint.safetensors, metrics.csv, curves.png, filters-before.png and filters-after.png to {}",
         args.out.display()

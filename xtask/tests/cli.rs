@@ -142,6 +142,10 @@ fn value_of(name: &'static str) -> BoxedStrategy<String> {
             "lrn",
             "softmax",
             "conv",
+            "conv1",
+            "pool2",
+            "fc1",
+            "all",
         ])
         .boxed(),
         "--target" => word(&[
@@ -153,7 +157,18 @@ fn value_of(name: &'static str) -> BoxedStrategy<String> {
             "nope",
         ])
         .boxed(),
-        "--resume" | "--checkpoint" => path().boxed(),
+        "--resume" | "--checkpoint" | "--save-input" => path().boxed(),
+        "--input" => word(&[
+            "1,28,28",
+            "3,32,32",
+            "3,31,32",
+            "0,28,28",
+            "1,28",
+            "x",
+            "99999,1,1",
+        ])
+        .boxed(),
+        "--prepare" => word(&["auto", "mnist", "resize", "none"]).boxed(),
         "--quick" => word(&["true", "false", ""]).boxed(),
         _ => prop_oneof![9 => number(), 1 => path()].boxed(),
     }
@@ -180,7 +195,24 @@ fn flags(command: &'static str) -> impl Strategy<Value = Vec<(&'static str, Stri
         "gradcheck" => &["--layer", "--model", "--seed", "--eps", "--tol", "--coords"],
         "fuzz" => &["--cases", "--seed", "--target"],
         "eval" => &["--checkpoint", "--checkpoint", "--dataset"],
-        "features" => &["--checkpoint", "--checkpoint", "--image", "--dataset"],
+        "features" => &["--checkpoint", "--checkpoint", "--image", "--dataset", "--layer"],
+        "summary" => &["--model", "--checkpoint", "--input", "--classes"],
+        "patches" => &[
+            "--checkpoint",
+            "--checkpoint",
+            "--layer",
+            "--channels",
+            "--per-channel",
+            "--images",
+            "--dataset",
+        ],
+        "predict" => &[
+            "--checkpoint",
+            "--checkpoint",
+            "--top",
+            "--prepare",
+            "--save-input",
+        ],
         _ => &["--threads", "--quick"],
     };
     prop::sample::subsequence(names.to_vec(), 0..=4.min(names.len())).prop_flat_map(|chosen| {
@@ -206,6 +238,9 @@ fn command_line() -> impl Strategy<Value = Vec<String>> {
         "fuzz",
         "eval",
         "features",
+        "summary",
+        "patches",
+        "predict",
         "bench",
     ])
     .prop_flat_map(|command| {
@@ -215,6 +250,9 @@ fn command_line() -> impl Strategy<Value = Vec<String>> {
             "fuzz" => "fuzz",
             "eval" => "eval",
             "features" => "features",
+            "summary" => "summary",
+            "patches" => "patches",
+            "predict" => "predict",
             _ => "bench",
         };
         (flags(c), 0..16u8).prop_map(move |(flags, bogus)| {
@@ -228,11 +266,14 @@ fn command_line() -> impl Strategy<Value = Vec<String>> {
             }
             // Never a download, never the real data sets: a named data
             // set is looked for in an empty directory.
-            if matches!(c, "train" | "eval" | "features") {
+            if matches!(c, "train" | "eval" | "features" | "patches") {
                 argv.push(format!("--data-dir={root}/empty"));
             }
-            if matches!(c, "train" | "features") {
+            if matches!(c, "train" | "features" | "patches") {
                 argv.push(format!("--out={root}/out"));
+            }
+            if c == "predict" {
+                argv.push(format!("{root}/garbage.safetensors"));
             }
             argv
         })
@@ -283,6 +324,23 @@ fn valid(argv: &[String]) -> Result<(), String> {
         "fuzz" if num("--cases") == Some(0.0) => return Err("--cases 0 accepted".into()),
         "features" if num("--image").is_some_and(|i| i >= 2000.0) => {
             return Err("--image past the 2000 test images accepted".into());
+        }
+        "summary" if num("--classes") == Some(0.0) => return Err("--classes 0 accepted".into()),
+        "patches" => {
+            if let Some(c) = num("--channels").filter(|&c| !(1.0..=256.0).contains(&c)) {
+                return Err(format!("--channels {c} accepted"));
+            }
+            if let Some(c) = num("--per-channel").filter(|&c| !(1.0..=64.0).contains(&c)) {
+                return Err(format!("--per-channel {c} accepted"));
+            }
+            if let Some(n) = num("--images").filter(|&n| !(1.0..=2000.0).contains(&n)) {
+                return Err(format!("--images {n} accepted for 2000 test images"));
+            }
+        }
+        "predict" => {
+            if let Some(t) = num("--top").filter(|&t| !(1.0..=10.0).contains(&t)) {
+                return Err(format!("--top {t} accepted for 10 classes"));
+            }
         }
         _ => {}
     }

@@ -3,7 +3,9 @@
 //! CIFAR-10 binary reader, and a 10,000-image MNIST subset compiled into the
 //! crate so that training runs offline on a fresh machine ([`embedded`]);
 //! with the default `download` feature, MNIST and Fashion-MNIST are fetched
-//! from their public mirrors and verified by SHA-256 ([`download`]).
+//! from their public mirrors and verified by SHA-256 ([`download`]); with the
+//! default `images` feature, one's own PNG or JPEG pictures are read and
+//! prepared as MNIST's digits were made, or resized for CIFAR-10 ([`images`]).
 //!
 //! Every malformed file is an [`Error`] naming the file and saying what is
 //! wrong where (offset or field, expected versus found); sizes declared in a
@@ -33,6 +35,8 @@ pub mod download;
 mod embedded;
 mod error;
 mod idx;
+#[cfg(feature = "images")]
+pub mod images;
 
 use std::path::{Path, PathBuf};
 

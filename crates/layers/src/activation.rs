@@ -112,6 +112,11 @@ macro_rules! elementwise {
         }
 
         impl<T: Float> LayerHooks<T> for $name<T> {
+            /// One elementwise function per element.
+            fn forward_flops(&self, input: &[usize]) -> Option<u64> {
+                crate::elements(input)
+            }
+
             fn kink_state(&self) -> u64 {
                 let kinks: fn(&ArrayD<T>) -> u64 = $kinks;
                 kinks(&self.out)

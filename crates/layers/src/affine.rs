@@ -216,6 +216,13 @@ impl<T: Float> Layer<T> for Affine<T> {
 }
 
 impl<T: Float> LayerHooks<T> for Affine<T> {
+    /// A multiply-add per weight and image, one addition per output for the bias.
+    fn forward_flops(&self, input: &[usize]) -> Option<u64> {
+        let images = *self.output_shape(input).ok()?.first()? as u64;
+        let (inputs, outputs) = self.weight.dim();
+        images.checked_mul(2 * (inputs as u64).checked_mul(outputs as u64)? + outputs as u64)
+    }
+
     fn backward_params(&mut self, dout: ArrayViewD<'_, T>) -> Result<(), Error> {
         self.backward_pass(dout, false)
     }

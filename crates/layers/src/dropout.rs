@@ -140,6 +140,11 @@ impl<T: Float> Layer<T> for Dropout<T> {
 }
 
 impl<T: Float> LayerHooks<T> for Dropout<T> {
+    /// Nothing: inverted dropout is the identity at inference.
+    fn forward_flops(&self, _input: &[usize]) -> Option<u64> {
+        Some(0)
+    }
+
     fn hold_noise(&mut self, hold: bool) {
         self.hold = hold;
     }

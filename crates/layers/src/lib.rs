@@ -278,6 +278,29 @@ pub trait LayerHooks<T: Float>: Layer<T> {
     fn set_noise_state(&mut self, state: u64) {
         let _ = state;
     }
+
+    /// The window the layer slides over its input's height and width (a
+    /// convolution's or a pooling's), from which a network works out what
+    /// part of the image each output sees (its receptive field); `None` for
+    /// layers that see one position at a time.
+    fn window(&self) -> Option<Window> {
+        None
+    }
+
+    /// The floating-point operations of one inference forward pass over an
+    /// input of shape `input`, for summaries: a multiply-add counts two, an
+    /// addition, comparison or elementwise function one (see each layer).
+    /// `None`, the default, when the layer does not say or the shape is not
+    /// one it takes.
+    fn forward_flops(&self, input: &[usize]) -> Option<u64> {
+        let _ = input;
+        None
+    }
+}
+
+/// The number of elements of `shape` as a `u64`, `None` on overflow.
+pub(crate) fn elements(shape: &[usize]) -> Option<u64> {
+    shape.iter().try_fold(1u64, |p, &d| p.checked_mul(d as u64))
 }
 
 /// Checks that `dout` has the shape of the forward output, and that forward ran.

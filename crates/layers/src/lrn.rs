@@ -118,7 +118,14 @@ macro_rules! with_pow_beta {
 
 impl<T: Float> Parameters<T> for Lrn<T> {}
 
-impl<T: Float> LayerHooks<T> for Lrn<T> {}
+impl<T: Float> LayerHooks<T> for Lrn<T> {
+    /// Per element: a multiply-add for each of the `n` squares summed, then
+    /// the scale's multiply-add, the power and the quotient.
+    fn forward_flops(&self, input: &[usize]) -> Option<u64> {
+        self.output_shape(input).ok()?;
+        crate::elements(input)?.checked_mul(2 * self.size as u64 + 4)
+    }
+}
 
 impl<T: Float> Layer<T> for Lrn<T> {
     fn describe(&self) -> String {

@@ -425,6 +425,26 @@ pub fn load_bytes_within<T: Float>(
     Ok(net)
 }
 
+/// [`load`], also returning every metadata entry of the file (those
+/// [`save_with`] was given among them).
+///
+/// ```
+/// use models::{Architecture, checkpoint};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.safetensors");
+/// let net = Architecture::LeNet.build::<f32>([1, 28, 28], 10, 0)?;
+/// checkpoint::save_with(&net, &path, &[], &[("dataset".into(), "mnist".into())])?;
+/// let (back, meta) = checkpoint::load_with_metadata::<f32>(&path)?;
+/// assert_eq!((back.name(), meta["dataset"].as_str()), ("lenet", "mnist"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load_with_metadata<T: Float>(path: &Path) -> Result<(Network<T>, HashMap<String, String>), Error> {
+    let contents = Contents::read(path)?;
+    let mut net = network_for(&contents, path, crate::MAX_PARAMS)?;
+    load_contents_into(&mut net, &contents, path, STATE_PREFIX)?;
+    Ok((net, contents.metadata))
+}
+
 /// The (untrained) network a checkpoint's metadata describes.
 fn network_for<T: Float>(contents: &Contents, path: &Path, max_params: usize) -> Result<Network<T>, Error> {
     let meta = |key: &str| {

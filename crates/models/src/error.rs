@@ -60,6 +60,16 @@ pub enum Error {
         /// What is wrong: the first mismatching name, shape or dtype, or the I/O error.
         message: String,
     },
+    /// A layer label the network does not have.
+    #[error("{model} has no layer {label:?}; its layers are {valid}")]
+    UnknownLayer {
+        /// The network's name.
+        model: String,
+        /// The label asked for.
+        label: String,
+        /// The labels it has, comma-separated.
+        valid: String,
+    },
     /// Training settings that cannot work (zero batch size, empty data).
     #[error("training: {0}")]
     Config(String),

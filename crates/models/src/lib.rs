@@ -36,11 +36,13 @@ mod error;
 pub mod gradcheck;
 mod network;
 mod source;
+mod summary;
 mod train;
 mod zoo;
 
 pub use error::Error;
 pub use network::{Builder, MAX_PARAMS, Network};
 pub use source::{ImageSource, Pixels};
+pub use summary::{LayerSummary, ReceptiveField, Summary};
 pub use train::{EpochMetrics, Event, History, Resume, TrainConfig, epoch_order, train};
 pub use zoo::{Architecture, BuildOptions};

@@ -208,6 +208,31 @@ impl<T: Float> Network<T> {
             .position(|s| s.label == label || s.fused.iter().any(|f| f == label))
     }
 
+    /// As `position`, or the error naming the labels there are.
+    pub(crate) fn find(&self, label: &str) -> Result<usize, Error> {
+        self.position(label).ok_or_else(|| Error::UnknownLayer {
+            model: self.name.clone(),
+            label: label.to_string(),
+            valid: self.labels().join(", "),
+        })
+    }
+
+    /// Every label, fused ones included, in order.
+    pub fn labels(&self) -> Vec<&str> {
+        self.slots
+            .iter()
+            .flat_map(|s| std::iter::once(&s.label).chain(&s.fused))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Each slot's label, the labels fused into it, and its layer, in order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (&str, &[String], &dyn LayerHooks<T>)> {
+        self.slots
+            .iter()
+            .map(|s| (s.label.as_str(), s.fused.as_slice(), s.layer.as_ref()))
+    }
+
     /// Every parameter's gradient as the last [`Network::gradient`] left
     /// it, by name (`conv1.weight`, ...), in the visiting order: the
     /// book's `grads` dictionary.
@@ -281,10 +306,35 @@ impl<T: Float> Network<T> {
     /// a fused ReLU answers to both labels with its activated output.
     pub fn forward_to(&mut self, x: ArrayViewD<'_, T>, label: &str) -> Result<&ArrayD<T>, Error> {
         self.check_input(x.shape())?;
-        let end = self
-            .position(label)
-            .ok_or_else(|| Error::Config(format!("{} has no layer {label:?}", self.name)))?;
+        let end = self.find(label)?;
         forward_all(&mut self.slots[..=end], x, Mode::Inference)
+    }
+
+    /// Class scores for `x` in inference mode, showing `visit` each layer's
+    /// output on the way (by its slot's label, `conv1` for a convolution
+    /// with a fused `relu1`): every layer's response in one pass.
+    pub fn predict_visiting(
+        &mut self,
+        x: ArrayViewD<'_, T>,
+        visit: &mut dyn FnMut(&str, &ArrayD<T>),
+    ) -> Result<&ArrayD<T>, Error> {
+        self.check_input(x.shape())?;
+        let (last, rest) = self.slots.split_last_mut().ok_or(Error::NoLayers)?;
+        let mut cur = x;
+        for slot in rest {
+            let out = slot
+                .layer
+                .forward(cur, Mode::Inference)
+                .map_err(|e| at(&slot.label, e))?;
+            visit(&slot.label, out);
+            cur = out.view();
+        }
+        let out = last
+            .layer
+            .forward(cur, Mode::Inference)
+            .map_err(|e| at(&last.label, e))?;
+        visit(&last.label, out);
+        Ok(out)
     }
 
     /// The mean cross-entropy loss on `(x, labels)`, as in training (dropout on).

@@ -354,6 +354,19 @@ impl<T: Float> LayerHooks<T> for Convolution<T> {
         true
     }
 
+    fn window(&self) -> Option<Window> {
+        Some(self.win)
+    }
+
+    /// A multiply-add per weight and output position, one addition per
+    /// output for the bias, and one operation per output for a fused activation.
+    fn forward_flops(&self, input: &[usize]) -> Option<u64> {
+        let out = crate::elements(&self.output_shape(input).ok()?)?;
+        let per_output = 2 * crate::elements(&self.weight.shape()[1..])? + 1;
+        let act = u64::from(self.act != Fused::Identity);
+        out.checked_mul(per_output + act)
+    }
+
     fn kink_state(&self) -> u64 {
         if self.act != Fused::Relu {
             return 0;

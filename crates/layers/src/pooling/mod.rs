@@ -295,6 +295,18 @@ impl<T: Float> Layer<T> for Pooling<T> {
 }
 
 impl<T: Float> LayerHooks<T> for Pooling<T> {
+    fn window(&self) -> Option<Window> {
+        Some(self.win)
+    }
+
+    /// One comparison (max) or addition (average) per window element and
+    /// output, and for average pooling one division per output.
+    fn forward_flops(&self, input: &[usize]) -> Option<u64> {
+        let out = crate::elements(&self.output_shape(input).ok()?)?;
+        let divide = u64::from(self.kind == PoolKind::Average);
+        out.checked_mul((self.win.fh * self.win.fw) as u64 + divide)
+    }
+
     fn kink_state(&self) -> u64 {
         match self.kind {
             PoolKind::Max => crate::gradcheck::fingerprint(self.argmax.iter().map(|&k| k as u64)),
