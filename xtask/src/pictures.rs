@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, Once, OnceLock};
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use models::EpochMetrics;
 use ndarray::{ArrayD, ArrayView3, ArrayView4, Axis, Ix3};
 use plotters::prelude::*;
@@ -508,7 +508,8 @@ impl Figure {
             );
         }
         let layout = self.layout();
-        let mut backend = BitMapBackend::new(path, (layout.width, layout.height));
+        let mut rgb = vec![0u8; layout.width as usize * layout.height as usize * 3];
+        let mut backend = BitMapBackend::with_buffer(&mut rgb, (layout.width, layout.height));
         let err = |e| anyhow::anyhow!("drawing {}: {e}", path.display());
         backend
             .draw_rect((0, 0), (layout.width as i32, layout.height as i32), &WHITE, true)
@@ -529,8 +530,31 @@ impl Figure {
             })?;
         }
         backend.present().map_err(err)?;
-        Ok(())
+        drop(backend);
+        save_png(path, layout.width, layout.height, rgb)
     }
+}
+
+/// Writes RGB pixels as a PNG, as one gray channel when every pixel is
+/// gray (a third of the bytes), best compression: figures are committed
+/// to the repository and shown in READMEs.
+fn save_png(path: &Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<()> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::{ExtendedColorType, ImageEncoder};
+    let gray = rgb.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]);
+    let (bytes, color) = if gray {
+        (rgb.chunks_exact(3).map(|p| p[0]).collect(), ExtendedColorType::L8)
+    } else {
+        (rgb, ExtendedColorType::Rgb8)
+    };
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        CompressionType::Best,
+        FilterType::Adaptive,
+    )
+    .write_image(&bytes, width, height, color)
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Fills `out` with `image` as RGB bytes, each value a `zoom` x `zoom`

@@ -22,14 +22,22 @@ impl Picture {
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
         assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        // Gray figures are written with one channel.
         let channels = match info.color_type {
+            png::ColorType::Grayscale => 1,
             png::ColorType::Rgb => 3,
             png::ColorType::Rgba => 4,
             other => panic!("unexpected colour type {other:?}"),
         };
         let rgb = buf[..info.buffer_size()]
             .chunks_exact(channels)
-            .flat_map(|p| [p[0], p[1], p[2]])
+            .flat_map(|p| {
+                if channels == 1 {
+                    [p[0]; 3]
+                } else {
+                    [p[0], p[1], p[2]]
+                }
+            })
             .collect();
         Picture {
             width: info.width,
@@ -390,4 +398,21 @@ fn bad_panels_and_scales_are_refused() {
     one(fine(), Scale::Fixed { lo: 0.0, hi: 1.0 })
         .write(&path)
         .unwrap();
+}
+
+/// The PNG's colour type, as written.
+fn color_type(path: &std::path::Path) -> png::ColorType {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    decoder.read_info().unwrap().info().color_type
+}
+
+#[test]
+fn gray_figures_are_written_with_one_channel_and_colour_ones_with_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gray_path, colour_path) = (dir.path().join("gray.png"), dir.path().join("colour.png"));
+    let w = Array4::from_shape_fn((4, 1, 5, 5), |(n, _, y, x)| (n + y * x) as f32);
+    pictures::filters(w.view(), "gray", &gray_path).unwrap();
+    per_panel_figure().write(&colour_path).unwrap();
+    assert_eq!(color_type(&gray_path), png::ColorType::Grayscale);
+    assert_eq!(color_type(&colour_path), png::ColorType::Rgb);
 }

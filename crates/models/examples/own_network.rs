@@ -6,7 +6,7 @@
 
 use std::ops::ControlFlow;
 
-use layers::{Adam, Init, Parameters, Window};
+use layers::{Adam, Init, Window};
 use models::{Event, Network, Pixels, TrainConfig, checkpoint};
 
 /// Two small convolutions instead of the chapter's one, each with 3x3
@@ -29,10 +29,7 @@ fn two_conv(input: [usize; 3], classes: usize, seed: u64) -> Result<Network<f32>
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = datasets::embedded()?;
     let mut net = two_conv(data.input_shape(), data.classes.len(), 0)?;
-    println!("{} with {} parameters:", net.name(), net.param_count());
-    for (label, layer) in net.layers() {
-        println!("  {label:<6} {}", layer.describe());
-    }
+    println!("{}", net.summary());
 
     let (train_x, train_y) = (Pixels(data.train.pixels().view()), data.train.labels_usize());
     let (test_x, test_y) = (Pixels(data.test.pixels().view()), data.test.labels_usize());
