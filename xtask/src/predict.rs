@@ -140,7 +140,7 @@ fn judge(p: &mut Prepared, path: &Path, top: usize) -> Result<Verdict> {
 fn describe(how: &Preparation) -> String {
     match how {
         Preparation::Mnist { inverted, ink_box } => format!(
-            "{}ink box {}x{} at ({}, {}) scaled into 20x20, centred by mass",
+            "{}ink {} rows x {} columns from row {}, column {}, scaled into 20x20 and centred by mass",
             if *inverted { "inverted, " } else { "" },
             ink_box[2],
             ink_box[3],
