@@ -5,7 +5,11 @@ PyTorch's conventions (Conv2d weight [out, in, kh, kw], cross-correlation;
 Linear y = x W^T + b; flattening over C, H, W) -- classifies the embedded
 test split exactly as `cargo xtask eval` reports.
 
-Usage: python3 check_safetensors.py MODEL.safetensors EXPECTED_ACCURACY_PERCENT
+With a third argument, it also writes the tensors there as a PyTorch
+state dict would be saved (`safetensors.numpy.save_file`, no metadata of
+ours), for `cargo xtask eval --model simple-conv-net` to read back.
+
+Usage: python3 check_safetensors.py MODEL.safetensors EXPECTED_ACCURACY_PERCENT [STATE_DICT_OUT]
 """
 
 import gzip
@@ -14,7 +18,7 @@ import sys
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 path, expected = sys.argv[1], float(sys.argv[2])
 tensors = load_file(path)
@@ -46,3 +50,7 @@ accuracy = 100.0 * np.mean(scores.argmax(axis=1) == labels)
 print(f"numpy (PyTorch layout) accuracy on the embedded test split: {accuracy:.2f}%, cargo xtask: {expected:.2f}%")
 # Summation order differs from ours, so a near-tie may flip: allow one image.
 assert abs(accuracy - expected) <= 100.0 / len(labels) + 1e-9, (accuracy, expected)
+
+if len(sys.argv) > 3:
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, sys.argv[3])
+    print(f"wrote {sys.argv[3]}: {len(tensors)} tensors in PyTorch's names and layouts, no metadata")

@@ -1,10 +1,10 @@
 //! `cargo xtask eval` and `cargo xtask features`: what a saved network does,
 //! and how each of its layers responds to one image.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use models::{LayerSummary, Network, checkpoint};
+use models::{Architecture, LayerSummary, Network, checkpoint};
 use ndarray::{ArrayView3, Axis, s};
 
 use datasets::Dataset;
@@ -14,9 +14,15 @@ use crate::train::load_dataset;
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// A model.safetensors written by `cargo xtask train`.
+    /// A model.safetensors written by `cargo xtask train` (or, with
+    /// --model, any safetensors file of the network's weights).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// The file holds weights only, in PyTorch's names and layouts (a state
+    /// dict saved with `safetensors`): build MODELS.md's network of this
+    /// name for the data set and load them.
+    #[arg(long)]
+    model: Option<Architecture>,
     /// embedded, mnist, fashion-mnist, cifar10, or a directory holding the four IDX files.
     #[arg(long, default_value = "embedded")]
     dataset: String,
@@ -24,11 +30,41 @@ pub struct EvalArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// The network in `path`: one `cargo xtask train` wrote (its metadata
+/// says which), or with `model`, MODELS.md's `model` for `input` and
+/// `classes` holding the file's tensors, which must be exactly the
+/// network's parameters in PyTorch's names and layouts.
+pub fn open_network(
+    path: &Path,
+    model: Option<Architecture>,
+    input: [usize; 3],
+    classes: usize,
+) -> Result<Network<f32>> {
+    let Some(model) = model else {
+        return checkpoint::load(path).map_err(|e| match e {
+            models::Error::Checkpoint { ref message, .. } if message.starts_with("metadata has no") => {
+                anyhow::anyhow!("{e}; a file of weights alone (such as a PyTorch state dict) needs --model")
+            }
+            e => e.into(),
+        });
+    };
+    let mut net = model
+        .build::<f32>(input, classes, 0)
+        .with_context(|| format!("--model {model} for {} classes of {}", classes, dims(&input)))?;
+    checkpoint::load_into(&mut net, path).with_context(|| format!("--checkpoint with --model {model}"))?;
+    Ok(net)
+}
+
 /// The network and the data set `eval` would use, once both are read and
 /// known to fit each other.
 pub fn prepare_eval(args: &EvalArgs) -> Result<(Network<f32>, Dataset)> {
-    let net: Network<f32> = checkpoint::load(&args.checkpoint)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let net = open_network(
+        &args.checkpoint,
+        args.model,
+        data.input_shape(),
+        data.classes.len(),
+    )?;
     ensure!(
         !data.test.is_empty(),
         "--dataset {}: the test split has no images to evaluate on",
@@ -88,9 +124,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct FeaturesArgs {
-    /// A model.safetensors written by `cargo xtask train`.
+    /// A model.safetensors written by `cargo xtask train` (or, with
+    /// --model, any safetensors file of the network's weights).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// The file holds weights only, in PyTorch's names and layouts (a state
+    /// dict saved with `safetensors`): build MODELS.md's network of this
+    /// name for the data set and load them.
+    #[arg(long)]
+    model: Option<Architecture>,
     /// Which test image (0-based).
     #[arg(long, default_value_t = 0)]
     image: usize,
@@ -158,8 +200,13 @@ pub fn spatial_layers(
 /// The network, the data set and the layers `features` would use, once
 /// all are read and the image is known to be there.
 pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset, Vec<LayerSummary>)> {
-    let net: Network<f32> = checkpoint::load(&args.checkpoint)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let net = open_network(
+        &args.checkpoint,
+        args.model,
+        data.input_shape(),
+        data.classes.len(),
+    )?;
     ensure!(
         args.image < data.test.len(),
         "--image {}: the test set has {} images (0 to {})",

@@ -8,18 +8,24 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use datasets::Dataset;
-use models::{LayerSummary, Network, ReceptiveField, checkpoint};
+use models::{Architecture, LayerSummary, Network, ReceptiveField};
 use ndarray::{Array3, ArrayD, ArrayView3, Axis, s};
 
-use crate::inspect::{dims, spatial_layers};
+use crate::inspect::{dims, open_network, spatial_layers};
 use crate::pictures::{Figure, Panel, Scale, Section};
 use crate::train::load_dataset;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model.safetensors written by `cargo xtask train`.
+    /// A model.safetensors written by `cargo xtask train` (or, with
+    /// --model, any safetensors file of the network's weights).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// The file holds weights only, in PyTorch's names and layouts (a state
+    /// dict saved with `safetensors`): build MODELS.md's network of this
+    /// name for the data set and load them.
+    #[arg(long)]
+    model: Option<Architecture>,
     /// A layer to draw (conv2, pool1, ...; repeat for more, or `all`)
     /// [default: every convolution].
     #[arg(long)]
@@ -62,8 +68,13 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         "--per-channel {}: between 1 and 64",
         args.per_channel
     );
-    let net: Network<f32> = checkpoint::load(&args.checkpoint)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let net = open_network(
+        &args.checkpoint,
+        args.model,
+        data.input_shape(),
+        data.classes.len(),
+    )?;
     ensure!(
         net.input_shape() == data.input_shape(),
         "--checkpoint {}: the model takes images of {:?}, --dataset {} has {:?}",

@@ -7,16 +7,28 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use datasets::images::{self, Preparation};
 use layers::Mode;
-use models::{Network, checkpoint};
+use models::{Architecture, Network, checkpoint};
 use ndarray::{Array4, ArrayD};
 
 use crate::pictures::{Figure, Panel, Scale, Section};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model.safetensors written by `cargo xtask train`.
+    /// A model.safetensors written by `cargo xtask train` (or, with
+    /// --model, any safetensors file of the network's weights).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// The file holds weights only, in PyTorch's names and layouts (a state
+    /// dict saved with `safetensors`): build MODELS.md's network of this
+    /// name for --input and --classes and load them.
+    #[arg(long)]
+    model: Option<Architecture>,
+    /// With --model: the input shape C,H,W.
+    #[arg(long, default_value = "1,28,28", requires = "model")]
+    input: String,
+    /// With --model: the number of classes.
+    #[arg(long, default_value_t = 10, requires = "model")]
+    classes: usize,
     /// PNG or JPEG files, any size, colour or grey.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -55,7 +67,15 @@ pub struct Prepared {
 }
 
 pub fn prepare(args: &Args) -> Result<Prepared> {
-    let (net, meta) = checkpoint::load_with_metadata::<f32>(&args.checkpoint)?;
+    let (net, meta) = match args.model {
+        None => checkpoint::load_with_metadata::<f32>(&args.checkpoint)?,
+        Some(_) => {
+            let input = crate::summary::parse_input(&args.input)?;
+            crate::summary::check_classes(args.classes)?;
+            let net = crate::inspect::open_network(&args.checkpoint, args.model, input, args.classes)?;
+            (net, HashMap::new())
+        }
+    };
     let k = net.classes();
     ensure!(
         (1..=k).contains(&args.top),

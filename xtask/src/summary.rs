@@ -30,22 +30,8 @@ pub fn network(args: &Args) -> Result<Network<f32>> {
     let Some(model) = args.model else {
         bail!("give --model or --checkpoint");
     };
-    let dims: Vec<usize> = args
-        .input
-        .split(',')
-        .map(|d| d.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    let input: [usize; 3] = match <[usize; 3]>::try_from(dims) {
-        Ok(d) if d.iter().all(|v: &usize| (1..=4096).contains(v)) => d,
-        _ => bail!(
-            "--input {:?}: three sizes C,H,W from 1 to 4096, such as 1,28,28",
-            args.input
-        ),
-    };
-    if !(1..=100_000).contains(&args.classes) {
-        bail!("--classes {}: between 1 and 100000", args.classes);
-    }
+    let input = parse_input(&args.input)?;
+    check_classes(args.classes)?;
     model
         .build(input, args.classes, 0)
         .map_err(|e| anyhow::anyhow!("--model {} --input {}: {e}", model.name(), args.input))
@@ -53,5 +39,26 @@ pub fn network(args: &Args) -> Result<Network<f32>> {
 
 pub fn run(args: Args) -> Result<()> {
     println!("{}", network(&args)?.summary());
+    Ok(())
+}
+
+/// `--input C,H,W`.
+pub fn parse_input(text: &str) -> Result<[usize; 3]> {
+    let dims: Vec<usize> = text
+        .split(',')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    match <[usize; 3]>::try_from(dims) {
+        Ok(d) if d.iter().all(|v: &usize| (1..=4096).contains(v)) => Ok(d),
+        _ => bail!("--input {text:?}: three sizes C,H,W from 1 to 4096, such as 1,28,28"),
+    }
+}
+
+/// `--classes K`.
+pub fn check_classes(classes: usize) -> Result<()> {
+    if !(1..=100_000).contains(&classes) {
+        bail!("--classes {classes}: between 1 and 100000");
+    }
     Ok(())
 }

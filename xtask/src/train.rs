@@ -106,6 +106,11 @@ pub struct Args {
     /// result is bit-identical to a run never stopped.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Start from the weights in this safetensors file (one `train` wrote,
+    /// or a PyTorch state dict of the same network in its names and
+    /// layouts) instead of drawing them.
+    #[arg(long, conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
 }
 
 /// Refuses a run that could not train or would overwrite `--out` with
@@ -393,9 +398,12 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
                 pool_method: args.pool_method,
                 ..BuildOptions::default()
             };
-            let net =
+            let mut net =
                 args.model
                     .build_with::<f32>(data.input_shape(), data.classes.len(), args.seed, options)?;
+            if let Some(path) = &args.init_from {
+                checkpoint::load_into(&mut net, path).context("--init-from")?;
+            }
             let config = TrainConfig {
                 epochs: 10,
                 batch_size: args.batch_size,

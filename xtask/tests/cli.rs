@@ -157,7 +157,7 @@ fn value_of(name: &'static str) -> BoxedStrategy<String> {
             "nope",
         ])
         .boxed(),
-        "--resume" | "--checkpoint" | "--save-input" => path().boxed(),
+        "--resume" | "--checkpoint" | "--save-input" | "--init-from" => path().boxed(),
         "--input" => word(&[
             "1,28,28",
             "3,32,32",
@@ -191,11 +191,19 @@ fn flags(command: &'static str) -> impl Strategy<Value = Vec<(&'static str, Stri
             "--threads",
             "--isa",
             "--resume",
+            "--init-from",
         ],
         "gradcheck" => &["--layer", "--model", "--seed", "--eps", "--tol", "--coords"],
         "fuzz" => &["--cases", "--seed", "--target"],
-        "eval" => &["--checkpoint", "--checkpoint", "--dataset"],
-        "features" => &["--checkpoint", "--checkpoint", "--image", "--dataset", "--layer"],
+        "eval" => &["--checkpoint", "--checkpoint", "--dataset", "--model"],
+        "features" => &[
+            "--checkpoint",
+            "--checkpoint",
+            "--image",
+            "--dataset",
+            "--layer",
+            "--model",
+        ],
         "summary" => &["--model", "--checkpoint", "--input", "--classes"],
         "patches" => &[
             "--checkpoint",
