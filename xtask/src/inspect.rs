@@ -23,11 +23,13 @@ pub struct EvalArgs {
     /// name for the data set and load them.
     #[arg(long)]
     model: Option<Architecture>,
-    /// embedded, mnist, fashion-mnist, cifar10, or a directory holding the four IDX files.
+    /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
     #[arg(long, default_value = "embedded")]
     dataset: String,
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    folders: crate::train::FolderArgs,
 }
 
 /// The network in `path`: one `cargo xtask train` wrote (its metadata
@@ -58,7 +60,7 @@ pub fn open_network(
 /// The network and the data set `eval` would use, once both are read and
 /// known to fit each other.
 pub fn prepare_eval(args: &EvalArgs) -> Result<(Network<f32>, Dataset)> {
-    let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
     let net = open_network(
         &args.checkpoint,
         args.model,
@@ -145,6 +147,8 @@ pub struct FeaturesArgs {
     dataset: String,
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    folders: crate::train::FolderArgs,
     /// The PNG to write.
     #[arg(long, default_value = "runs/latest/features.png")]
     out: PathBuf,
@@ -200,7 +204,7 @@ pub fn spatial_layers(
 /// The network, the data set and the layers `features` would use, once
 /// all are read and the image is known to be there.
 pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset, Vec<LayerSummary>)> {
-    let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
     let net = open_network(
         &args.checkpoint,
         args.model,

@@ -41,6 +41,8 @@ pub struct Args {
     dataset: String,
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    folders: crate::train::FolderArgs,
     /// Use only the first N test images [default: all].
     #[arg(long)]
     images: Option<usize>,
@@ -68,7 +70,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         "--per-channel {}: between 1 and 64",
         args.per_channel
     );
-    let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
     let net = open_network(
         &args.checkpoint,
         args.model,

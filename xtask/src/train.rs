@@ -53,7 +53,9 @@ pub struct Args {
     /// simple-conv-net, lenet or alexnet-lite.
     #[arg(long, default_value = "simple-conv-net")]
     model: Architecture,
-    /// embedded, mnist, fashion-mnist, cifar10, or a directory holding the four IDX files.
+    /// embedded, mnist, fashion-mnist, cifar10, or a directory: the four
+    /// IDX files, or image folders (DIR/train/<class>/* and
+    /// DIR/test/<class>/*, or one tree DIR/<class>/* with --test-split).
     #[arg(long, default_value = "embedded")]
     dataset: String,
     /// Where the dataset's files are (for mnist, fashion-mnist and cifar10).
@@ -111,6 +113,8 @@ pub struct Args {
     /// layouts) instead of drawing them.
     #[arg(long, conflicts_with = "resume")]
     init_from: Option<PathBuf>,
+    #[command(flatten)]
+    folders: FolderArgs,
 }
 
 /// Refuses a run that could not train or would overwrite `--out` with
@@ -152,6 +156,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// Metadata keys xtask adds to checkpoints so that `--resume` finds the data.
 const META_DATASET: &str = "xtask.dataset";
 const META_DATA_DIR: &str = "xtask.data_dir";
+/// How a single tree of image folders was split, for `--resume`.
+const META_TEST_SPLIT: &str = "xtask.test_split";
+const META_SPLIT_SEED: &str = "xtask.split_seed";
 /// The data set's class names, a JSON list, for `predict`.
 pub const META_CLASSES: &str = "xtask.classes";
 
@@ -200,7 +207,64 @@ fn download(remote: &datasets::download::Remote) -> Result<PathBuf> {
 /// Fashion-MNIST are looked for in `--data-dir`, then `MNIST_DIR` /
 /// `FASHION_MNIST_DIR`, then (Fashion-MNIST) Debian's package, and
 /// downloaded into the cache as a last resort.
-pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<datasets::Dataset> {
+/// `--test-split` and `--split-seed`: how a single tree of image folders
+/// is split.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct FolderArgs {
+    /// For --dataset DIR holding one tree DIR/<class>/<image>: the share
+    /// of each class held out as the test split, in (0, 1).
+    #[arg(long)]
+    test_split: Option<f64>,
+    /// Seeds which images --test-split holds out.
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
+}
+
+/// Reads image folders, drawing a bar.
+fn load_folders(dir: &Path, folders: FolderArgs) -> Result<datasets::Dataset> {
+    let options = datasets::folders::FolderOptions {
+        test_split: folders.test_split,
+        seed: folders.split_seed,
+        shape: None,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("  reading images [{bar:30}] {pos}/{len} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let data = datasets::folders::load_image_folders(dir, &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    // The library's errors name the file or folder; say which flag to change.
+    let data = data.map_err(|e| {
+        let text = e.to_string();
+        match folders.test_split {
+            Some(f) if text.contains("test split") => anyhow::anyhow!("--test-split {f}: {text}"),
+            None if text.contains("give a test split") => anyhow::anyhow!("{text} (--test-split FRACTION)"),
+            _ => e.into(),
+        }
+    })?;
+    eprintln!(
+        "{}: {} training and {} test images of {:?} in {} classes ({})",
+        dir.display(),
+        data.train.len(),
+        data.test.len(),
+        data.input_shape(),
+        data.classes.len(),
+        data.classes.join(", ")
+    );
+    Ok(data)
+}
+
+pub fn load_dataset(name: &str, data_dir: Option<&Path>, folders: FolderArgs) -> Result<datasets::Dataset> {
+    if let Some(f) = folders.test_split
+        && !datasets::folders::is_image_folder(Path::new(name))
+    {
+        bail!("--test-split {f}: applies to image folders, and --dataset {name} is not a directory of them");
+    }
     let local = |var: &str, fallback: Option<&str>| -> Option<PathBuf> {
         data_dir
             .map(Path::to_path_buf)
@@ -238,6 +302,9 @@ pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<datasets::Dat
                 "dataset cifar10: give its directory (the binary version) with --data-dir or CIFAR10_DIR",
             )?;
             datasets::load_cifar10_dir(&dir)?
+        }
+        path if datasets::folders::is_image_folder(Path::new(path)) => {
+            load_folders(Path::new(path), folders)?
         }
         path if Path::new(path).is_dir() => {
             datasets::load_idx_dir(Path::new(path), path, &datasets::MNIST_CLASSES)?
@@ -358,6 +425,7 @@ pub struct Prepared {
     dataset: String,
     data_dir: Option<PathBuf>,
     data: datasets::Dataset,
+    folders: FolderArgs,
 }
 
 /// Checks every flag, reads the data (and the checkpoint to resume), builds
@@ -369,7 +437,8 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     if let Some(isa) = args.isa.filter(|i| !i.is_available()) {
         bail!("--isa {isa}: {}", kernels::Unavailable(isa));
     }
-    let (net, opt, mut config, dataset, data_dir) = match &args.resume {
+    let mut folders = args.folders;
+    let (net, opt, mut config, dataset, data_dir, loaded) = match &args.resume {
         Some(path) => {
             let t = checkpoint::load_training::<f32>(path)?;
             if let Some(m) = args.conv_method.filter(|&m| m != t.net.conv_method()) {
@@ -388,10 +457,20 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
                 .data_dir
                 .clone()
                 .or_else(|| t.metadata.get(META_DATA_DIR).map(PathBuf::from));
-            (t.net, t.optimizer, t.config, dataset, data_dir)
+            if folders.test_split.is_none() {
+                folders = FolderArgs {
+                    test_split: t.metadata.get(META_TEST_SPLIT).and_then(|v| v.parse().ok()),
+                    split_seed: t
+                        .metadata
+                        .get(META_SPLIT_SEED)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                };
+            }
+            (t.net, t.optimizer, t.config, dataset, data_dir, None)
         }
         None => {
-            let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+            let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
             let options = BuildOptions {
                 init: args.init.init(),
                 conv_method: args.conv_method.unwrap_or_default(),
@@ -417,13 +496,17 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
                 config,
                 args.dataset.clone(),
                 args.data_dir.clone(),
+                Some(data),
             )
         }
     };
     if let Some(e) = args.epochs {
         config.epochs = e;
     }
-    let data = load_dataset(&dataset, data_dir.as_deref())?;
+    let data = match loaded {
+        Some(data) => data,
+        None => load_dataset(&dataset, data_dir.as_deref(), folders)?,
+    };
     check_run(args, &config, data.train.len(), data.test.len())?;
     Ok(Prepared {
         net,
@@ -432,6 +515,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         dataset,
         data_dir,
         data,
+        folders,
     })
 }
 
@@ -454,6 +538,7 @@ pub fn run(args: Args) -> Result<()> {
         dataset,
         data_dir,
         data,
+        folders,
     } = prepare(&args)?;
     if args.resume.is_some() {
         println!(
@@ -508,6 +593,10 @@ pub fn run(args: Args) -> Result<()> {
     ];
     if let Some(d) = &data_dir {
         meta.push((META_DATA_DIR.to_string(), d.display().to_string()));
+    }
+    if let Some(f) = folders.test_split {
+        meta.push((META_TEST_SPLIT.to_string(), f.to_string()));
+        meta.push((META_SPLIT_SEED.to_string(), folders.split_seed.to_string()));
     }
     let (model_path, state_path) = (
         args.out.join("model.safetensors"),

@@ -192,10 +192,17 @@ fn flags(command: &'static str) -> impl Strategy<Value = Vec<(&'static str, Stri
             "--isa",
             "--resume",
             "--init-from",
+            "--test-split",
         ],
         "gradcheck" => &["--layer", "--model", "--seed", "--eps", "--tol", "--coords"],
         "fuzz" => &["--cases", "--seed", "--target"],
-        "eval" => &["--checkpoint", "--checkpoint", "--dataset", "--model"],
+        "eval" => &[
+            "--checkpoint",
+            "--checkpoint",
+            "--dataset",
+            "--model",
+            "--test-split",
+        ],
         "features" => &[
             "--checkpoint",
             "--checkpoint",
@@ -298,6 +305,10 @@ fn value<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
 /// Whether a command accepted with these flags is valid by the stated rules.
 fn valid(argv: &[String]) -> Result<(), String> {
     let num = |name: &str| value(argv, name).map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
+    // No data set of the fixture is a tree of image folders.
+    if value(argv, "--test-split").is_some() {
+        return Err("--test-split accepted for a data set that is no image folder".into());
+    }
     match argv[1].as_str() {
         "train" => {
             let resuming = value(argv, "--resume").is_some();

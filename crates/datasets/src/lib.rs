@@ -34,6 +34,8 @@ mod cifar;
 pub mod download;
 mod embedded;
 mod error;
+#[cfg(feature = "images")]
+pub mod folders;
 mod idx;
 #[cfg(feature = "images")]
 pub mod images;

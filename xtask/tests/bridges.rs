@@ -1,7 +1,9 @@
-//! Weights from elsewhere: a safetensors file with PyTorch's names and
-//! layouts and none of our metadata (what `safetensors.torch.save_file`
-//! writes for a state dict) is read by `eval`, `predict`, `features` and
-//! `train --init-from` given `--model`, and each wrong tensor is named.
+//! Bridges in: weights from elsewhere (a safetensors file with PyTorch's
+//! names and layouts and none of our metadata, what
+//! `safetensors.torch.save_file` writes for a state dict) read by `eval`,
+//! `predict`, `features` and `train --init-from` given `--model`, each
+//! wrong tensor named; and data as image folders, trained on as the IDX
+//! files they were written from.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -204,4 +206,143 @@ fn training_can_start_from_a_state_dict() {
         !ok && e.contains("--init-from") && e.contains("conv1.weight"),
         "{e}"
     );
+}
+
+/// Writes the first `n` images of `split` as `dir/<class>/<index>.png`.
+fn write_tree(dir: &Path, split: &datasets::Split, classes: &[String], first: usize) {
+    for c in classes {
+        std::fs::create_dir_all(dir.join(c)).unwrap();
+    }
+    for i in 0..split.len() {
+        let px = split
+            .pixels()
+            .slice(ndarray::s![i, 0, .., ..])
+            .iter()
+            .copied()
+            .collect();
+        let class = &classes[split.labels()[i] as usize];
+        let path = dir.join(class).join(format!("{:05}.png", first + i));
+        image::GrayImage::from_raw(28, 28, px)
+            .unwrap()
+            .save(path)
+            .unwrap();
+    }
+}
+
+#[test]
+fn training_on_image_folders_matches_training_on_the_idx_files() {
+    let (_, accuracy) = trained();
+    let data = datasets::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("digits");
+    write_tree(&tree.join("train"), &data.train, &data.classes, 0);
+    write_tree(&tree.join("test"), &data.test, &data.classes, data.train.len());
+    let out = dir.path().join("run");
+    let (ok, stdout, e) = run(&[
+        "train",
+        "--dataset",
+        tree.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{e}");
+    assert!(
+        e.contains("8000 training and 2000 test images of [1, 28, 28] in 10 classes"),
+        "{e}"
+    );
+    // The same images in the same order: the same run, bit for bit.
+    assert_eq!(stdout.lines().last().unwrap(), accuracy);
+    let model = out.join("model.safetensors");
+    let (ok, stdout, e) = run(&[
+        "eval",
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--dataset",
+        tree.to_str().unwrap(),
+    ]);
+    assert!(ok, "{e}");
+    assert_eq!(stdout.lines().last().unwrap(), accuracy);
+
+    // One tree needs a split, and a bad file is named.
+    let (ok, _, e) = run(&[
+        "eval",
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--dataset",
+        tree.join("test").to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && e.contains("give a test split") && e.contains("--test-split FRACTION"),
+        "{e}"
+    );
+    let bad = tree.join("test").join("3").join("broken.png");
+    std::fs::write(&bad, b"no png").unwrap();
+    let (ok, _, e) = run(&[
+        "eval",
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--dataset",
+        tree.join("test").to_str().unwrap(),
+        "--test-split",
+        "0.5",
+    ]);
+    assert!(!ok && e.contains(bad.to_str().unwrap()), "{e}");
+    let (ok, _, e) = run(&[
+        "eval",
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--dataset",
+        tree.to_str().unwrap(),
+        "--test-split",
+        "0.5",
+    ]);
+    assert!(
+        !ok && e.contains("--test-split 0.5") && e.contains("applies to a single tree"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_run_on_a_single_tree_resumes_with_its_split() {
+    let data = datasets::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("few");
+    write_tree(&tree, &data.test.head(400), &data.classes, 0);
+    let out = dir.path().join("run");
+    let args = [
+        "--dataset",
+        tree.to_str().unwrap(),
+        "--test-split",
+        "0.25",
+        "--split-seed",
+        "7",
+    ];
+    let (ok, whole, e) = run(&[
+        &["train", "--epochs", "2", "--out", out.to_str().unwrap()][..],
+        &args,
+    ]
+    .concat());
+    assert!(ok, "{e}");
+    // A quarter of each class, rounded: 102 of 400.
+    assert!(e.contains("298 training and 102 test images"), "{e}");
+    let (ok, _, e) = run(&[
+        &["train", "--epochs", "1", "--out", out.to_str().unwrap()][..],
+        &args,
+    ]
+    .concat());
+    assert!(ok, "{e}");
+    let ckpt = out.join("checkpoint.safetensors");
+    let (ok, resumed, e) = run(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{e}");
+    assert_eq!(resumed.lines().last(), whole.lines().last());
 }
