@@ -157,6 +157,20 @@ const BOUNDARY_TEXT: &[&str] = &[
     "x",
 ];
 
+/// Network descriptions put into a checkpoint's `network` entry: sizes at
+/// the edges, windows that cannot work, and text that is not TOML.
+const NETWORK_TEXT: &[&str] = &[
+    "name = \"n\"\ninput = [1, 28, 28]\nclasses = 10\n[[layers]]\nkind = \"conv\"\nfilters = 18446744073709551615\nsize = 5\n[[layers]]\nkind = \"affine\"\n",
+    "name = \"n\"\ninput = [1, 28, 28]\nclasses = 10\n[[layers]]\nkind = \"conv\"\nfilters = 4\nsize = 0\n[[layers]]\nkind = \"affine\"\n",
+    "name = \"n\"\ninput = [1, 28, 28]\nclasses = 10\n[[layers]]\nkind = \"max-pool\"\nsize = 4611686018427387904\nstride = 0\n[[layers]]\nkind = \"affine\"\n",
+    "name = \"n\"\ninput = [1, 28, 28]\nclasses = 10\n[[layers]]\nkind = \"avg-pool\"\nsize = [28, 28]\npad = 18446744073709551615\n[[layers]]\nkind = \"affine\"\n",
+    "name = \"n\"\ninput = [1, 28, 28]\nclasses = 10\n[[layers]]\nkind = \"dropout\"\nratio = nan\n[[layers]]\nkind = \"affine\"\n",
+    "name = \"n\"\ninput = [1, 65534, 65534]\nclasses = 3000000000\n[[layers]]\nkind = \"affine\"\ninit = { normal = inf }\n",
+    "name = \"n\"\ninput = [1, 28, 28]\nclasses = 10\nlayers = []\n",
+    "[[[[[[[[[[[[[[[[",
+    "name = \"",
+];
+
 /// Values a tensor header's sizes are set to.
 const BOUNDARY_SIZES: &[u64] = &[0, 1, 2, 3, 5, 10, 255, 65535, 1 << 31, 1 << 32, 1 << 62, u64::MAX];
 
@@ -186,8 +200,12 @@ fn mutate_fields(rng: &mut impl Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                 continue;
             };
             let keys: Vec<String> = meta.keys().cloned().collect();
-            let key = match rng.random_range(0..8) {
+            let key = match rng.random_range(0..9) {
                 0 => "train.unexpected".to_string(),
+                1 => {
+                    meta.insert("network".into(), json!(pick(rng, NETWORK_TEXT)));
+                    continue;
+                }
                 _ if keys.is_empty() => continue,
                 _ => pick(rng, &keys).clone(),
             };

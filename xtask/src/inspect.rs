@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use models::{Architecture, LayerSummary, Network, checkpoint};
+use models::{LayerSummary, Network, checkpoint};
+
+use crate::model::ModelChoice;
 use ndarray::{ArrayView3, Axis, s};
 
 use datasets::Dataset;
@@ -19,10 +21,10 @@ pub struct EvalArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     /// The file holds weights only, in PyTorch's names and layouts (a state
-    /// dict saved with `safetensors`): build MODELS.md's network of this
-    /// name for the data set and load them.
+    /// dict saved with `safetensors`): build this network (a name of
+    /// MODELS.md's or a .toml file) for the data set and load them.
     #[arg(long)]
-    model: Option<Architecture>,
+    model: Option<ModelChoice>,
     /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
     #[arg(long, default_value = "embedded")]
     dataset: String,
@@ -38,7 +40,7 @@ pub struct EvalArgs {
 /// network's parameters in PyTorch's names and layouts.
 pub fn open_network(
     path: &Path,
-    model: Option<Architecture>,
+    model: Option<&ModelChoice>,
     input: [usize; 3],
     classes: usize,
 ) -> Result<Network<f32>> {
@@ -50,9 +52,7 @@ pub fn open_network(
             e => e.into(),
         });
     };
-    let mut net = model
-        .build::<f32>(input, classes, 0)
-        .with_context(|| format!("--model {model} for {} classes of {}", classes, dims(&input)))?;
+    let mut net = model.build(input, classes, 0, models::BuildOptions::default())?;
     checkpoint::load_into(&mut net, path).with_context(|| format!("--checkpoint with --model {model}"))?;
     Ok(net)
 }
@@ -63,7 +63,7 @@ pub fn prepare_eval(args: &EvalArgs) -> Result<(Network<f32>, Dataset)> {
     let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
     let net = open_network(
         &args.checkpoint,
-        args.model,
+        args.model.as_ref(),
         data.input_shape(),
         data.classes.len(),
     )?;
@@ -131,10 +131,10 @@ pub struct FeaturesArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     /// The file holds weights only, in PyTorch's names and layouts (a state
-    /// dict saved with `safetensors`): build MODELS.md's network of this
-    /// name for the data set and load them.
+    /// dict saved with `safetensors`): build this network (a name of
+    /// MODELS.md's or a .toml file) for the data set and load them.
     #[arg(long)]
-    model: Option<Architecture>,
+    model: Option<ModelChoice>,
     /// Which test image (0-based).
     #[arg(long, default_value_t = 0)]
     image: usize,
@@ -207,7 +207,7 @@ pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset, V
     let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
     let net = open_network(
         &args.checkpoint,
-        args.model,
+        args.model.as_ref(),
         data.input_shape(),
         data.classes.len(),
     )?;

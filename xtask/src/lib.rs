@@ -11,6 +11,7 @@ mod embed;
 mod fuzz;
 mod gradcheck;
 mod inspect;
+mod model;
 mod patches;
 pub mod pictures;
 mod predict;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use datasets::Dataset;
-use models::{Architecture, LayerSummary, Network, ReceptiveField};
+use models::{LayerSummary, Network, ReceptiveField};
 use ndarray::{Array3, ArrayD, ArrayView3, Axis, s};
 
 use crate::inspect::{dims, open_network, spatial_layers};
@@ -22,10 +22,10 @@ pub struct Args {
     #[arg(long)]
     checkpoint: PathBuf,
     /// The file holds weights only, in PyTorch's names and layouts (a state
-    /// dict saved with `safetensors`): build MODELS.md's network of this
-    /// name for the data set and load them.
+    /// dict saved with `safetensors`): build this network (a name of
+    /// MODELS.md's or a .toml file) for the data set and load them.
     #[arg(long)]
-    model: Option<Architecture>,
+    model: Option<crate::model::ModelChoice>,
     /// A layer to draw (conv2, pool1, ...; repeat for more, or `all`)
     /// [default: every convolution].
     #[arg(long)]
@@ -73,7 +73,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
     let net = open_network(
         &args.checkpoint,
-        args.model,
+        args.model.as_ref(),
         data.input_shape(),
         data.classes.len(),
     )?;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use datasets::images::{self, Preparation};
 use layers::Mode;
-use models::{Architecture, Network, checkpoint};
+use models::{Network, checkpoint};
+
+use crate::model::ModelChoice;
 use ndarray::{Array4, ArrayD};
 
 use crate::pictures::{Figure, Panel, Scale, Section};
@@ -22,7 +24,7 @@ pub struct Args {
     /// dict saved with `safetensors`): build MODELS.md's network of this
     /// name for --input and --classes and load them.
     #[arg(long)]
-    model: Option<Architecture>,
+    model: Option<ModelChoice>,
     /// With --model: the input shape C,H,W.
     #[arg(long, default_value = "1,28,28", requires = "model")]
     input: String,
@@ -67,12 +69,15 @@ pub struct Prepared {
 }
 
 pub fn prepare(args: &Args) -> Result<Prepared> {
-    let (net, meta) = match args.model {
+    let (net, meta) = match &args.model {
         None => checkpoint::load_with_metadata::<f32>(&args.checkpoint)?,
-        Some(_) => {
-            let input = crate::summary::parse_input(&args.input)?;
-            crate::summary::check_classes(args.classes)?;
-            let net = crate::inspect::open_network(&args.checkpoint, args.model, input, args.classes)?;
+        Some(model) => {
+            let (input, classes) = match model.own_shape() {
+                Some(shape) => shape,
+                None => (crate::summary::parse_input(&args.input)?, args.classes),
+            };
+            crate::summary::check_classes(classes)?;
+            let net = crate::inspect::open_network(&args.checkpoint, Some(model), input, classes)?;
             (net, HashMap::new())
         }
     };

@@ -4,13 +4,15 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use models::{Architecture, Network, checkpoint};
+use models::{BuildOptions, Network, checkpoint};
+
+use crate::model::ModelChoice;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// simple-conv-net, lenet or alexnet-lite.
+    /// simple-conv-net, lenet, alexnet-lite, or a network's .toml file.
     #[arg(long, conflicts_with = "checkpoint", required_unless_present = "checkpoint")]
-    model: Option<Architecture>,
+    model: Option<ModelChoice>,
     /// A model.safetensors written by `cargo xtask train`, instead of --model.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -27,14 +29,17 @@ pub fn network(args: &Args) -> Result<Network<f32>> {
     if let Some(path) = &args.checkpoint {
         return Ok(checkpoint::load(path)?);
     }
-    let Some(model) = args.model else {
+    let Some(model) = &args.model else {
         bail!("give --model or --checkpoint");
     };
+    if let Some((input, classes)) = model.own_shape() {
+        return model.build(input, classes, 0, BuildOptions::default());
+    }
     let input = parse_input(&args.input)?;
     check_classes(args.classes)?;
     model
-        .build(input, args.classes, 0)
-        .map_err(|e| anyhow::anyhow!("--model {} --input {}: {e}", model.name(), args.input))
+        .build(input, args.classes, 0, BuildOptions::default())
+        .map_err(|e| anyhow::anyhow!("--model {model} --input {}: {e}", args.input))
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{AdaGrad, Adam, ConvMethod, Init, Momentum, Optimizer, Parameters, PoolMethod, Sgd};
-use models::{Architecture, BuildOptions, Event, Network, Pixels, TrainConfig, checkpoint};
+use models::{BuildOptions, Event, Network, Pixels, TrainConfig, checkpoint};
 use ndarray::Array4;
 
+use crate::model::ModelChoice;
 use crate::pictures;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -50,9 +51,10 @@ impl InitKind {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// simple-conv-net, lenet or alexnet-lite.
+    /// simple-conv-net, lenet, alexnet-lite, or a network's .toml file
+    /// (see crates/models/networks/ for the three as files).
     #[arg(long, default_value = "simple-conv-net")]
-    model: Architecture,
+    model: ModelChoice,
     /// embedded, mnist, fashion-mnist, cifar10, or a directory: the four
     /// IDX files, or image folders (DIR/train/<class>/* and
     /// DIR/test/<class>/*, or one tree DIR/<class>/* with --test-split).
@@ -477,9 +479,9 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
                 pool_method: args.pool_method,
                 ..BuildOptions::default()
             };
-            let mut net =
-                args.model
-                    .build_with::<f32>(data.input_shape(), data.classes.len(), args.seed, options)?;
+            let mut net = args
+                .model
+                .build(data.input_shape(), data.classes.len(), args.seed, options)?;
             if let Some(path) = &args.init_from {
                 checkpoint::load_into(&mut net, path).context("--init-from")?;
             }

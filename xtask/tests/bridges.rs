@@ -346,3 +346,90 @@ fn a_run_on_a_single_tree_resumes_with_its_split() {
     assert!(ok, "{e}");
     assert_eq!(resumed.lines().last(), whole.lines().last());
 }
+
+const SMALL: &str = r#"# A network of one's own.
+name = "small"
+input = [1, 28, 28]
+classes = 10
+init = "he"
+
+[[layers]]
+kind = "conv"
+filters = 8
+size = 3
+pad = 1
+
+[[layers]]
+kind = "relu"
+
+[[layers]]
+kind = "max-pool"
+size = 4
+
+[[layers]]
+kind = "affine"
+"#;
+
+#[test]
+fn a_network_from_a_file_trains_evaluates_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("small.toml");
+    std::fs::write(&file, SMALL).unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, table, e) = run(&["summary", "--model", f]);
+    assert!(
+        ok && table.contains("small, input 1x28x28") && table.contains("8x7x7"),
+        "{table}{e}"
+    );
+
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    let (ok, whole, e) = run(&["train", "--model", f, "--epochs", "2", "--out", o]);
+    assert!(ok, "{e}");
+    let last = whole.lines().last().unwrap();
+    assert!(last.starts_with("test accuracy: "), "{whole}");
+    let model = out.join("model.safetensors");
+    let (ok, stdout, e) = run(&["eval", "--checkpoint", model.to_str().unwrap()]);
+    assert!(ok, "{e}");
+    assert_eq!(stdout.lines().last().unwrap(), last);
+    let (ok, table, _) = run(&["summary", "--checkpoint", model.to_str().unwrap()]);
+    assert!(ok && table.contains("small, input 1x28x28"), "{table}");
+
+    // Stopped after one epoch and resumed: the same run.
+    let (ok, _, e) = run(&["train", "--model", f, "--epochs", "1", "--out", o]);
+    assert!(ok, "{e}");
+    let ckpt = out.join("checkpoint.safetensors");
+    let (ok, resumed, e) = run(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--out",
+        o,
+    ]);
+    assert!(ok, "{e}");
+    assert_eq!(resumed.lines().last().unwrap(), last);
+
+    // A mistake in the file: refused while the flags are read, naming the line.
+    std::fs::write(&file, SMALL.replace("size = 4", "size = 5")).unwrap();
+    let (ok, _, e) = run(&["train", "--model", f, "--out", o]);
+    assert!(
+        !ok && e.contains(&format!("{f}:16: layer 3 (max-pool): pool1: ")),
+        "{e}"
+    );
+    std::fs::write(&file, SMALL.replace("kind = \"relu\"", "kind = \"tanh\"")).unwrap();
+    let (ok, _, e) = run(&["train", "--model", f, "--out", o]);
+    assert!(
+        !ok && e.contains(&format!("{f}:13: layer 2 (tanh): unknown variant `tanh`")),
+        "{e}"
+    );
+    // A network for other images than the data's.
+    std::fs::write(&file, SMALL.replace("input = [1, 28, 28]", "input = [3, 32, 32]")).unwrap();
+    let (ok, _, e) = run(&["train", "--model", f, "--out", o]);
+    assert!(
+        !ok && e
+            .contains("the network takes [3, 32, 32] images and 10 classes; the data has [1, 28, 28] and 10"),
+        "{e}"
+    );
+}

@@ -6,7 +6,7 @@
 //! The rules, so that a tree loads the same everywhere:
 //! - classes are the sub-folders' names, sorted; hidden entries (a leading
 //!   `.`) are skipped; every other file must be a PNG or JPEG image;
-//! - every image is resized to one shape ([`resize`](crate::images::resize):
+//! - every image is resized to one shape ([`resize`]:
 //!   a triangle filter, grey taken as luma, grey replicated into colour):
 //!   the shape asked for, or else the first training image's size, with one
 //!   channel if that image is grey and three otherwise;

@@ -29,6 +29,9 @@ pub const META_SEED: &str = "seed";
 /// keeps its activations as layers of their own, so the network it builds
 /// differs.
 pub const META_CONV_METHOD: &str = "conv_method";
+/// Metadata key: the TOML description of a network built from one
+/// ([`crate::NetworkSpec`]); absent for the three networks of `MODELS.md`.
+pub const META_NETWORK: &str = "network";
 /// Metadata key: the format, [`FORMAT`].
 pub const META_FORMAT: &str = "format";
 /// This crate's checkpoint format.
@@ -173,6 +176,9 @@ fn save_tensors<T: Float>(
     let mut info: BTreeMap<String, String> = metadata.iter().cloned().collect();
     let [c, h, w] = net.input_shape();
     info.insert(META_MODEL.into(), net.name().into());
+    if let Some(text) = net.spec() {
+        info.insert(META_NETWORK.into(), text.into());
+    }
     info.insert(META_INPUT.into(), format!("{c},{h},{w}"));
     info.insert(META_CLASSES.into(), net.classes().to_string());
     info.insert(META_SEED.into(), net.seed().to_string());
@@ -453,9 +459,7 @@ fn network_for<T: Float>(contents: &Contents, path: &Path, max_params: usize) ->
             .get(key)
             .ok_or_else(|| err(path, format!("metadata has no {key:?} entry")))
     };
-    let arch: Architecture = meta(META_MODEL)?
-        .parse()
-        .map_err(|e: Error| err(path, e.to_string()))?;
+    let model = meta(META_MODEL)?;
     let input_text = meta(META_INPUT)?;
     let input: Vec<usize> = input_text
         .split(',')
@@ -498,6 +502,22 @@ fn network_for<T: Float>(contents: &Contents, path: &Path, max_params: usize) ->
         max_params: Some(max_params),
         ..BuildOptions::default()
     };
+    if let Some(text) = contents.metadata.get(META_NETWORK) {
+        let name = format!("{} (metadata {META_NETWORK})", path.display());
+        let spec = crate::NetworkSpec::parse(text, &name)?;
+        if spec.input() != [c, h, w] || spec.classes() != classes {
+            return Err(err(
+                path,
+                format!(
+                    "metadata {META_NETWORK} describes {:?} inputs and {} classes, {META_INPUT} {input_text:?} and {META_CLASSES} {classes_text:?}",
+                    spec.input(),
+                    spec.classes()
+                ),
+            ));
+        }
+        return spec.build(seed, options);
+    }
+    let arch: Architecture = model.parse().map_err(|e: Error| err(path, e.to_string()))?;
     arch.build_with([c, h, w], classes, seed, options).map_err(|e| {
         let what = format!("metadata {META_INPUT} {input_text:?} and {META_CLASSES} {classes_text:?}");
         err(

@@ -60,6 +60,16 @@ pub enum Error {
         /// What is wrong: the first mismatching name, shape or dtype, or the I/O error.
         message: String,
     },
+    /// A network description ([`crate::NetworkSpec`]) that cannot be used.
+    #[error("{file}:{line}: {message}")]
+    Spec {
+        /// The file.
+        file: String,
+        /// The 1-based line at fault.
+        line: usize,
+        /// What is wrong, naming the layer.
+        message: String,
+    },
     /// A layer label the network does not have.
     #[error("{model} has no layer {label:?}; its layers are {valid}")]
     UnknownLayer {

@@ -56,6 +56,8 @@ pub struct Network<T: Float> {
     seed: u64,
     /// How its convolutions compute.
     conv_method: ConvMethod,
+    /// The TOML it was built from ([`crate::NetworkSpec`]), if any.
+    spec: Option<String>,
 }
 
 /// Runs `x` through every slot; a free function so that the caller can
@@ -147,6 +149,7 @@ impl<T: Float> Network<T> {
                 classes: 0,
                 seed,
                 conv_method: ConvMethod::Auto,
+                spec: None,
             },
             shape: vec![1, input[0], input[1], input[2]],
             rng: Pcg64::seed_from_u64(seed),
@@ -183,6 +186,16 @@ impl<T: Float> Network<T> {
     /// How its convolutions compute ([`Builder::conv_method`]).
     pub fn conv_method(&self) -> ConvMethod {
         self.conv_method
+    }
+
+    /// The TOML description it was built from ([`crate::NetworkSpec`]),
+    /// which a checkpoint keeps; `None` for networks built otherwise.
+    pub fn spec(&self) -> Option<&str> {
+        self.spec.as_deref()
+    }
+
+    pub(crate) fn set_spec(&mut self, text: String) {
+        self.spec = Some(text);
     }
 
     /// The layers with their labels, in order.

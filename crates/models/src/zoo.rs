@@ -70,6 +70,17 @@ impl Architecture {
         }
     }
 
+    /// The network as a TOML description ([`crate::NetworkSpec`]) for
+    /// 1x28x28 inputs and 10 classes: `crates/models/networks/*.toml`,
+    /// which builds the same network as [`Architecture::build`], bit for bit.
+    pub fn spec_text(&self) -> &'static str {
+        match self {
+            Architecture::SimpleConvNet => include_str!("../networks/simple-conv-net.toml"),
+            Architecture::LeNet => include_str!("../networks/lenet.toml"),
+            Architecture::AlexNetLite => include_str!("../networks/alexnet-lite.toml"),
+        }
+    }
+
     /// The network for inputs `[C, H, W]` and `classes` outputs, weights
     /// drawn from `seed` with the initialisation `MODELS.md` gives.
     pub fn build<T: Float>(&self, input: [usize; 3], classes: usize, seed: u64) -> Result<Network<T>, Error> {
