@@ -28,6 +28,7 @@ pub struct EvalArgs {
     /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
     #[arg(long, default_value = "embedded")]
     dataset: String,
+    /// Where the data set's files are (for mnist, fashion-mnist and cifar10).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -45,16 +46,21 @@ pub fn open_network(
     classes: usize,
 ) -> Result<Network<f32>> {
     let Some(model) = model else {
-        return checkpoint::load(path).map_err(|e| match e {
-            models::Error::Checkpoint { ref message, .. } if message.starts_with("metadata has no") => {
-                anyhow::anyhow!("{e}; a file of weights alone (such as a PyTorch state dict) needs --model")
-            }
-            e => e.into(),
-        });
+        return checkpoint::load(path).map_err(hint_model);
     };
     let mut net = model.build(input, classes, 0, models::BuildOptions::default())?;
     checkpoint::load_into(&mut net, path).with_context(|| format!("--checkpoint with --model {model}"))?;
     Ok(net)
+}
+
+/// A checkpoint error, with what to do when the file lacks our metadata.
+pub fn hint_model(e: models::Error) -> anyhow::Error {
+    match e {
+        models::Error::Checkpoint { ref message, .. } if message.starts_with("metadata has no") => {
+            anyhow::anyhow!("{e}; a file of weights alone (such as a PyTorch state dict) needs --model")
+        }
+        e => e.into(),
+    }
 }
 
 /// The network and the data set `eval` would use, once both are read and
@@ -143,8 +149,10 @@ pub struct FeaturesArgs {
     /// [default: every convolution].
     #[arg(long)]
     layer: Vec<String>,
+    /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
     #[arg(long, default_value = "embedded")]
     dataset: String,
+    /// Where the data set's files are (for mnist, fashion-mnist and cifar10).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -169,7 +177,8 @@ pub fn spatial_layers(
         .collect();
     let valid = || {
         rows.iter()
-            .map(|r| r.label.as_str())
+            .flat_map(|r| std::iter::once(&r.label).chain(&r.fused))
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -179,14 +188,16 @@ pub fn spatial_layers(
             .filter(|r| r.label.starts_with(default_prefix))
             .collect());
     }
-    if asked.iter().any(|a| a == "all") {
-        return Ok(rows);
-    }
-    let mut chosen = Vec::new();
+    // Each name must exist, `all` or not; the layers come in the network's order.
+    let mut keep = vec![false; rows.len()];
     for a in asked {
-        let row = rows
+        if a == "all" {
+            keep.fill(true);
+            continue;
+        }
+        let i = rows
             .iter()
-            .find(|r| &r.label == a || r.fused.contains(a))
+            .position(|r| &r.label == a || r.fused.contains(a))
             .with_context(|| {
                 format!(
                     "--layer {a}: {} has no such layer with image-shaped output; choose from {}, or all",
@@ -194,11 +205,14 @@ pub fn spatial_layers(
                     valid()
                 )
             })?;
-        if !chosen.contains(row) {
-            chosen.push(row.clone());
-        }
+        keep[i] = true;
     }
-    Ok(chosen)
+    Ok(rows
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(r, _)| r)
+        .collect())
 }
 
 /// The network, the data set and the layers `features` would use, once
@@ -225,6 +239,14 @@ pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset, V
         net.input_shape(),
         args.dataset,
         data.input_shape()
+    );
+    ensure!(
+        net.classes() == data.classes.len(),
+        "--checkpoint {}: the model has {} classes, --dataset {} has {}",
+        args.checkpoint.display(),
+        net.classes(),
+        args.dataset,
+        data.classes.len()
     );
     let layers = spatial_layers(&net, &args.layer, "conv")?;
     Ok((net, data, layers))

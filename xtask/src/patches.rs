@@ -37,8 +37,10 @@ pub struct Args {
     /// How many patches per channel, each from a different image.
     #[arg(long, default_value_t = 9)]
     per_channel: usize,
+    /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
     #[arg(long, default_value = "embedded")]
     dataset: String,
+    /// Where the data set's files are (for mnist, fashion-mnist and cifar10).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -260,10 +262,11 @@ pub fn run(args: Args) -> Result<()> {
                 dims(&layer.output)
             ),
             subtitle: format!(
-                "receptive field {}x{} pixels, moving {} pixels per output position; the zero padding shows as 0; {} of {} channels",
+                "receptive field {}x{} pixels, moving {}x{} pixels per output position; the zero padding shows as 0; {} of {} channels",
                 field.size[0],
                 field.size[1],
                 field.jump[0],
+                field.jump[1],
                 order.len(),
                 layer.output[0]
             ),

@@ -70,7 +70,9 @@ pub struct Prepared {
 
 pub fn prepare(args: &Args) -> Result<Prepared> {
     let (net, meta) = match &args.model {
-        None => checkpoint::load_with_metadata::<f32>(&args.checkpoint)?,
+        None => {
+            checkpoint::load_with_metadata::<f32>(&args.checkpoint).map_err(crate::inspect::hint_model)?
+        }
         Some(model) => {
             let (input, classes) = match model.own_shape() {
                 Some(shape) => shape,
@@ -117,7 +119,7 @@ fn class_names(meta: &HashMap<String, String>, k: usize) -> Vec<String> {
         .unwrap_or_else(|| (0..k).map(|i| i.to_string()).collect())
 }
 
-/// Softmax of one row of scores, in f64.
+/// Softmax of one row of finite scores, in f64.
 fn probabilities(scores: &[f32]) -> Vec<f64> {
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let exp: Vec<f64> = scores.iter().map(|&s| (s as f64 - max).exp()).collect();
@@ -150,6 +152,11 @@ fn judge(p: &mut Prepared, path: &Path, top: usize) -> Result<Verdict> {
     let x = input(&bytes, shape)?;
     let scores = p.net.predict(x.view().into_dyn(), Mode::Inference)?;
     let scores: Vec<f32> = scores.iter().copied().collect();
+    ensure!(
+        scores.iter().all(|s| s.is_finite()),
+        "{}: the network's scores are not all finite ({scores:?}): its weights overflow",
+        path.display()
+    );
     let probs = probabilities(&scores);
     let mut order: Vec<usize> = (0..probs.len()).collect();
     // Ties keep the lower index first, as `classify` does.
@@ -176,14 +183,54 @@ fn describe(how: &Preparation) -> String {
     }
 }
 
-/// Writes the input the network saw, titled with its verdict.
-fn save_input(dir: &Path, path: &Path, v: &Verdict, classes: &[String]) -> Result<PathBuf> {
-    let stem = path
-        .file_stem()
+/// Writes the input the network saw into `dir`: `NAME.input.png`, its
+/// pixels exactly (MNIST's polarity, `predict --prepare resize` reads it
+/// back to the same verdict), and `NAME.seen.png`, the same titled with the
+/// verdict for people. `NAME` is the image's file name, numbered when two
+/// images of a run share it.
+fn save_input(
+    dir: &Path,
+    path: &Path,
+    v: &Verdict,
+    classes: &[String],
+    taken: &mut Vec<String>,
+) -> Result<PathBuf> {
+    let file = path
+        .file_name()
         .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-    let out = dir.join(format!("{stem}.input.png"));
-    let x: ArrayD<f32> = v.x.index_axis(ndarray::Axis(0), 0).to_owned().into_dyn();
-    let image = if x.shape()[0] == 1 {
+    let mut name = file.clone();
+    let mut n = 1;
+    while taken.contains(&name) {
+        n += 1;
+        name = format!("{file}-{n}");
+    }
+    taken.push(name.clone());
+    std::fs::create_dir_all(dir).with_context(|| format!("creating --save-input {}", dir.display()))?;
+    let (raw, seen) = (
+        dir.join(format!("{name}.input.png")),
+        dir.join(format!("{name}.seen.png")),
+    );
+    let x = v.x.index_axis(ndarray::Axis(0), 0);
+    let (c, h, w) = x.dim();
+    let bytes: Vec<u8> = if c == 1 {
+        x.iter().map(|&v| (v * 255.0).round() as u8).collect()
+    } else {
+        // (C, H, W) to interleaved RGB.
+        x.permuted_axes([1, 2, 0])
+            .iter()
+            .map(|&v| (v * 255.0).round() as u8)
+            .collect()
+    };
+    let color = if c == 1 {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
+    image::save_buffer(&raw, &bytes, w as u32, h as u32, color)
+        .with_context(|| format!("writing {}", raw.display()))?;
+
+    let x: ArrayD<f32> = x.to_owned().into_dyn();
+    let image = if c == 1 {
         x.index_axis(ndarray::Axis(0), 0).to_owned().into_dyn()
     } else {
         x
@@ -193,7 +240,7 @@ fn save_input(dir: &Path, path: &Path, v: &Verdict, classes: &[String]) -> Resul
         title: format!("what the network saw: {}", path.display()),
         subtitle: format!("{} ({:.1}%); {}", classes[best], 100.0 * p, describe(&v.how)),
         sections: vec![Section {
-            heading: "network input".into(),
+            heading: "network input (ink is high, as in MNIST)".into(),
             panels: vec![Panel {
                 label: crate::inspect::dims(image.shape()),
                 image,
@@ -202,27 +249,31 @@ fn save_input(dir: &Path, path: &Path, v: &Verdict, classes: &[String]) -> Resul
         }],
         scale: Scale::Fixed { lo: 0.0, hi: 1.0 },
     };
-    figure.write(&out)?;
-    Ok(out)
+    figure.write(&seen)?;
+    Ok(raw)
 }
 
 pub fn run(args: Args) -> Result<()> {
     let mut p = prepare(&args)?;
-    if let Some(dir) = &args.save_input {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating --save-input {}", dir.display()))?;
-    }
     let mut failed = 0;
+    let mut taken = Vec::new();
     for path in &args.images {
         let v = match judge(&mut p, path, args.top) {
             Ok(v) => v,
             Err(e) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"file": path.display().to_string(), "error": format!("{e:#}")})
+                    );
+                }
                 eprintln!("error: {e:#}");
                 failed += 1;
                 continue;
             }
         };
         let saved = match &args.save_input {
-            Some(dir) => Some(save_input(dir, path, &v, &p.classes)?),
+            Some(dir) => Some(save_input(dir, path, &v, &p.classes, &mut taken)?),
             None => None,
         };
         if args.json {
@@ -244,13 +295,16 @@ pub fn run(args: Args) -> Result<()> {
                 .collect();
             println!("{}: {}  [{}]", path.display(), top.join(", "), describe(&v.how));
             if let Some(s) = saved {
-                println!("  wrote the network's input to {}", s.display());
+                println!(
+                    "  wrote the network's input to {} (and a titled .seen.png)",
+                    s.display()
+                );
             }
         }
     }
     ensure!(
         failed == 0,
-        "{failed} of {} images could not be read",
+        "{failed} of {} images could not be judged",
         args.images.len()
     );
     Ok(())

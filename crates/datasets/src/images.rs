@@ -90,10 +90,13 @@ pub enum Preparation {
     Mnist {
         /// Whether the grey levels were inverted (dark ink on light paper).
         inverted: bool,
-        /// The ink's bounding box in the source: top, left, height, width.
+        /// The ink's bounding box in the source: top, left, height, width
+        /// (to within the block a picture over 2048 pixels a side is
+        /// first averaged in).
         ink_box: [usize; 4],
     },
-    /// Resized, for a three-channel input.
+    /// Resized as it is ([`resize`]; [`prepare`]'s rule for a
+    /// three-channel input).
     Resized {
         /// The source's height and width.
         from: [usize; 2],

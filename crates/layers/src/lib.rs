@@ -290,8 +290,8 @@ pub trait LayerHooks<T: Float>: Layer<T> {
     /// The floating-point operations of one inference forward pass over an
     /// input of shape `input`, for summaries: a multiply-add counts two, an
     /// addition, comparison or elementwise function one (see each layer).
-    /// `None`, the default, when the layer does not say or the shape is not
-    /// one it takes.
+    /// `None`, the default, when the layer does not say, or when it
+    /// refuses the shape.
     fn forward_flops(&self, input: &[usize]) -> Option<u64> {
         let _ = input;
         None

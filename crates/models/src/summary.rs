@@ -239,7 +239,7 @@ impl fmt::Display for Summary {
             .max()
             .unwrap_or(6);
         let par_w = grouped(self.params as u64).len().max(6);
-        let flo_w = flops(self.flops).len().max(14);
+        let flo_w = flops(self.flops).len().max("FLOPs per image".len());
         let rule = "-".repeat(name_w + kind_w + out_w + par_w + flo_w + 8);
         writeln!(f, "{}, input {}", self.name, dims(&self.input))?;
         writeln!(
