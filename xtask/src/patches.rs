@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use datasets::Dataset;
 use models::{LayerSummary, Network, ReceptiveField};
-use ndarray::{Array3, ArrayD, ArrayView3, Axis, s};
+use ndarray::{ArrayD, ArrayView3, Axis, s};
 
 use crate::inspect::{dims, open_network, spatial_layers};
 use crate::pictures::{Figure, Panel, Scale, Section};
@@ -171,20 +171,6 @@ impl Channels {
     }
 }
 
-/// The input pixels in a receptive field, zeros where it lies in the padding.
-fn cut(x: ArrayView3<'_, f32>, field: &ReceptiveField, y: usize, x0: usize) -> Array3<f32> {
-    let (c, h, w) = x.dim();
-    let [top, left] = field.corner(y, x0);
-    let mut patch = Array3::zeros((c, field.size[0], field.size[1]));
-    if let Some([t, l, rows, cols]) = field.within(y, x0, h, w) {
-        let (dt, dl) = ((t as i64 - top) as usize, (l as i64 - left) as usize);
-        patch
-            .slice_mut(s![.., dt..dt + rows, dl..dl + cols])
-            .assign(&x.slice(s![.., t..t + rows, l..l + cols]));
-    }
-    patch
-}
-
 pub fn run(args: Args) -> Result<()> {
     let Prepared {
         mut net,
@@ -234,7 +220,7 @@ pub fn run(args: Args) -> Result<()> {
                 panels: channels.best[c]
                     .iter()
                     .map(|hit| {
-                        let patch = cut(x.index_axis(Axis(0), hit.image), field, hit.y, hit.x);
+                        let patch = field.patch(x.index_axis(Axis(0), hit.image), hit.y, hit.x);
                         let image: ArrayD<f32> = if patch.len_of(Axis(0)) == 1 {
                             patch.index_axis(Axis(0), 0).to_owned().into_dyn()
                         } else {

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use layers::{Error as LayerError, LayerHooks};
+use ndarray::{Array3, ArrayView3, s};
 use tensor4d::Float;
 
 use crate::{Error, Network};
@@ -173,6 +174,32 @@ impl ReceptiveField {
             self.start[0] + (y * self.jump[0]) as i64,
             self.start[1] + (x * self.jump[1]) as i64,
         ]
+    }
+
+    /// The input pixels output position `(y, x)` sees, `(C, size[0],
+    /// size[1])` cut from one image `(C, H, W)`, with zeros where the field
+    /// lies in the padding (as the network sees them).
+    ///
+    /// ```
+    /// use models::ReceptiveField;
+    /// use ndarray::Array3;
+    /// // A 3x3 window with padding 1 over a 4x4 image of 1..=16.
+    /// let field = ReceptiveField::PIXEL.through([3, 3], [1, 1], [1, 1]);
+    /// let image = Array3::from_shape_fn((1, 4, 4), |(_, y, x)| (4 * y + x + 1) as f32);
+    /// let corner = field.patch(image.view(), 0, 0);
+    /// assert_eq!(corner.into_raw_vec_and_offset().0, [0., 0., 0., 0., 1., 2., 0., 5., 6.]);
+    /// ```
+    pub fn patch<T: Float>(&self, image: ArrayView3<'_, T>, y: usize, x: usize) -> Array3<T> {
+        let (c, h, w) = image.dim();
+        let [top, left] = self.corner(y, x);
+        let mut patch = Array3::zeros((c, self.size[0], self.size[1]));
+        if let Some([t, l, rows, cols]) = self.within(y, x, h, w) {
+            let (dt, dl) = ((t as i64 - top) as usize, (l as i64 - left) as usize);
+            patch
+                .slice_mut(s![.., dt..dt + rows, dl..dl + cols])
+                .assign(&image.slice(s![.., t..t + rows, l..l + cols]));
+        }
+        patch
     }
 
     /// The part of output position `(y, x)`'s field inside an input of

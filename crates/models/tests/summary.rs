@@ -293,3 +293,46 @@ fn visiting_shows_what_forward_to_gives_for_every_layer() {
     assert_eq!(&scores, net.predict(x.view(), Mode::Inference).unwrap());
     assert_eq!(&seen.last().unwrap().1, &scores);
 }
+
+#[test]
+fn patches_are_cut_where_the_field_lies_with_zero_padding() {
+    // A 3x5 window, strides 2 down and 1 across, padding 1 and 2: each axis
+    // on its own.
+    let field = ReceptiveField::PIXEL.through([3, 5], [2, 1], [1, 2]);
+    assert_eq!(
+        field,
+        ReceptiveField {
+            size: [3, 5],
+            jump: [2, 1],
+            start: [-1, -2]
+        }
+    );
+    let image = ndarray::Array3::from_shape_fn((2, 5, 6), |(c, y, x)| (100 * c + 10 * y + x) as f64 + 1.0);
+    // Output (0, 0) sees rows -1..2 and columns -2..3.
+    let p = field.patch(image.view(), 0, 0);
+    assert_eq!(p.dim(), (2, 3, 5));
+    for c in 0..2 {
+        for dy in 0..3 {
+            for dx in 0..5 {
+                let (y, x) = (dy as i64 - 1, dx as i64 - 2);
+                let inside = (0..5).contains(&y) && (0..6).contains(&x);
+                let want = if inside {
+                    image[[c, y as usize, x as usize]]
+                } else {
+                    0.0
+                };
+                assert_eq!(p[[c, dy, dx]], want, "({c}, {dy}, {dx})");
+            }
+        }
+    }
+    // Output (2, 5) sees rows 3..6 and columns 3..8: the last row and two
+    // columns are padding.
+    let p = field.patch(image.view(), 2, 5);
+    assert_eq!(p[[1, 0, 0]], image[[1, 3, 3]]);
+    assert_eq!(p[[1, 1, 2]], image[[1, 4, 5]]);
+    assert_eq!(
+        p.slice(ndarray::s![.., 2, ..]).sum() + p.slice(ndarray::s![.., .., 3..]).sum(),
+        0.0
+    );
+    assert_eq!(field.within(2, 5, 5, 6), Some([3, 3, 2, 3]));
+}
