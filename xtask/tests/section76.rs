@@ -390,3 +390,14 @@ fn predict_names_each_file_it_cannot_read() {
         "{e}"
     );
 }
+
+#[test]
+fn the_readme_shows_lenets_summary_as_printed() {
+    let (ok, table, e) = run(&["summary", "--model", "lenet"]);
+    assert!(ok, "{e}");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```text\n{table}```")),
+        "README's table differs from:\n{table}"
+    );
+}
