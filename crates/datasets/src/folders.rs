@@ -111,10 +111,13 @@ fn tree(dir: &Path) -> Result<(Vec<String>, Vec<Vec<PathBuf>>), Error> {
     Ok((names, files))
 }
 
-/// A seeded 64-bit mix of `seed` and `name` (splitmix64 over the bytes).
-fn rank(seed: u64, name: &Path) -> u64 {
+/// A seeded 64-bit mix of `seed` and the file's name (splitmix64 over the
+/// bytes). The name alone, not the path, so that a tree splits the same
+/// wherever it is copied.
+fn rank(seed: u64, file: &Path) -> u64 {
     let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
-    for b in name.as_os_str().as_encoded_bytes() {
+    let name = file.file_name().unwrap_or(file.as_os_str());
+    for b in name.as_encoded_bytes() {
         h = (h ^ u64::from(*b)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h ^= h >> 31;
     }

@@ -87,6 +87,9 @@ fn a_single_tree_is_split_by_its_seed() {
     // Another seed holds out other files (the pixels cannot tell, so the
     // order of file names does: compare which indices each class lost).
     assert_ne!(split_names(dir.path(), 1), split_names(dir.path(), 2));
+    // The split depends on the seed and the files' names, not on where the
+    // tree lies (each call copies it into a new temporary folder).
+    assert_eq!(split_names(dir.path(), 1), split_names(dir.path(), 1));
     assert_eq!(one.classes, ["a", "b"]);
     assert_eq!(other.test.len(), 20);
 }
@@ -115,41 +118,55 @@ fn split_names(dir: &Path, seed: u64) -> Vec<u8> {
 
 #[test]
 fn images_of_other_sizes_and_colours_take_the_first_ones_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    for c in ["cat", "dog"] {
-        std::fs::create_dir_all(dir.path().join(c)).unwrap();
-    }
-    image::RgbImage::from_pixel(16, 8, image::Rgb([255, 0, 0]))
-        .save(dir.path().join("cat/0.png"))
-        .unwrap();
-    image::GrayImage::from_pixel(40, 40, image::Luma([128]))
-        .save(dir.path().join("cat/1.jpg"))
-        .unwrap();
-    image::RgbImage::from_pixel(3, 3, image::Rgb([0, 0, 255]))
-        .save(dir.path().join("dog/0.png"))
-        .unwrap();
-    image::RgbImage::from_pixel(5, 5, image::Rgb([0, 0, 255]))
-        .save(dir.path().join("dog/1.png"))
-        .unwrap();
-    let options = FolderOptions {
-        test_split: Some(0.5),
-        ..FolderOptions::default()
+    // The first training image, by file name then class, is train/cat/0.png.
+    let tree = |first_is_grey: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        for c in ["train/cat", "train/dog", "test/cat", "test/dog"] {
+            std::fs::create_dir_all(dir.path().join(c)).unwrap();
+        }
+        let first = dir.path().join("train/cat/0.png");
+        if first_is_grey {
+            image::GrayImage::from_pixel(16, 8, image::Luma([200]))
+                .save(first)
+                .unwrap();
+        } else {
+            image::RgbImage::from_pixel(16, 8, image::Rgb([255, 0, 0]))
+                .save(first)
+                .unwrap();
+        }
+        image::GrayImage::from_pixel(40, 40, image::Luma([128]))
+            .save(dir.path().join("train/cat/1.jpg"))
+            .unwrap();
+        image::RgbImage::from_pixel(3, 3, image::Rgb([0, 0, 255]))
+            .save(dir.path().join("train/dog/0.png"))
+            .unwrap();
+        image::GrayImage::from_pixel(5, 5, image::Luma([7]))
+            .save(dir.path().join("test/cat/0.png"))
+            .unwrap();
+        image::RgbImage::from_pixel(5, 9, image::Rgb([0, 0, 255]))
+            .save(dir.path().join("test/dog/0.png"))
+            .unwrap();
+        dir
     };
-    let data = load_image_folders(dir.path(), &options, &mut |_, _| {}).unwrap();
-    let [c, h, w] = data.input_shape();
-    assert_eq!(c, 3);
-    assert_eq!(data.train.len() + data.test.len(), 4);
-    assert!(
-        [8, 40, 3, 5].contains(&h) && h == w || (h, w) == (8, 16),
-        "{h}x{w}"
-    );
+    let options = FolderOptions::default();
+    let colour = tree(false);
+    let data = load_image_folders(colour.path(), &options, &mut |_, _| {}).unwrap();
+    assert_eq!(data.input_shape(), [3, 8, 16]);
+    assert_eq!((data.train.len(), data.test.len()), (3, 2));
+    // The grey 40x40 image, replicated into colour and resized.
+    let cat1 = data.train.pixels().slice(s![2, .., .., ..]).to_owned();
+    assert!(cat1.iter().all(|&p| p == 128), "{cat1:?}");
+    let grey = tree(true);
+    let data = load_image_folders(grey.path(), &options, &mut |_, _| {}).unwrap();
+    assert_eq!(data.input_shape(), [1, 8, 16]);
     // Asked for a shape, every image has it.
     let options = FolderOptions {
         shape: Some([1, 7, 9]),
         ..options
     };
-    let data = load_image_folders(dir.path(), &options, &mut |_, _| {}).unwrap();
+    let data = load_image_folders(colour.path(), &options, &mut |_, _| {}).unwrap();
     assert_eq!(data.input_shape(), [1, 7, 9]);
+    assert_eq!(data.test.pixels().shape(), [2, 1, 7, 9]);
 }
 
 #[test]
