@@ -33,6 +33,12 @@ pub struct EvalArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     folders: crate::train::FolderArgs,
+    /// Also write the test images as the network takes them (`input`,
+    /// float32 NCHW), its scores (`scores`, float32) and the labels
+    /// (`labels`, int64) to this safetensors file: a reference for the
+    /// network run elsewhere (an ONNX export, PyTorch).
+    #[arg(long)]
+    scores: Option<PathBuf>,
 }
 
 /// The network in `path`: one `cargo xtask train` wrote (its metadata
@@ -86,7 +92,75 @@ pub fn prepare_eval(args: &EvalArgs) -> Result<(Network<f32>, Dataset)> {
         net.classes(),
         args.dataset
     );
+    if let Some(out) = &args.scores {
+        check_file_out("--scores", out, &args.checkpoint)?;
+    }
     Ok((net, data))
+}
+
+/// Refuses an output file `out` (given by `flag`) that is a directory, lies
+/// in no directory, or is the file `input` itself.
+pub fn check_file_out(flag: &str, out: &Path, input: &Path) -> Result<()> {
+    ensure!(
+        !out.is_dir(),
+        "{flag} {}: is a directory; name the file to write",
+        out.display()
+    );
+    let parent = parent_dir(out);
+    ensure!(
+        parent.is_dir(),
+        "{flag} {}: the directory {} does not exist",
+        out.display(),
+        parent.display()
+    );
+    if let (Ok(a), Ok(b)) = (out.canonicalize(), input.canonicalize()) {
+        ensure!(a != b, "{flag} {}: is the file read from", out.display());
+    }
+    Ok(())
+}
+
+/// The directory a file path lies in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, so that
+/// `path` is replaced only by a complete file.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = parent_dir(path);
+    let mut file =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing into {}", dir.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `--scores`: the inputs, scores and labels as a safetensors file.
+fn write_scores(path: &Path, x: &ndarray::Array4<f32>, scores: &[f32], labels: &[usize]) -> Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes_f32 = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let input = bytes_f32(x.as_standard_layout().as_slice().unwrap_or_default());
+    let out = bytes_f32(scores);
+    let label_bytes: Vec<u8> = labels.iter().flat_map(|&l| (l as i64).to_le_bytes()).collect();
+    let n = labels.len();
+    let k = scores.len().checked_div(n).unwrap_or(0);
+    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>> {
+        TensorView::new(dtype, shape, data).map_err(|e| anyhow::anyhow!("--scores: {e}"))
+    }
+    let tensors = vec![
+        ("input", view(Dtype::F32, x.shape().to_vec(), &input)?),
+        ("scores", view(Dtype::F32, vec![n, k], &out)?),
+        ("labels", view(Dtype::I64, vec![n], &label_bytes)?),
+    ];
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| anyhow::anyhow!("--scores: {e}"))?;
+    write_whole(path, &bytes)
 }
 
 /// Test accuracy and the confusion matrix (rows: true class, columns: predicted).
@@ -96,12 +170,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let labels = data.test.labels_usize();
     let k = data.classes.len();
     let mut confusion = vec![vec![0usize; k]; k];
+    let mut scores = Vec::new();
     for start in (0..labels.len()).step_by(500) {
         let end = (start + 500).min(labels.len());
-        let predicted = net.classify(x.slice(s![start..end, .., .., ..]).into_dyn())?;
+        let batch = x.slice(s![start..end, .., .., ..]).into_dyn();
+        if args.scores.is_some() {
+            let out = net.predict(batch.view(), layers::Mode::Inference)?;
+            scores.extend(out.iter().copied());
+        }
+        let predicted = net.classify(batch)?;
         for (&p, &t) in predicted.iter().zip(&labels[start..end]) {
             confusion[t][p] += 1;
         }
+    }
+    if let Some(path) = &args.scores {
+        write_scores(path, &x, &scores, &labels)?;
     }
     let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
     let width = data.classes.iter().map(String::len).max().unwrap_or(1).max(5);

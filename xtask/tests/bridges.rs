@@ -5,24 +5,15 @@
 //! wrong tensor named; and data as image folders, trained on as the IDX
 //! files they were written from.
 
+mod run;
+use run::run;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use safetensors::Dtype;
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
-
-const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(XTASK).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A SimpleConvNet trained for one epoch, its model.safetensors, and the
 /// test accuracy `train` reported.

@@ -2,24 +2,14 @@
 //! on a network trained here for one epoch: `summary`, `features`,
 //! `patches` and `predict`.
 
+mod run;
+use run::run;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use models::{Network, checkpoint};
 use ndarray::s;
-
-const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
-
-/// Runs xtask; returns whether it succeeded, its stdout and its stderr.
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(XTASK).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A SimpleConvNet trained for one epoch on the embedded subset, once for
 /// all tests in this file.

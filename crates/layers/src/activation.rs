@@ -112,6 +112,10 @@ macro_rules! elementwise {
         }
 
         impl<T: Float> LayerHooks<T> for $name<T> {
+            fn operator(&self) -> Option<crate::Operator> {
+                Some(crate::Operator::Activation(Activation::$name))
+            }
+
             /// One elementwise function per element.
             fn forward_flops(&self, input: &[usize]) -> Option<u64> {
                 crate::elements(input)
@@ -178,6 +182,17 @@ pub(crate) enum Fused {
     Identity,
     Relu,
     Sigmoid,
+}
+
+impl Fused {
+    /// The activation fused, if any.
+    pub(crate) fn activation(self) -> Option<Activation> {
+        match self {
+            Fused::Identity => None,
+            Fused::Relu => Some(Activation::Relu),
+            Fused::Sigmoid => Some(Activation::Sigmoid),
+        }
+    }
 }
 
 impl From<Activation> for Fused {

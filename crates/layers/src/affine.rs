@@ -216,6 +216,10 @@ impl<T: Float> Layer<T> for Affine<T> {
 }
 
 impl<T: Float> LayerHooks<T> for Affine<T> {
+    fn operator(&self) -> Option<crate::Operator> {
+        Some(crate::Operator::Affine)
+    }
+
     /// A multiply-add per weight and image, one addition per output for the bias.
     fn forward_flops(&self, input: &[usize]) -> Option<u64> {
         let images = *self.output_shape(input).ok()?.first()? as u64;

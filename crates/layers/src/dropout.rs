@@ -140,6 +140,10 @@ impl<T: Float> Layer<T> for Dropout<T> {
 }
 
 impl<T: Float> LayerHooks<T> for Dropout<T> {
+    fn operator(&self) -> Option<crate::Operator> {
+        Some(crate::Operator::Dropout)
+    }
+
     /// Nothing: inverted dropout is the identity at inference.
     fn forward_flops(&self, _input: &[usize]) -> Option<u64> {
         Some(0)

@@ -226,6 +226,50 @@ pub enum Activation {
     Sigmoid,
 }
 
+/// What a layer computes at inference, in the terms other frameworks use,
+/// so a network can be exported (as ONNX, by `models`) or described
+/// without knowing the layer's type ([`LayerHooks::operator`]). The
+/// weights are the layer's [`Parameters`]; this is the rest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Operator {
+    /// A [`Convolution`]: `weight` `(FN, C, FH, FW)` and `bias` `(FN,)`
+    /// over `window` (zero padding), then `then` if an activation is fused.
+    Convolution {
+        /// Size, stride and padding.
+        window: Window,
+        /// The activation fused into it, if any.
+        then: Option<Activation>,
+    },
+    /// A [`Pooling`] over `window`; its padding counts as zeros, for the
+    /// max as for the mean.
+    Pooling {
+        /// Max or average.
+        kind: PoolKind,
+        /// Size, stride and padding.
+        window: Window,
+    },
+    /// An [`Affine`] layer, `x W + b` with `weight` `(inputs, outputs)`,
+    /// over its input flattened to `(N, inputs)` in row-major order.
+    Affine,
+    /// A [`Relu`] or a [`Sigmoid`].
+    Activation(Activation),
+    /// [`Lrn`]: `b = a / (k + alpha * sum of a^2 over the size channels
+    /// centred on a's)^beta` (`size` odd).
+    Lrn {
+        /// Channels summed, odd.
+        size: usize,
+        /// The sum's factor (not divided by `size`).
+        alpha: f64,
+        /// The power.
+        beta: f64,
+        /// The additive constant.
+        k: f64,
+    },
+    /// A [`Dropout`]: the identity at inference.
+    Dropout,
+}
+
 /// What a network asks of its layers beyond [`Layer`]: a backward without
 /// the input gradient, fusion with a following activation, and the hooks
 /// that gradient checks and resumed training use. Every method has a
@@ -294,6 +338,13 @@ pub trait LayerHooks<T: Float>: Layer<T> {
     /// refuses the shape.
     fn forward_flops(&self, input: &[usize]) -> Option<u64> {
         let _ = input;
+        None
+    }
+
+    /// What the layer computes at inference ([`Operator`]), so a network
+    /// holding it can be exported; `None`, the default, for a layer that
+    /// is none of this crate's kinds.
+    fn operator(&self) -> Option<Operator> {
         None
     }
 }

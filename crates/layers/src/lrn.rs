@@ -119,6 +119,15 @@ macro_rules! with_pow_beta {
 impl<T: Float> Parameters<T> for Lrn<T> {}
 
 impl<T: Float> LayerHooks<T> for Lrn<T> {
+    fn operator(&self) -> Option<crate::Operator> {
+        Some(crate::Operator::Lrn {
+            size: self.size,
+            alpha: self.alpha,
+            beta: self.beta,
+            k: self.k,
+        })
+    }
+
     /// Per element: a multiply-add for each of the `n` squares summed, then
     /// the scale's multiply-add, the power and the quotient.
     fn forward_flops(&self, input: &[usize]) -> Option<u64> {

@@ -36,6 +36,15 @@ pub enum Error {
         /// The sizes and the limit.
         detail: String,
     },
+    /// A layer with no form in the export's format (ONNX), or a weight it
+    /// cannot hold; `label` says which.
+    #[error("{label}: cannot export: {reason}")]
+    Export {
+        /// The layer's label in the network.
+        label: String,
+        /// Why, naming the layer's kind or the weight.
+        reason: String,
+    },
     /// A network was built without any layer.
     #[error("a network needs at least one layer")]
     NoLayers,

@@ -35,6 +35,8 @@ pub mod checkpoint;
 mod error;
 pub mod gradcheck;
 mod network;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 mod source;
 mod spec;
 mod summary;

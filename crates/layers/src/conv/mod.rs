@@ -358,6 +358,13 @@ impl<T: Float> LayerHooks<T> for Convolution<T> {
         Some(self.win)
     }
 
+    fn operator(&self) -> Option<crate::Operator> {
+        Some(crate::Operator::Convolution {
+            window: self.win,
+            then: self.act.activation(),
+        })
+    }
+
     /// A multiply-add per weight and output position, one addition per
     /// output for the bias, and one operation per output for a fused activation.
     fn forward_flops(&self, input: &[usize]) -> Option<u64> {

@@ -299,6 +299,13 @@ impl<T: Float> LayerHooks<T> for Pooling<T> {
         Some(self.win)
     }
 
+    fn operator(&self) -> Option<crate::Operator> {
+        Some(crate::Operator::Pooling {
+            kind: self.kind,
+            window: self.win,
+        })
+    }
+
     /// One comparison (max) or addition (average) per window element and
     /// output, and for average pooling one division per output.
     fn forward_flops(&self, input: &[usize]) -> Option<u64> {
