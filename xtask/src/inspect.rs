@@ -14,12 +14,14 @@ use datasets::Dataset;
 use crate::pictures::{Figure, Panel, Scale, Section};
 use crate::train::load_dataset;
 
+/// A trained network and the data set it is run on: `--checkpoint`,
+/// `--model`, `--dataset`, `--data-dir` and the image-folder flags.
 #[derive(clap::Args)]
-pub struct EvalArgs {
+pub struct NetworkOnData {
     /// A model.safetensors written by `cargo xtask train` (or, with
     /// --model, any safetensors file of the network's weights).
     #[arg(long)]
-    checkpoint: PathBuf,
+    pub checkpoint: PathBuf,
     /// The file holds weights only, in PyTorch's names and layouts (a state
     /// dict saved with `safetensors`): build this network (a name of
     /// MODELS.md's or a .toml file) for the data set and load them.
@@ -27,12 +29,54 @@ pub struct EvalArgs {
     model: Option<ModelChoice>,
     /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
     #[arg(long, default_value = "embedded")]
-    dataset: String,
+    pub dataset: String,
     /// Where the data set's files are (for mnist, fashion-mnist and cifar10).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     folders: crate::train::FolderArgs,
+}
+
+impl NetworkOnData {
+    /// The data set and the network, refused unless the network takes the
+    /// data set's images and has its classes, and the test split has images.
+    pub fn open(&self) -> Result<(Network<f32>, Dataset)> {
+        let data = load_dataset(&self.dataset, self.data_dir.as_deref(), self.folders)?;
+        let net = open_network(
+            &self.checkpoint,
+            self.model.as_ref(),
+            data.input_shape(),
+            data.classes.len(),
+        )?;
+        ensure!(
+            !data.test.is_empty(),
+            "--dataset {}: the test split has no images",
+            self.dataset
+        );
+        ensure!(
+            net.input_shape() == data.input_shape(),
+            "--checkpoint {}: the model takes images of {:?}, --dataset {} has {:?}",
+            self.checkpoint.display(),
+            net.input_shape(),
+            self.dataset,
+            data.input_shape()
+        );
+        ensure!(
+            net.classes() == data.classes.len(),
+            "--checkpoint {}: the model has {} classes, --dataset {} has {}",
+            self.checkpoint.display(),
+            net.classes(),
+            self.dataset,
+            data.classes.len()
+        );
+        Ok((net, data))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    on: NetworkOnData,
     /// Also write the test images as the network takes them (`input`,
     /// float32 NCHW), its scores (`scores`, float32) and the labels
     /// (`labels`, int64) to this safetensors file: a reference for the
@@ -72,28 +116,9 @@ pub fn hint_model(e: models::Error) -> anyhow::Error {
 /// The network and the data set `eval` would use, once both are read and
 /// known to fit each other.
 pub fn prepare_eval(args: &EvalArgs) -> Result<(Network<f32>, Dataset)> {
-    let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
-    let net = open_network(
-        &args.checkpoint,
-        args.model.as_ref(),
-        data.input_shape(),
-        data.classes.len(),
-    )?;
-    ensure!(
-        !data.test.is_empty(),
-        "--dataset {}: the test split has no images to evaluate on",
-        args.dataset
-    );
-    let k = data.classes.len();
-    ensure!(
-        net.classes() == k,
-        "--checkpoint {}: the model has {} classes, --dataset {} has {k}",
-        args.checkpoint.display(),
-        net.classes(),
-        args.dataset
-    );
+    let (net, data) = args.on.open()?;
     if let Some(out) = &args.scores {
-        check_file_out("--scores", out, &args.checkpoint)?;
+        check_file_out("--scores", out, &args.on.checkpoint)?;
     }
     Ok((net, data))
 }
@@ -215,15 +240,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct FeaturesArgs {
-    /// A model.safetensors written by `cargo xtask train` (or, with
-    /// --model, any safetensors file of the network's weights).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// The file holds weights only, in PyTorch's names and layouts (a state
-    /// dict saved with `safetensors`): build this network (a name of
-    /// MODELS.md's or a .toml file) for the data set and load them.
-    #[arg(long)]
-    model: Option<ModelChoice>,
+    #[command(flatten)]
+    on: NetworkOnData,
     /// Which test image (0-based).
     #[arg(long, default_value_t = 0)]
     image: usize,
@@ -232,14 +250,6 @@ pub struct FeaturesArgs {
     /// [default: every convolution].
     #[arg(long)]
     layer: Vec<String>,
-    /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
-    #[arg(long, default_value = "embedded")]
-    dataset: String,
-    /// Where the data set's files are (for mnist, fashion-mnist and cifar10).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    #[command(flatten)]
-    folders: crate::train::FolderArgs,
     /// The PNG to write.
     #[arg(long, default_value = "runs/latest/features.png")]
     out: PathBuf,
@@ -301,35 +311,13 @@ pub fn spatial_layers(
 /// The network, the data set and the layers `features` would use, once
 /// all are read and the image is known to be there.
 pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset, Vec<LayerSummary>)> {
-    let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
-    let net = open_network(
-        &args.checkpoint,
-        args.model.as_ref(),
-        data.input_shape(),
-        data.classes.len(),
-    )?;
+    let (net, data) = args.on.open()?;
     ensure!(
         args.image < data.test.len(),
         "--image {}: the test set has {} images (0 to {})",
         args.image,
         data.test.len(),
         data.test.len().saturating_sub(1)
-    );
-    ensure!(
-        net.input_shape() == data.input_shape(),
-        "--checkpoint {}: the model takes images of {:?}, --dataset {} has {:?}",
-        args.checkpoint.display(),
-        net.input_shape(),
-        args.dataset,
-        data.input_shape()
-    );
-    ensure!(
-        net.classes() == data.classes.len(),
-        "--checkpoint {}: the model has {} classes, --dataset {} has {}",
-        args.checkpoint.display(),
-        net.classes(),
-        args.dataset,
-        data.classes.len()
     );
     let layers = spatial_layers(&net, &args.layer, "conv")?;
     Ok((net, data, layers))

@@ -11,21 +11,13 @@ use datasets::Dataset;
 use models::{LayerSummary, Network, ReceptiveField};
 use ndarray::{ArrayD, ArrayView3, Axis, s};
 
-use crate::inspect::{dims, open_network, spatial_layers};
+use crate::inspect::{NetworkOnData, dims, spatial_layers};
 use crate::pictures::{Figure, Panel, Scale, Section};
-use crate::train::load_dataset;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model.safetensors written by `cargo xtask train` (or, with
-    /// --model, any safetensors file of the network's weights).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// The file holds weights only, in PyTorch's names and layouts (a state
-    /// dict saved with `safetensors`): build this network (a name of
-    /// MODELS.md's or a .toml file) for the data set and load them.
-    #[arg(long)]
-    model: Option<crate::model::ModelChoice>,
+    #[command(flatten)]
+    on: NetworkOnData,
     /// A layer to draw (conv2, pool1, ...; repeat for more, or `all`)
     /// [default: every convolution].
     #[arg(long)]
@@ -37,14 +29,6 @@ pub struct Args {
     /// How many patches per channel, each from a different image.
     #[arg(long, default_value_t = 9)]
     per_channel: usize,
-    /// embedded, mnist, fashion-mnist, cifar10, or a directory of IDX files or image folders.
-    #[arg(long, default_value = "embedded")]
-    dataset: String,
-    /// Where the data set's files are (for mnist, fashion-mnist and cifar10).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    #[command(flatten)]
-    folders: crate::train::FolderArgs,
     /// Use only the first N test images [default: all].
     #[arg(long)]
     images: Option<usize>,
@@ -72,21 +56,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         "--per-channel {}: between 1 and 64",
         args.per_channel
     );
-    let data = load_dataset(&args.dataset, args.data_dir.as_deref(), args.folders)?;
-    let net = open_network(
-        &args.checkpoint,
-        args.model.as_ref(),
-        data.input_shape(),
-        data.classes.len(),
-    )?;
-    ensure!(
-        net.input_shape() == data.input_shape(),
-        "--checkpoint {}: the model takes images of {:?}, --dataset {} has {:?}",
-        args.checkpoint.display(),
-        net.input_shape(),
-        args.dataset,
-        data.input_shape()
-    );
+    let (net, data) = args.on.open()?;
     let available = data.test.len();
     let images = args.images.unwrap_or(available);
     ensure!(
