@@ -6,28 +6,13 @@
 //! files they were written from.
 
 mod run;
-use run::run;
+use run::{run, trained};
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use safetensors::Dtype;
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
-
-/// A SimpleConvNet trained for one epoch, its model.safetensors, and the
-/// test accuracy `train` reported.
-fn trained() -> &'static (PathBuf, String) {
-    static RUN: OnceLock<(PathBuf, String)> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap().keep().join("run");
-        let (ok, stdout, e) = run(&["train", "--epochs", "1", "--out", out.to_str().unwrap()]);
-        assert!(ok, "{e}");
-        let last = stdout.lines().last().unwrap().to_string();
-        assert!(last.starts_with("test accuracy: "), "{last}");
-        (out.join("model.safetensors"), last)
-    })
-}
 
 /// One f32 tensor: name, shape, bytes.
 type Owned = (String, Vec<usize>, Vec<u8>);
@@ -56,7 +41,7 @@ fn state_dict(from: &Path, to: &Path, edit: impl FnOnce(&mut Vec<Owned>)) {
 
 #[test]
 fn a_state_dict_evaluates_as_the_checkpoint_it_came_from() {
-    let (model, accuracy) = trained();
+    let (model, accuracy) = (&trained().model, trained().accuracy());
     let dir = tempfile::tempdir().unwrap();
     let bare = dir.path().join("state.safetensors");
     state_dict(model, &bare, |_| {});
@@ -125,7 +110,7 @@ fn a_state_dict_evaluates_as_the_checkpoint_it_came_from() {
 
 #[test]
 fn each_wrong_tensor_is_named() {
-    let (model, _) = trained();
+    let model = &trained().model;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.safetensors");
     let p = path.to_str().unwrap();
@@ -164,7 +149,7 @@ fn each_wrong_tensor_is_named() {
 
 #[test]
 fn training_can_start_from_a_state_dict() {
-    let (model, accuracy) = trained();
+    let (model, accuracy) = (&trained().model, trained().accuracy());
     let dir = tempfile::tempdir().unwrap();
     let bare = dir.path().join("state.safetensors");
     state_dict(model, &bare, |_| {});
@@ -222,7 +207,7 @@ fn write_tree(dir: &Path, split: &datasets::Split, classes: &[String], first: us
 
 #[test]
 fn training_on_image_folders_matches_training_on_the_idx_files() {
-    let (_, accuracy) = trained();
+    let accuracy = trained().accuracy();
     let data = datasets::embedded().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("digits");

@@ -5,35 +5,21 @@
 mod run;
 use run::run;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use models::{Network, checkpoint};
 use ndarray::s;
 
-/// A SimpleConvNet trained for one epoch on the embedded subset, once for
-/// all tests in this file.
+/// The one-epoch SimpleConvNet's model.safetensors; `train` starts by
+/// printing the network's summary.
 fn trained() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let out = dir.join("run");
-        let (ok, stdout, stderr) = run(&[
-            "train",
-            "--epochs",
-            "1",
-            "--threads",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(ok, "{stdout}\n{stderr}");
-        assert!(
-            stdout.contains("total parameters: 433,890"),
-            "train starts with the summary: {stdout}"
-        );
-        out.join("model.safetensors")
-    })
+    let run = run::trained();
+    assert!(
+        run.stdout.contains("total parameters: 433,890"),
+        "train starts with the summary: {}",
+        run.stdout
+    );
+    &run.model
 }
 
 /// Width, height and 8-bit gray or RGB(A) pixels of a PNG, reduced to luma.
