@@ -576,6 +576,51 @@ fn fused_activations_equal_convolution_then_activation() {
     }
 }
 
+/// In f32, where sigmoid runs on the crate's own vectorised exp: a fused
+/// sigmoid, applied to whole images of the direct method's output, gives
+/// the bits of the Sigmoid layer after the convolution, on LeNet's shapes
+/// (rows of 28 and 10 outputs, whose tails a vector does not fill) and
+/// with values far into both tails and NaN.
+#[test]
+fn a_fused_sigmoid_in_f32_equals_the_sigmoid_layer() {
+    use layers::Sigmoid;
+    let f32s = |v: ArrayD<f64>| v.mapv(|x| x as f32);
+    for (k, (shape, filters, win)) in [
+        ((3, 1, 28, 28), 6, Window::square(5).with_pad(2)),
+        ((3, 6, 14, 14), 16, Window::square(5)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 90 + k as u64;
+        let mut x = f32s(uniform4(shape, seed).into_dyn() * 40.0);
+        x.as_slice_mut().unwrap()[7] = f32::NAN;
+        let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1).mapv(|v| v as f32);
+        let b = uniform1(filters, seed ^ 2).mapv(|v| v as f32);
+        let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
+            .unwrap()
+            .with_method(ConvMethod::Direct)
+            .unwrap();
+        let mut fused = conv.clone();
+        assert!(fused.fuse(Activation::Sigmoid));
+        let mut sigmoid = Sigmoid::new();
+        let y = sigmoid
+            .forward(
+                conv.forward(x.view(), Mode::Inference).unwrap().view(),
+                Mode::Inference,
+            )
+            .unwrap()
+            .clone();
+        let yf = fused.forward(x.view(), Mode::Inference).unwrap();
+        let bits = |v: &ArrayD<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y), bits(yf), "case {k}");
+        assert!(
+            y.iter().any(|&v| v == 0.0) && y.iter().any(|&v| v == 1.0),
+            "both tails reached"
+        );
+    }
+}
+
 /// What a forward keeps is read only by a backward of the same method:
 /// `forward_chapter` called alone between a layer's forward and backward
 /// is an error naming the layer, never stale gradients or a panic.

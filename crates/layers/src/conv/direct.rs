@@ -50,16 +50,19 @@ impl<T: Float> Convolution<T> {
                     }
                     let rows = Rows::new(xin, starts, wide.width);
                     gemm_few_rows(wmat, rows, MatMut::row_major(cw, fnum, wide.width));
-                    // The valid columns, through the fused activation if any.
+                    // The valid columns, then the fused activation if any over
+                    // the whole image at once: row by row, a short row (10 or
+                    // 28 outputs) would leave much of it to the scalar tail.
                     kernels::with_simd(
                         #[inline(always)]
                         |_| {
                             let filters = out.chunks_exact_mut(ohw).zip(cw.chunks_exact(wide.width));
                             for (dst, src) in filters {
                                 for (dst, src) in dst.chunks_exact_mut(ow).zip(src.chunks(wide.wp)) {
-                                    act.apply(dst, &src[..ow]);
+                                    dst.copy_from_slice(&src[..ow]);
                                 }
                             }
+                            act.apply_in_place(out);
                         },
                     );
                 }
