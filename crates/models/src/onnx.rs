@@ -255,8 +255,14 @@ impl<T: Float> Network<T> {
                     attrs.push(ints_attr("dilations", &[1, 1]).0);
                     attrs.push(int_attr("group", 1));
                     g.node("Conv", &[&input, &weight, &bias], label, attrs);
-                    if let (Some(act), Some(name)) = (then, fused.first()) {
-                        g.activation(act, name);
+                    if let Some(act) = then {
+                        // The builder names a fused activation (`relu1`); a
+                        // layer fused before it was pushed has no name of its own.
+                        let name = fused
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| format!("{label}.{act:?}"));
+                        g.activation(act, &name);
                     }
                 }
                 Operator::Pooling { kind, window } => {

@@ -249,6 +249,25 @@ fn dropout_is_left_out_and_an_empty_graph_still_has_its_outputs() {
     assert_eq!(model.graph.node[0].output, ["scores"]);
 }
 
+#[test]
+fn an_activation_fused_before_the_layer_was_pushed_is_exported() {
+    use layers::{Activation, Convolution};
+    use rand::SeedableRng;
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
+    let mut conv = Convolution::<f32>::new(1, 2, Window::square(3), Init::He, &mut rng).unwrap();
+    assert!(conv.fuse(Activation::Sigmoid));
+    let net = Network::<f32>::builder("pre-fused", [1, 5, 5], 0)
+        .push("conv", Box::new(conv))
+        .unwrap()
+        .affine(3, Init::He)
+        .unwrap()
+        .build()
+        .unwrap();
+    let model = parse(&net);
+    assert_eq!(ops(&model), ["Conv", "Sigmoid", "Flatten", "Gemm", "Softmax"]);
+    assert_eq!(model.graph.node[1].output, ["conv1.Sigmoid"]);
+}
+
 /// A layer of one's own that does not say what it computes.
 struct Doubler(ArrayD<f32>);
 
