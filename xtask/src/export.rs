@@ -24,6 +24,9 @@ type Metadata = Vec<(String, String)>;
 /// The network and its metadata, once the flags and files are checked.
 pub fn prepare(args: &Args) -> Result<(Network<f32>, Metadata)> {
     crate::inspect::check_file_out("--onnx", &args.onnx, &args.weights.checkpoint)?;
+    if let Some(toml) = args.weights.model_file() {
+        crate::inspect::check_file_out("--onnx", &args.onnx, toml)?;
+    }
     let (net, classes) = args.weights.open()?;
     let meta = vec![
         ("network".to_string(), net.name().to_string()),

@@ -39,8 +39,9 @@ pub struct NetworkOnData {
 
 impl NetworkOnData {
     /// The data set and the network, refused unless the network takes the
-    /// data set's images and has its classes, and the test split has images.
-    pub fn open(&self) -> Result<(Network<f32>, Dataset)> {
+    /// data set's images, the test split has images, and (if `same_classes`)
+    /// the network has the data set's classes.
+    pub fn open(&self, same_classes: bool) -> Result<(Network<f32>, Dataset)> {
         let data = load_dataset(&self.dataset, self.data_dir.as_deref(), self.folders)?;
         let net = open_network(
             &self.checkpoint,
@@ -62,7 +63,7 @@ impl NetworkOnData {
             data.input_shape()
         );
         ensure!(
-            net.classes() == data.classes.len(),
+            !same_classes || net.classes() == data.classes.len(),
             "--checkpoint {}: the model has {} classes, --dataset {} has {}",
             self.checkpoint.display(),
             net.classes(),
@@ -116,7 +117,7 @@ pub fn hint_model(e: models::Error) -> anyhow::Error {
 /// The network and the data set `eval` would use, once both are read and
 /// known to fit each other.
 pub fn prepare_eval(args: &EvalArgs) -> Result<(Network<f32>, Dataset)> {
-    let (net, data) = args.on.open()?;
+    let (net, data) = args.on.open(true)?;
     if let Some(out) = &args.scores {
         check_file_out("--scores", out, &args.on.checkpoint)?;
     }
@@ -157,8 +158,17 @@ pub fn parent_dir(path: &Path) -> &Path {
 pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = parent_dir(path);
-    let mut file =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing into {}", dir.display()))?;
+    let mut builder = tempfile::Builder::new();
+    // The mode `File::create` gives (the umask applies), not tempfile's
+    // owner-only default: an export is for other programs to read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut file = builder
+        .tempfile_in(dir)
+        .with_context(|| format!("writing into {}", dir.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.as_file().sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
@@ -311,7 +321,7 @@ pub fn spatial_layers(
 /// The network, the data set and the layers `features` would use, once
 /// all are read and the image is known to be there.
 pub fn prepare_features(args: &FeaturesArgs) -> Result<(Network<f32>, Dataset, Vec<LayerSummary>)> {
-    let (net, data) = args.on.open()?;
+    let (net, data) = args.on.open(true)?;
     ensure!(
         args.image < data.test.len(),
         "--image {}: the test set has {} images (0 to {})",

@@ -36,6 +36,14 @@ pub struct WeightsArgs {
 }
 
 impl WeightsArgs {
+    /// The network's .toml file, if `--model` names one.
+    pub fn model_file(&self) -> Option<&Path> {
+        match &self.model {
+            Some(ModelChoice::File(path, _)) => Some(Path::new(path)),
+            _ => None,
+        }
+    }
+
     /// The network and its class names (the checkpoint's, or the indices).
     pub fn open(&self) -> Result<(Network<f32>, Vec<String>)> {
         let (net, meta) = match &self.model {

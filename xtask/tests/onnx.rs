@@ -39,7 +39,8 @@ fn checkpoint_of(arch: Architecture, dir: &Path) -> PathBuf {
 
 /// A network of none of MODELS.md's shapes: windows wider than tall,
 /// padded max pooling over negative values (where zero padding and ONNX's
-/// -inf differ) and padded average pooling, LRN, dropout.
+/// -inf differ) and padded average pooling (once padded as much as its window, which
+/// onnxruntime's own pads refuse), LRN, dropout.
 const ODD_NETWORK: &str = r#"
 name = "odd"
 input = [1, 28, 28]
@@ -76,6 +77,12 @@ kind = "avg-pool"
 size = 3
 stride = 1
 pad = 1
+
+[[layers]]
+kind = "avg-pool"
+size = 2
+stride = 1
+pad = 2
 
 [[layers]]
 kind = "dropout"
@@ -116,6 +123,19 @@ fn same_in_onnxruntime(name: &str, make: impl FnOnce(&Path) -> PathBuf) -> Resul
         onnx.to_str().unwrap(),
     ]);
     ensure(ok && out.contains("opset 13"), format!("export: {out}{e}"))?;
+    // Readable as any file `File::create` makes there (the umask applies),
+    // not owner-only as a temporary file starts.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+        let probe = dir.path().join("probe");
+        std::fs::File::create(&probe)?;
+        ensure(
+            mode(&onnx)? == mode(&probe)?,
+            format!("mode {:o}, not {:o}", mode(&onnx)?, mode(&probe)?),
+        )?;
+    }
     let (ok, out, e) = run(&[
         "eval",
         "--checkpoint",
@@ -187,6 +207,25 @@ fn refusals_name_the_flag_and_write_nothing() -> Result<(), Failed> {
         kept.to_str().unwrap(),
     ]);
     ensure(!ok && e.contains("missing.safetensors"), e)?;
+    // Nor the network's own description, read for --model.
+    let toml = dir.path().join("odd.toml");
+    std::fs::write(&toml, ODD_NETWORK)?;
+    std::fs::create_dir(dir.path().join("odd"))?;
+    let odd = odd_checkpoint(&dir.path().join("odd"));
+    let (ok, _, e) = run(&[
+        "export",
+        "--checkpoint",
+        odd.to_str().unwrap(),
+        "--model",
+        toml.to_str().unwrap(),
+        "--onnx",
+        toml.to_str().unwrap(),
+    ]);
+    ensure(!ok && e.contains("is the file read from"), e)?;
+    ensure(
+        std::fs::read_to_string(&toml)? == ODD_NETWORK,
+        "the .toml was changed".into(),
+    )?;
     ensure(
         std::fs::read(&kept)? == b"an earlier export" && std::fs::read(&ckpt)?.len() > 100_000,
         "a refused export changed a file".into(),

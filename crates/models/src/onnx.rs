@@ -7,7 +7,7 @@
 //! |---|---|
 //! | Convolution (+ fused ReLU / sigmoid) | `Conv` (+ `Relu` / `Sigmoid`) |
 //! | max Pooling | `MaxPool`, after a zero `Pad` if the window pads (ours pads with zeros, ONNX's `MaxPool` with -inf) |
-//! | average Pooling | `AveragePool`, `count_include_pad = 1` |
+//! | average Pooling | `AveragePool`, after a zero `Pad` if the window pads (so the padding counts in the mean, as ours) |
 //! | Affine | `Flatten` (after a 4-D layer) and `Gemm` with `transB = 1`, weight `(outputs, inputs)` as PyTorch's |
 //! | ReLU, Sigmoid | `Relu`, `Sigmoid` |
 //! | LRN | `LRN`, `alpha` multiplied by `size` (ONNX divides it by `size`) |
@@ -266,30 +266,26 @@ impl<T: Float> Network<T> {
                     }
                 }
                 Operator::Pooling { kind, window } => {
-                    let padded = window.ph > 0 || window.pw > 0;
-                    match kind {
-                        PoolKind::Max => {
-                            if padded {
-                                let (ph, pw) = (window.ph as i64, window.pw as i64);
-                                let pads = format!("{label}.pads");
-                                let raw = [0, 0, ph, pw, 0, 0, ph, pw]
-                                    .iter()
-                                    .flat_map(|v: &i64| v.to_le_bytes())
-                                    .collect();
-                                g.weights.push(tensor(&pads, &[8], DataType::INT64, raw));
-                                let input = g.current.clone();
-                                let padded_name = format!("{label}.padded");
-                                let mode = string_attr("mode", "constant");
-                                g.node("Pad", &[&input, &pads], &padded_name, vec![mode]);
-                            }
-                            g.unary("MaxPool", label, window_attrs(window, false));
-                        }
-                        PoolKind::Average => {
-                            let mut attrs = window_attrs(window, true);
-                            attrs.push(int_attr("count_include_pad", 1));
-                            g.unary("AveragePool", label, attrs);
-                        }
+                    // Ours pads with zeros, for the max as for the mean: a zero
+                    // `Pad` first (ONNX's `MaxPool` would pad with -inf, and
+                    // onnxruntime refuses pads as large as the window).
+                    if window.ph > 0 || window.pw > 0 {
+                        let (ph, pw) = (window.ph as i64, window.pw as i64);
+                        let pads = format!("{label}.pads");
+                        let raw = [0, 0, ph, pw, 0, 0, ph, pw]
+                            .iter()
+                            .flat_map(|v: &i64| v.to_le_bytes())
+                            .collect();
+                        g.weights.push(tensor(&pads, &[8], DataType::INT64, raw));
+                        let input = g.current.clone();
+                        let mode = string_attr("mode", "constant");
+                        g.node("Pad", &[&input, &pads], &format!("{label}.padded"), vec![mode]);
                     }
+                    let op = match kind {
+                        PoolKind::Max => "MaxPool",
+                        PoolKind::Average => "AveragePool",
+                    };
+                    g.unary(op, label, window_attrs(window, false));
                 }
                 Operator::Affine => {
                     g.flatten(&format!("{label}.flat"));

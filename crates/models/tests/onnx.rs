@@ -201,32 +201,37 @@ fn padded_pooling_pads_with_zeros_as_ours_does() {
         .build()
         .unwrap();
     let model = parse(&net);
-    // Zero padding, then the max; ONNX's own MaxPool pads would be -inf.
+    // Zero padding, then the max (ONNX's own MaxPool pads would be -inf) or
+    // the mean (the padding counts, as in ours).
     assert_eq!(
         ops(&model),
-        ["Pad", "MaxPool", "AveragePool", "Flatten", "Softmax"]
+        ["Pad", "MaxPool", "Pad", "AveragePool", "Flatten", "Softmax"]
     );
-    let pad = node(&model, "Pad");
-    let pads = model
-        .graph
-        .initializer
-        .iter()
-        .find(|t| t.name() == pad.input[1])
-        .unwrap();
-    let values: Vec<i64> = pads
-        .raw_data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    assert_eq!(values, [0, 0, 1, 1, 0, 0, 1, 1]);
-    let avg = node(&model, "AveragePool");
-    assert_eq!(
-        (ints(avg, "pads"), ints(avg, "count_include_pad")),
-        (vec![1, 1, 1, 1], vec![1])
-    );
+    for (pad, p) in [(0, 1), (2, 1)] {
+        let pad = &model.graph.node[pad];
+        let pads = model
+            .graph
+            .initializer
+            .iter()
+            .find(|t| t.name() == pad.input[1])
+            .unwrap();
+        let values: Vec<i64> = pads
+            .raw_data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(values, [0, 0, p, p, 0, 0, p, p]);
+    }
+    for pool in [&model.graph.node[1], &model.graph.node[3]] {
+        assert!(
+            pool.attribute.iter().all(|a| a.name() != "pads"),
+            "{}",
+            pool.op_type()
+        );
+    }
     // A network ending in a 4-D layer gives flat scores: (batch, 2*4*4).
     assert_eq!(dims(&model.graph.output[0]), ["batch", "32"]);
-    assert_eq!(model.graph.node[3].output, ["scores"]);
+    assert_eq!(model.graph.node[4].output, ["scores"]);
 }
 
 #[test]
