@@ -88,7 +88,7 @@ impl Graph {
     /// Flattens the current tensor to `(batch, rest)` if it has more axes.
     fn flatten(&mut self, output: &str) {
         if self.rank > 2 {
-            self.unary("Flatten", output, vec![ints_attr("axis", &[1]).single()]);
+            self.unary("Flatten", output, vec![int_attr("axis", 1)]);
             self.rank = 2;
         }
     }
@@ -102,31 +102,22 @@ impl Graph {
     }
 }
 
-/// An attribute under construction; [`Attr::single`] turns a one-element
-/// list into a scalar attribute.
-struct Attr(AttributeProto);
-
-impl Attr {
-    fn single(self) -> AttributeProto {
-        let mut a = self.0;
-        a.i = a.ints.first().copied();
-        a.ints.clear();
-        a.type_ = Some(AttributeType::INT.into());
-        a
-    }
-}
-
-fn ints_attr(name: &str, values: &[i64]) -> Attr {
-    Attr(AttributeProto {
+fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
         name: Some(name.to_string()),
         type_: Some(AttributeType::INTS.into()),
         ints: values.to_vec(),
         ..AttributeProto::default()
-    })
+    }
 }
 
 fn int_attr(name: &str, value: i64) -> AttributeProto {
-    ints_attr(name, &[value]).single()
+    AttributeProto {
+        name: Some(name.to_string()),
+        type_: Some(AttributeType::INT.into()),
+        i: Some(value),
+        ..AttributeProto::default()
+    }
 }
 
 fn float_attr(name: &str, value: f32) -> AttributeProto {
@@ -152,12 +143,12 @@ fn string_attr(name: &str, value: &str) -> AttributeProto {
 fn window_attrs(window: Window, with_pads: bool) -> Vec<AttributeProto> {
     let d = |v: usize| v as i64;
     let mut attrs = vec![
-        ints_attr("kernel_shape", &[d(window.fh), d(window.fw)]).0,
-        ints_attr("strides", &[d(window.sh), d(window.sw)]).0,
+        ints_attr("kernel_shape", &[d(window.fh), d(window.fw)]),
+        ints_attr("strides", &[d(window.sh), d(window.sw)]),
     ];
     if with_pads {
         let (ph, pw) = (d(window.ph), d(window.pw));
-        attrs.push(ints_attr("pads", &[ph, pw, ph, pw]).0);
+        attrs.push(ints_attr("pads", &[ph, pw, ph, pw]));
     }
     attrs
 }
@@ -252,7 +243,7 @@ impl<T: Float> Network<T> {
                 Operator::Convolution { window, then } => {
                     let input = g.current.clone();
                     let mut attrs = window_attrs(window, true);
-                    attrs.push(ints_attr("dilations", &[1, 1]).0);
+                    attrs.push(ints_attr("dilations", &[1, 1]));
                     attrs.push(int_attr("group", 1));
                     g.node("Conv", &[&input, &weight, &bias], label, attrs);
                     if let Some(act) = then {
