@@ -392,9 +392,13 @@ pub enum Split {
     Cols,
 }
 
-/// Items per part when `n` items are shared among rayon's threads.
-fn per_part(n: usize) -> usize {
-    n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1))).max(1)
+/// Items per part when a product of `work` multiply-adds is shared among
+/// rayon's threads by `n` items, as `crates/layers/src/par.rs` shares it.
+fn per_part(n: usize, work: usize) -> usize {
+    let parts = rayon::current_num_threads()
+        .min(work / kernels::MIN_PART_WORK)
+        .clamp(1, n.max(1));
+    n.div_ceil(parts).max(1)
 }
 
 /// `C <- A B + beta C`, C row-major `(A's rows, B's columns)` in `c`,
@@ -416,7 +420,7 @@ pub fn par_product(
     }
     match split {
         Split::Rows => {
-            let per = per_part(m);
+            let per = per_part(m, m * n * a.cols);
             let scratch = tensor4d::grow(scratch, m.div_ceil(per));
             c[..m * n]
                 .par_chunks_mut(per * n)
@@ -430,7 +434,7 @@ pub fn par_product(
                 });
         }
         Split::Cols => {
-            let per = per_part(n.div_ceil(TILE_COLS)) * TILE_COLS;
+            let per = per_part(n.div_ceil(TILE_COLS), m * n * a.cols) * TILE_COLS;
             let scratch = tensor4d::grow(scratch, n.div_ceil(per));
             let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
                 .unwrap_or_else(|_| unreachable!("m * n elements"));

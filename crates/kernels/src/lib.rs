@@ -64,6 +64,12 @@ pub const TILE_ROWS: usize = 6;
 /// them in multiples of this.
 pub const TILE_COLS: usize = 32;
 
+/// Multiply-adds that each part of a product shared among threads should
+/// have at least: handing a part to another thread (waking it, and each
+/// part packing its own operands) costs microseconds, which a smaller part
+/// does not repay. How a product is split never changes its bits.
+pub const MIN_PART_WORK: usize = 1 << 20;
+
 /// The instruction sets the kernels are written for, best first. Every
 /// entry point without an `Isa` runs on [`Isa::active`]'s ([`Isa::detect`]'s
 /// unless [`Isa::select`] chose another); the methods of `Isa` run on the

@@ -1,9 +1,10 @@
 //! Matrix products whose shapes a packed GEMM serves badly: few rows
 //! (a convolution with 6 or 16 filters, where packing costs more than the
 //! arithmetic it serves), and weight
-//! gradients, each element a long dot product. Register-tiled loops that
-//! the compiler vectorises, compiled for the [`Isa`] the caller gives
-//! (AVX-512, AVX2 and FMA, or baseline).
+//! gradients, each element a long dot product. Register-tiled loops,
+//! compiled for the [`Isa`] the caller gives (AVX-512, AVX2 and FMA, or
+//! baseline); on the x86 paths the f32 inner loops are written in AVX2
+//! intrinsics, in the generic loops' order, so the bits are the same.
 
 use tensor4d::Float;
 
@@ -12,6 +13,8 @@ use crate::{Isa, MatMut, MatRef, TILE_ROWS};
 /// A matrix given by where each row starts in a slice, every row `cols`
 /// long: the rows of a row-major matrix, or, for a stride-1 convolution,
 /// the shifted windows of an image that im2col would otherwise copy out.
+/// [`Rows::blocks`] puts several such matrices side by side (the same
+/// windows of several images), without copying them together.
 ///
 /// ```
 /// let data = [1.0f32, 2.0, 3.0, 4.0];
@@ -23,26 +26,87 @@ use crate::{Isa, MatMut, MatRef, TILE_ROWS};
 pub struct Rows<'a, T> {
     data: &'a [T],
     starts: &'a [usize],
+    /// Columns of one block.
     cols: usize,
+    blocks: usize,
+    /// How far apart in `data` the blocks are.
+    step: usize,
 }
 
 impl<'a, T> Rows<'a, T> {
     /// Row `k` is `data[starts[k]..starts[k] + cols]`. Panics when a row
     /// runs past the end of `data` (a bug in the caller).
     pub fn new(data: &'a [T], starts: &'a [usize], cols: usize) -> Self {
-        if let Some(&max) = starts.iter().max() {
-            assert!(
-                max + cols <= data.len(),
-                "a row of {cols} from {max} runs past {} elements",
-                data.len()
-            );
+        Rows {
+            data,
+            starts,
+            cols,
+            blocks: 1,
+            step: 0,
         }
-        Rows { data, starts, cols }
+        .checked()
     }
 
-    /// Row `k`.
+    /// `blocks` matrices side by side, each `self` moved `step` further
+    /// into the data: row `k` is the concatenation over `j` of
+    /// `data[j*step + starts[k]..][..cols]`, `blocks * cols` long. Panics
+    /// when a row of the last block runs past the end of the data.
+    ///
+    /// ```
+    /// let data = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let rows = kernels::Rows::new(&data, &[0, 1], 2).blocks(2, 3);
+    /// assert_eq!(rows.cols(), 4);
+    /// assert_eq!((rows.part(0, 0), rows.part(0, 1)), (&[1.0, 2.0][..], &[4.0, 5.0][..]));
+    /// assert_eq!(rows.part(1, 1), &[5.0, 6.0]);
+    /// ```
+    pub fn blocks(self, blocks: usize, step: usize) -> Self {
+        assert!(self.blocks == 1, "blocks of blocks");
+        Rows { blocks, step, ..self }.checked()
+    }
+
+    fn checked(self) -> Self {
+        if let (Some(&max), true) = (self.starts.iter().max(), self.blocks > 0) {
+            let end = (self.blocks - 1) * self.step + max + self.cols;
+            assert!(
+                end <= self.data.len(),
+                "a row of {} from {} runs past {} elements",
+                self.cols,
+                (self.blocks - 1) * self.step + max,
+                self.data.len()
+            );
+        }
+        self
+    }
+
+    /// Columns of the matrix: of all its blocks together.
+    pub fn cols(&self) -> usize {
+        self.blocks * self.cols
+    }
+
+    /// Row `k` of a matrix of one block. Panics for rows in several
+    /// blocks, which are not one slice ([`Rows::part`]).
     pub fn row(&self, k: usize) -> &'a [T] {
-        &self.data[self.starts[k]..self.starts[k] + self.cols]
+        assert!(
+            self.blocks == 1,
+            "a row of {} blocks is not one slice",
+            self.blocks
+        );
+        self.part(k, 0)
+    }
+
+    /// Row `k`'s part in block `j`.
+    pub fn part(&self, k: usize, j: usize) -> &'a [T] {
+        &self.data[j * self.step + self.starts[k]..][..self.cols]
+    }
+
+    /// Block `j` alone.
+    fn block(&self, j: usize) -> Rows<'a, T> {
+        Rows {
+            data: &self.data[j * self.step..],
+            blocks: 1,
+            step: 0,
+            ..*self
+        }
     }
 }
 
@@ -139,7 +203,7 @@ impl Isa {
     /// ```
     pub fn gemm_few_rows<T: Float>(self, a: MatRef<'_, T>, b: Rows<'_, T>, c: MatMut<'_, T>) {
         assert_eq!(a.cols, b.starts.len(), "inner dimensions of A and B");
-        assert_eq!((a.rows, b.cols), (c.rows, c.cols), "shape of C");
+        assert_eq!((a.rows, b.cols()), (c.rows, c.cols), "shape of C");
         assert!(c.cs == 1 || c.cols <= 1, "C needs unit column stride");
         if c.rows == 0 || c.cols == 0 {
             return;
@@ -167,7 +231,7 @@ impl Isa {
     /// }
     /// ```
     pub fn gemm_dots<T: Float>(self, a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, c: MatMut<'_, T>) {
-        assert_eq!(a.cols, b.cols, "inner dimensions of A and B");
+        assert_eq!(a.cols, b.cols(), "inner dimensions of A and B");
         assert_eq!((a.rows, b.starts.len()), (c.rows, c.cols), "shape of C");
         assert!(a.cs == 1 || a.cols <= 1, "A needs unit column stride");
         if c.rows == 0 || c.cols == 0 {
@@ -178,19 +242,28 @@ impl Isa {
 }
 
 #[inline(always)]
-fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, mut c: MatMut<'_, T>) {
-    let mut r0 = 0;
-    while r0 < c.rows {
-        let left = c.rows - r0;
-        match left.min(TILE_ROWS) {
-            6 => few_rows_tile::<T, 6, FMA>(a, b, &mut c, r0),
-            5 => few_rows_tile::<T, 5, FMA>(a, b, &mut c, r0),
-            4 => few_rows_tile::<T, 4, FMA>(a, b, &mut c, r0),
-            3 => few_rows_tile::<T, 3, FMA>(a, b, &mut c, r0),
-            2 => few_rows_tile::<T, 2, FMA>(a, b, &mut c, r0),
-            _ => few_rows_tile::<T, 1, FMA>(a, b, &mut c, r0),
+fn few_rows<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, c: MatMut<'_, T>) {
+    // Block by block: each is a product of its own, in C's columns.
+    for j in 0..b.blocks {
+        let b = b.block(j);
+        let mut c = MatMut {
+            data: &mut c.data[j * b.cols * c.cs..],
+            cols: b.cols,
+            ..c
+        };
+        let mut r0 = 0;
+        while r0 < c.rows {
+            let left = c.rows - r0;
+            match left.min(TILE_ROWS) {
+                6 => few_rows_tile::<T, 6, FMA>(a, b, &mut c, r0),
+                5 => few_rows_tile::<T, 5, FMA>(a, b, &mut c, r0),
+                4 => few_rows_tile::<T, 4, FMA>(a, b, &mut c, r0),
+                3 => few_rows_tile::<T, 3, FMA>(a, b, &mut c, r0),
+                2 => few_rows_tile::<T, 2, FMA>(a, b, &mut c, r0),
+                _ => few_rows_tile::<T, 1, FMA>(a, b, &mut c, r0),
+            }
+            r0 += left.min(TILE_ROWS);
         }
-        r0 += left.min(TILE_ROWS);
     }
 }
 
@@ -235,6 +308,32 @@ fn few_rows_tile<T: Float, const R: usize, const FMA: bool>(
         }
         let tiles = (0..full).step_by(COLS).chain((full < n).then_some(n - COLS));
         for p0 in tiles {
+            // The overlapping last tile recomputed columns already done.
+            let fresh = if p0 + COLS > full { full - p0 } else { 0 };
+            #[cfg(target_arch = "x86_64")]
+            if FMA && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+                // As `lane_sums`: the compiler's own vectors of the loop
+                // below go through memory.
+                let last = (r0 + R - 1) * c.rs + p0 + COLS;
+                assert!(last <= c.data.len(), "a tile past the end of C");
+                let ws = &*block;
+                // SAFETY: T is f32 (checked above), so the pointers and
+                // the weights' array are of f32; every row read lies in
+                // B (`Rows::new` checked `start + n`, and `p0 + COLS <= n`),
+                // every row written in C (asserted above), which nothing
+                // else borrows; FMA is only ever true with AVX2 and FMA.
+                unsafe {
+                    x86::few_rows_f32::<R>(
+                        c.data.as_mut_ptr().add(r0 * c.rs + p0).cast::<f32>(),
+                        c.rs,
+                        b.data.as_ptr().add(p0).cast::<f32>(),
+                        starts,
+                        std::slice::from_raw_parts(ws.as_ptr().cast::<[f32; R]>(), ws.len()),
+                        fresh,
+                    );
+                }
+                continue;
+            }
             let mut acc: [[T; COLS]; R] = std::array::from_fn(|r| {
                 let at = (r0 + r) * c.rs + p0;
                 c.data[at..at + COLS]
@@ -252,8 +351,6 @@ fn few_rows_tile<T: Float, const R: usize, const FMA: bool>(
                     }
                 }
             }
-            // The overlapping last tile recomputed columns already done.
-            let fresh = if p0 + COLS > full { full - p0 } else { 0 };
             for (r, acc) in acc.iter().enumerate() {
                 let at = (r0 + r) * c.rs + p0;
                 c.data[at + fresh..at + COLS].copy_from_slice(&acc[fresh..]);
@@ -264,23 +361,25 @@ fn few_rows_tile<T: Float, const R: usize, const FMA: bool>(
 
 /// Lanes of each partial sum in [`gemm_dots`]: one AVX2 register of f32.
 const LANES: usize = 8;
-/// Rows of A and of B^T per tile of [`gemm_dots`]: 4 x 3 accumulators.
-const DOT_ROWS: usize = 4;
-const DOT_COLS: usize = 3;
 
 #[inline(always)]
 fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, mut c: MatMut<'_, T>) {
+    // Tiles of R x Q dot products, R*Q accumulators of LANES: 4 x 3 keeps
+    // them, a step of the Q rows of B and one of a row of A in AVX2's 16
+    // registers.
+    const R: usize = 4;
+    const Q: usize = 3;
     let mut r0 = 0;
     while r0 < c.rows {
-        let rows = (c.rows - r0).min(DOT_ROWS);
+        let rows = (c.rows - r0).min(R);
         let mut q0 = 0;
         while q0 < c.cols {
-            let cols = (c.cols - q0).min(DOT_COLS);
+            let cols = (c.cols - q0).min(Q);
             macro_rules! tiles {
                 ($(($r:literal, $q:literal)),*) => {
                     match (rows, cols) {
                         $(($r, $q) => dots_tile::<T, $r, $q, FMA>(a, b, beta, &mut c, r0, q0),)*
-                        _ => unreachable!("tiles of at most {DOT_ROWS} x {DOT_COLS}"),
+                        _ => unreachable!("tiles of at most {R} x {Q}"),
                     }
                 };
             }
@@ -304,26 +403,37 @@ fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, mu
     }
 }
 
-/// Elements `(r0.., q0..)` of C, `R x Q` dot products of length `n`.
+/// `acc` plus the lane-wise products of `xs` and `ys`, all of whole lanes
+/// and of one length.
 #[inline(always)]
-fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
-    a: MatRef<'_, T>,
-    b: Rows<'_, T>,
-    beta: T,
-    c: &mut MatMut<'_, T>,
-    r0: usize,
-    q0: usize,
-) {
-    let n = a.cols;
-    let mut acc = [[[T::zero(); LANES]; Q]; R];
-    let rows: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs..][..n]);
-    let cols: [&[T]; Q] = std::array::from_fn(|q| b.row(q0 + q));
+fn lane_sums<T: Float, const R: usize, const Q: usize, const FMA: bool>(
+    mut acc: [[[T; LANES]; Q]; R],
+    xs: [&[T]; R],
+    ys: [&[T]; Q],
+) -> [[[T; LANES]; Q]; R] {
+    let chunks = xs.first().map_or(0, |x| x.len() / LANES);
+    #[cfg(target_arch = "x86_64")]
+    if FMA && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // FMA is only ever true on the x86 paths, inside their AVX2 and FMA
+        // code; the compiler's own vectors of this loop go through memory.
+        let cast = |s: &[T]| {
+            // SAFETY: T is f32 (checked above), so the slice is one of f32.
+            unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), chunks * LANES) }
+        };
+        let (xs, ys) = (xs.map(cast), ys.map(cast));
+        // SAFETY: T is f32, so the arrays have the same layout; every slice
+        // holds `chunks` whole lanes (one length, the caller's), and the
+        // CPU has AVX2 and FMA (FMA is true).
+        unsafe {
+            let acc = &mut *(&mut acc as *mut [[[T; LANES]; Q]; R]).cast::<[[[f32; LANES]; Q]; R]>();
+            x86::lane_sums_f32(acc, xs, ys, chunks);
+        }
+        return acc;
+    }
     // Whole lanes as arrays, every slice cut to the same length, so the
     // loop indexes them with no bounds checks left in it.
-    let chunks = n / LANES;
-    let full = chunks * LANES;
-    let xs: [&[[T; LANES]]; R] = std::array::from_fn(|r| &rows[r].as_chunks::<LANES>().0[..chunks]);
-    let ys: [&[[T; LANES]]; Q] = std::array::from_fn(|q| &cols[q].as_chunks::<LANES>().0[..chunks]);
+    let xs: [&[[T; LANES]]; R] = std::array::from_fn(|r| &xs[r].as_chunks::<LANES>().0[..chunks]);
+    let ys: [&[[T; LANES]]; Q] = std::array::from_fn(|q| &ys[q].as_chunks::<LANES>().0[..chunks]);
     for i in 0..chunks {
         let x: [[T; LANES]; R] = std::array::from_fn(|r| xs[r][i]);
         let y: [[T; LANES]; Q] = std::array::from_fn(|q| ys[q][i]);
@@ -335,11 +445,38 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
             }
         }
     }
+    acc
+}
+
+/// Elements `(r0.., q0..)` of C, `R x Q` dot products over every block
+/// of B: whole lanes of all blocks first, then each block's last
+/// elements in block order.
+#[inline(always)]
+fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
+    a: MatRef<'_, T>,
+    b: Rows<'_, T>,
+    beta: T,
+    c: &mut MatMut<'_, T>,
+    r0: usize,
+    q0: usize,
+) {
+    let w = b.cols;
+    let full = w - w % LANES;
+    let mut acc = [[[T::zero(); LANES]; Q]; R];
+    for j in 0..b.blocks {
+        let xs: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs + j * w..][..full]);
+        let ys: [&[T]; Q] = std::array::from_fn(|q| &b.part(q0 + q, j)[..full]);
+        acc = lane_sums::<T, R, Q, FMA>(acc, xs, ys);
+    }
     for (r, acc) in acc.iter().enumerate() {
         for (q, acc) in acc.iter().enumerate() {
             let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            for i in full..n {
-                s = madd::<T, FMA>(rows[r][i], cols[q][i], s);
+            for j in (0..b.blocks).take_while(|_| full < w) {
+                let x = &a.data[(r0 + r) * a.rs + j * w..][..w];
+                let y = b.part(q0 + q, j);
+                for i in full..w {
+                    s = madd::<T, FMA>(x[i], y[i], s);
+                }
             }
             let at = (r0 + r) * c.rs + (q0 + q) * c.cs;
             c.data[at] = if beta == T::zero() {
@@ -347,6 +484,106 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
             } else {
                 beta * c.data[at] + s
             };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{COLS, LANES};
+
+    /// One tile of [`super::few_rows_tile`] for f32 in AVX2 registers:
+    /// `R` rows of C from `c` (`rs` apart), 16 columns of which those from
+    /// `fresh` are stored, plus the products of `block`'s weights with the
+    /// rows of B at `b + starts[kk]`, in the order the generic loop adds
+    /// them.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; the tile's rows must lie in C,
+    /// which nothing else may borrow, and each row read in B.
+    #[inline(always)]
+    pub(super) unsafe fn few_rows_f32<const R: usize>(
+        c: *mut f32,
+        rs: usize,
+        b: *const f32,
+        starts: &[usize],
+        block: &[[f32; R]],
+        fresh: usize,
+    ) {
+        const _: () = assert!(COLS == 16, "two AVX2 vectors");
+        // SAFETY: as this function's contract.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = c.add(r * rs);
+                *acc = [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))];
+            }
+            for (&start, ws) in starts.iter().zip(block) {
+                let v = [_mm256_loadu_ps(b.add(start)), _mm256_loadu_ps(b.add(start + 8))];
+                for (acc, &w) in acc.iter_mut().zip(ws) {
+                    let w = _mm256_set1_ps(w);
+                    acc[0] = _mm256_fmadd_ps(w, v[0], acc[0]);
+                    acc[1] = _mm256_fmadd_ps(w, v[1], acc[1]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let row = c.add(r * rs);
+                if fresh == 0 {
+                    _mm256_storeu_ps(row, acc[0]);
+                    _mm256_storeu_ps(row.add(8), acc[1]);
+                } else {
+                    let mut out = [0.0f32; COLS];
+                    _mm256_storeu_ps(out.as_mut_ptr(), acc[0]);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(8), acc[1]);
+                    std::ptr::copy_nonoverlapping(out.as_ptr().add(fresh), row.add(fresh), COLS - fresh);
+                }
+            }
+        }
+    }
+
+    /// [`super::lane_sums`] for f32 in AVX2 registers: each row of B
+    /// loaded once per step, each row of A once, `R x Q` fused
+    /// multiply-adds, lane by lane as the generic loop does them.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; every slice holds `chunks` lanes.
+    #[inline(always)]
+    pub(super) unsafe fn lane_sums_f32<const R: usize, const Q: usize>(
+        acc: &mut [[[f32; LANES]; Q]; R],
+        xs: [&[f32]; R],
+        ys: [&[f32]; Q],
+        chunks: usize,
+    ) {
+        // SAFETY: loads of whole lanes within the slices; AVX2 and FMA per
+        // this function's contract.
+        unsafe {
+            let mut v = [[_mm256_setzero_ps(); Q]; R];
+            for (v, acc) in v.iter_mut().zip(acc.iter()) {
+                for (v, acc) in v.iter_mut().zip(acc) {
+                    *v = _mm256_loadu_ps(acc.as_ptr());
+                }
+            }
+            let xp = xs.map(<[f32]>::as_ptr);
+            let yp = ys.map(<[f32]>::as_ptr);
+            for i in 0..chunks {
+                let mut y = [_mm256_setzero_ps(); Q];
+                for (y, p) in y.iter_mut().zip(&yp) {
+                    *y = _mm256_loadu_ps(p.add(LANES * i));
+                }
+                for (v, p) in v.iter_mut().zip(&xp) {
+                    let x = _mm256_loadu_ps(p.add(LANES * i));
+                    for (v, &y) in v.iter_mut().zip(&y) {
+                        *v = _mm256_fmadd_ps(x, y, *v);
+                    }
+                }
+            }
+            for (v, acc) in v.iter().zip(acc.iter_mut()) {
+                for (&v, acc) in v.iter().zip(acc) {
+                    _mm256_storeu_ps(acc.as_mut_ptr(), v);
+                }
+            }
         }
     }
 }

@@ -145,8 +145,24 @@ fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
     c
 }
 
+/// The rows of `b` (`rows` x `blocks * n`, row-major) cut into `blocks`
+/// blocks of `n` columns, each block stored `step` after the one before
+/// with row `r` at `starts[r]` in it, NaN everywhere else: what
+/// `Rows::new(&stored, starts, n).blocks(blocks, step)` reads back as `b`.
+fn blocked<T: Copy>(b: &[T], n: usize, blocks: usize, starts: &[usize], nan: T) -> (Vec<T>, usize) {
+    let step = starts.iter().map(|s| s + n).max().unwrap_or(0) + 2;
+    let mut stored = vec![nan; step * blocks];
+    for (r, &s) in starts.iter().enumerate() {
+        for j in 0..blocks {
+            stored[j * step + s..][..n].copy_from_slice(&b[(r * blocks + j) * n..][..n]);
+        }
+    }
+    (stored, step)
+}
+
 /// `gemm_few_rows` in f32 (exact integers) and f64, A read through its
-/// transpose's strides and B's rows stored in reverse order with a gap.
+/// transpose's strides and B's rows stored in reverse order with a gap,
+/// in one to three blocks.
 fn few_rows_matches_triple_loop(isa: Isa) -> Result<(), Failed> {
     let mut runner = TestRunner::new(Config::with_cases(96));
     let case = (
@@ -154,76 +170,87 @@ fn few_rows_matches_triple_loop(isa: Isa) -> Result<(), Failed> {
         prop_oneof![0usize..30, 60usize..140],
         1usize..70,
         0u64..100,
+        1usize..4,
     );
     runner
-        .run(&case, |(m, k, n, seed)| {
-            let (a, b) = (ints(m * k, seed), ints(k * n, seed + 1));
-            let c0 = ints(m * n, seed + 2);
+        .run(&case, |(m, k, n, seed, blocks)| {
+            let cols = n * blocks;
+            let (a, b) = (ints(m * k, seed), ints(k * cols, seed + 1));
+            let c0 = ints(m * cols, seed + 2);
             let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
-            let mut stored = vec![f32::NAN; k * (n + 1)];
             let starts: Vec<usize> = (0..k).map(|r| (k - 1 - r) * (n + 1)).collect();
-            for (r, &s) in starts.iter().enumerate() {
-                stored[s..s + n].copy_from_slice(&b[r * n..(r + 1) * n]);
-            }
+            let (stored, step) = blocked(&b, n, blocks, &starts, f32::NAN);
             let mut c = c0.clone();
             isa.gemm_few_rows(
                 MatRef::new(&at, m, k, 1, m),
-                Rows::new(&stored, &starts, n),
-                MatMut::row_major(&mut c, m, n),
+                Rows::new(&stored, &starts, n).blocks(blocks, step),
+                MatMut::row_major(&mut c, m, cols),
             );
-            let want = naive(&wide(&a), &wide(&b), m, k, n);
-            for i in 0..m * n {
+            let want = naive(&wide(&a), &wide(&b), m, k, cols);
+            for i in 0..m * cols {
                 prop_assert_eq!(f64::from(c[i]), f64::from(c0[i]) + want[i], "element {}", i);
             }
             // f64, values that round: within 1e-9 of the loop.
-            let (a, b) = (wide(&reals(m * k, seed)), wide(&reals(k * n, seed + 1)));
-            let mut c = vec![0.0f64; m * n];
+            let (a, b) = (wide(&reals(m * k, seed)), wide(&reals(k * cols, seed + 1)));
+            let mut c = vec![0.0f64; m * cols];
             let starts: Vec<usize> = (0..k).map(|r| r * n).collect();
+            let (stored, step) = blocked(&b, n, blocks, &starts, f64::NAN);
             isa.gemm_few_rows(
                 MatRef::row_major(&a, m, k),
-                Rows::new(&b, &starts, n),
-                MatMut::row_major(&mut c, m, n),
+                Rows::new(&stored, &starts, n).blocks(blocks, step),
+                MatMut::row_major(&mut c, m, cols),
             );
-            let want = naive(&a, &b, m, k, n);
+            let want = naive(&a, &b, m, k, cols);
             within_1e9(&c, &want)?;
             Ok(())
         })
         .map_err(|e| format!("{isa}: {e}").into())
 }
 
-/// `gemm_dots` in f32 (exact integers) and f64, with beta 0 and 1.
+/// `gemm_dots` in f32 (exact integers) and f64, with beta 0 and 1, B's
+/// rows in one to three blocks (each dot product runs over all of them).
 fn dots_match_triple_loop(isa: Isa) -> Result<(), Failed> {
     let mut runner = TestRunner::new(Config::with_cases(96));
-    let case = (1usize..11, 0usize..300, 1usize..11, 0u64..100, any::<bool>());
+    let case = (
+        1usize..11,
+        0usize..300,
+        1usize..11,
+        0u64..100,
+        any::<bool>(),
+        1usize..4,
+    );
     runner
-        .run(&case, |(m, n, q, seed, add)| {
-            let (a, bt) = (ints(m * n, seed), ints(q * n, seed + 1));
-            let b: Vec<f32> = (0..n * q).map(|i| bt[(i % q) * n + i / q]).collect();
+        .run(&case, |(m, n, q, seed, add, blocks)| {
+            let cols = n * blocks;
+            let (a, bt) = (ints(m * cols, seed), ints(q * cols, seed + 1));
+            let b: Vec<f32> = (0..cols * q).map(|i| bt[(i % q) * cols + i / q]).collect();
             let c0 = ints(m * q, seed + 2);
             let mut c = if add { c0.clone() } else { vec![f32::NAN; m * q] };
             let starts: Vec<usize> = (0..q).map(|r| r * n).collect();
+            let (stored, step) = blocked(&bt, n, blocks, &starts, f32::NAN);
             let beta = if add { 1.0 } else { 0.0 };
             isa.gemm_dots(
-                MatRef::row_major(&a, m, n),
-                Rows::new(&bt, &starts, n),
+                MatRef::row_major(&a, m, cols),
+                Rows::new(&stored, &starts, n).blocks(blocks, step),
                 beta,
                 MatMut::row_major(&mut c, m, q),
             );
-            let want = naive(&wide(&a), &wide(&b), m, n, q);
+            let want = naive(&wide(&a), &wide(&b), m, cols, q);
             for i in 0..m * q {
                 let want = want[i] + if add { f64::from(c0[i]) } else { 0.0 };
                 prop_assert_eq!(f64::from(c[i]), want, "element {}", i);
             }
-            let (a, bt) = (wide(&reals(m * n, seed)), wide(&reals(q * n, seed + 1)));
-            let b: Vec<f64> = (0..n * q).map(|i| bt[(i % q) * n + i / q]).collect();
+            let (a, bt) = (wide(&reals(m * cols, seed)), wide(&reals(q * cols, seed + 1)));
+            let b: Vec<f64> = (0..cols * q).map(|i| bt[(i % q) * cols + i / q]).collect();
+            let (stored, step) = blocked(&bt, n, blocks, &starts, f64::NAN);
             let mut c = vec![f64::NAN; m * q];
             isa.gemm_dots(
-                MatRef::row_major(&a, m, n),
-                Rows::new(&bt, &starts, n),
+                MatRef::row_major(&a, m, cols),
+                Rows::new(&stored, &starts, n).blocks(blocks, step),
                 0.0,
                 MatMut::row_major(&mut c, m, q),
             );
-            let want = naive(&a, &b, m, n, q);
+            let want = naive(&a, &b, m, cols, q);
             within_1e9(&c, &want)?;
             Ok(())
         })

@@ -30,6 +30,16 @@ pub(crate) fn per_part(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1))).max(1)
 }
 
+/// Items per part when a product of `work` multiply-adds is shared among
+/// rayon's threads by `n` items: as [`per_part`], but in fewer parts when
+/// each would have less than [`kernels::MIN_PART_WORK`].
+fn per_product_part(n: usize, work: usize) -> usize {
+    let parts = rayon::current_num_threads()
+        .min(work / kernels::MIN_PART_WORK)
+        .clamp(1, n.max(1));
+    n.div_ceil(parts).max(1)
+}
+
 /// `C <- alpha A B + beta C` with C row-major `(m, n)`, the rows of A and C
 /// shared among the threads (each element's sum over k stays whole), each
 /// part packing into its own scratch of `scratch` (grown to the parts,
@@ -46,7 +56,7 @@ pub(crate) fn par_gemm<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    let per = per_part(m);
+    let per = per_product_part(m, m * n * a.cols());
     let parts = c[..m * n]
         .par_chunks_mut(per * n)
         .zip(grow(scratch, m.div_ceil(per)));
@@ -80,7 +90,7 @@ pub(crate) fn par_gemm_cols<T: Float>(
         return;
     }
     // Whole panels of the packed GEMM per part.
-    let per = per_part(n.div_ceil(TILE_COLS)) * TILE_COLS;
+    let per = per_product_part(n.div_ceil(TILE_COLS), m * n * a.cols()) * TILE_COLS;
     let scratch = grow(scratch, n.div_ceil(per));
     let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
         .unwrap_or_else(|_| unreachable!("m * n elements"));

@@ -77,8 +77,10 @@ impl<T: Float> Convolution<T> {
                 let images = xs.len() / chw;
                 let gs = images.div_ceil(images.div_ceil(most));
                 let product = if gs > 1 { fnum * gs * ohw } else { 0 };
-                ws.resize(ckk * gs * ohw + product, T::zero());
-                let (col, prod) = ws.split_at_mut(ckk * gs * ohw);
+                // Never shrunk: backward grows the same buffer further.
+                let need = ckk * gs * ohw + product;
+                ws.resize(ws.len().max(need), T::zero());
+                let (col, prod) = ws[..need].split_at_mut(ckk * gs * ohw);
                 for (xg, outg) in xs.chunks(gs * chw).zip(outs.chunks_mut(gs * fnum * ohw)) {
                     let count = xg.len() / chw;
                     let ld = count * ohw;

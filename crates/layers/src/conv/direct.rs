@@ -14,6 +14,7 @@ use tensor4d::{Float, Window};
 use super::Convolution;
 use super::batch::{Batch, Group, Work, backward_groups, weight_mat};
 use crate::Error;
+use crate::activation::Fused;
 use crate::par::{lane_sum, per_part};
 
 impl<T: Float> Convolution<T> {
@@ -41,8 +42,10 @@ impl<T: Float> Convolution<T> {
             .zip(parts.par_iter_mut())
             .for_each(|((xs, outs), ws)| {
                 let ws = &mut ws.buf;
-                ws.resize(pad_len + fnum * wide.width, T::zero());
-                let (xp, cw) = ws.split_at_mut(pad_len);
+                // Never shrunk: backward grows the same buffer further.
+                let need = pad_len + fnum * wide.width;
+                ws.resize(ws.len().max(need), T::zero());
+                let (xp, cw) = ws[..need].split_at_mut(pad_len);
                 for (x, out) in xs.chunks_exact(chw).zip(outs.chunks_exact_mut(fnum * ohw)) {
                     let xin = wide.padded(x, (c, h, w), win, xp);
                     for (row, &b) in cw.chunks_exact_mut(wide.width).zip(bias.iter()) {
@@ -96,39 +99,61 @@ impl<T: Float> Convolution<T> {
             let count = grp.x.len() / chw;
             let ld = count * width;
             let dcol_len = if input_grad { ckk * ld } else { 0 };
-            ws.resize(ws.len().max(fnum * ld + dcol_len + 2 * pad_len), T::zero());
+            let need = fnum * ld + dcol_len + (count + 1) * pad_len + fnum * ohw;
+            ws.resize(ws.len().max(need), T::zero());
             let (dg, rest) = ws.split_at_mut(fnum * ld);
             let (dcol, rest) = rest.split_at_mut(dcol_len);
-            let (xp, dxp) = rest.split_at_mut(pad_len);
-            // dout wide, images side by side, ReLU's backward on the way if fused.
+            let (xp, rest) = rest.split_at_mut(count * pad_len);
+            let (dxp, rest) = rest.split_at_mut(pad_len);
+            let grad = &mut rest[..fnum * ohw];
+            // dout wide, images side by side, zeros in the columns between
+            // rows: the fused activation's backward over each whole image
+            // first, as a row (10 or 28 outputs) would leave much of it to
+            // the scalar tail.
             let images = grp
                 .dout
                 .chunks_exact(fnum * ohw)
                 .zip(grp.out.chunks_exact(fnum * ohw));
-            for (j, (d, out)) in images.enumerate() {
-                for f in 0..fnum {
-                    let dst = &mut dg[f * ld + j * width..f * ld + (j + 1) * width];
-                    let (src, y) = (&d[f * ohw..(f + 1) * ohw], &out[f * ohw..(f + 1) * ohw]);
-                    for (r, dst) in dst.chunks_mut(wide.wp).enumerate() {
-                        let (src, y) = (&src[r * ow..(r + 1) * ow], &y[r * ow..(r + 1) * ow]);
-                        let (dst, gap) = dst.split_at_mut(ow);
-                        act.grad(dst, src, y);
-                        gap.fill(T::zero());
+            kernels::with_simd(
+                #[inline(always)]
+                |_| {
+                    for (j, (d, out)) in images.enumerate() {
+                        let g: &[T] = match act {
+                            Fused::Identity => d,
+                            _ => {
+                                act.grad(grad, d, out);
+                                grad
+                            }
+                        };
+                        for (f, g) in g.chunks_exact(ohw).enumerate() {
+                            let dst = &mut dg[f * ld + j * width..][..width];
+                            for (dst, src) in dst.chunks_mut(wide.wp).zip(g.chunks_exact(ow)) {
+                                let (dst, gap) = dst.split_at_mut(ow);
+                                dst.copy_from_slice(src);
+                                gap.fill(T::zero());
+                            }
+                        }
                     }
-                }
-            }
+                },
+            );
             let dg = &dg[..];
             let (dw, db) = grp.partial.split_at_mut(fnum * ckk);
-            for (j, x) in grp.x.chunks_exact(chw).enumerate() {
-                let xin = wide.padded(x, (c, h, w), win, xp);
-                let beta = if j == 0 { T::zero() } else { T::one() };
-                gemm_dots(
-                    MatRef::new(&dg[j * width..], fnum, width, ld, 1),
-                    Rows::new(xin, starts, width),
-                    beta,
-                    MatMut::row_major(dw, fnum, ckk),
-                );
-            }
+            // The group's windows as blocks side by side, as dout is: each
+            // weight's gradient is one dot product over the whole group.
+            let (xs, step) = if wide.padded {
+                for (x, xp) in grp.x.chunks_exact(chw).zip(xp.chunks_exact_mut(pad_len)) {
+                    wide.padded(x, (c, h, w), win, xp);
+                }
+                (&xp[..], pad_len)
+            } else {
+                (grp.x, chw)
+            };
+            gemm_dots(
+                MatRef::row_major(dg, fnum, ld),
+                Rows::new(xs, starts, width).blocks(count, step),
+                T::zero(),
+                MatMut::row_major(dw, fnum, ckk),
+            );
             for (s, row) in db.iter_mut().zip(dg.chunks_exact(ld)) {
                 *s = lane_sum(row);
             }
