@@ -105,6 +105,27 @@ pub(crate) unsafe fn sgemm(isa: Isa, scratch: &mut GemmScratch, p: Product<'_>) 
         }
         return;
     }
+    // A product narrower than one tile runs as its transpose where that
+    // fills the tiles better (a layer's 10 scores: C^T = B^T A^T): each
+    // element is the same products summed in the same order.
+    let (mr, nr) = match isa {
+        Isa::Avx512 => (12, 32),
+        _ => (6, 16),
+    };
+    let fill = |rows: usize, cols: usize| {
+        rows * cols * 1024 / (rows.next_multiple_of(mr) * cols.next_multiple_of(nr))
+    };
+    let p = if n < nr && fill(n, m) > fill(m, n) {
+        Product {
+            a: p.b.t(),
+            b: p.a.t(),
+            rsc: p.csc,
+            csc: p.rsc,
+            ..p
+        }
+    } else {
+        p
+    };
     let GemmScratch { a: pa, b: pb } = scratch;
     match isa {
         // SAFETY: the caller checked that the CPU has the path's features.
