@@ -65,6 +65,11 @@ pub(crate) fn with_thread_scratch<R>(f: impl FnOnce(&mut GemmScratch) -> R) -> R
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
+/// The register tiles, rows by columns: AVX-512's, and the one that AVX2
+/// and the portable path share.
+const AVX512_TILE: (usize, usize) = (12, 32);
+const AVX2_TILE: (usize, usize) = (6, 16);
+
 /// The operands of one product, as the blocked loops take them.
 #[derive(Clone, Copy)]
 pub(crate) struct Product<'a> {
@@ -109,8 +114,8 @@ pub(crate) unsafe fn sgemm(isa: Isa, scratch: &mut GemmScratch, p: Product<'_>) 
     // fills the tiles better (a layer's 10 scores: C^T = B^T A^T): each
     // element is the same products summed in the same order.
     let (mr, nr) = match isa {
-        Isa::Avx512 => (12, 32),
-        _ => (6, 16),
+        Isa::Avx512 => AVX512_TILE,
+        _ => AVX2_TILE,
     };
     let fill = |rows: usize, cols: usize| {
         rows * cols * 1024 / (rows.next_multiple_of(mr) * cols.next_multiple_of(nr))
@@ -135,7 +140,9 @@ pub(crate) unsafe fn sgemm(isa: Isa, scratch: &mut GemmScratch, p: Product<'_>) 
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::sgemm_avx2(p, pa, pb) },
         // SAFETY: C as the caller vouches; the portable tile needs nothing.
-        _ => unsafe { blocked::<6, 16>(p, pa, pb, |t, ap, bp| t.run_portable(ap, bp)) },
+        _ => unsafe {
+            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, |t, ap, bp| t.run_portable(ap, bp))
+        },
     }
 }
 
@@ -353,7 +360,7 @@ impl Tile {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Product, Tile, Update, blocked};
+    use super::{AVX2_TILE, AVX512_TILE, Product, Tile, Update, blocked};
 
     /// [`super::sgemm`] on the 6 x 16 AVX2 tile.
     ///
@@ -362,7 +369,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn sgemm_avx2(p: Product<'_>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
         // SAFETY: as this function's contract.
-        unsafe { blocked::<6, 16>(p, pa, pb, |t, ap, bp| t.run_avx2(ap, bp)) }
+        unsafe { blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, |t, ap, bp| t.run_avx2(ap, bp)) }
     }
 
     /// [`super::sgemm`] on the 12 x 32 AVX-512 tile.
@@ -372,7 +379,9 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn sgemm_avx512(p: Product<'_>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
         // SAFETY: as this function's contract.
-        unsafe { blocked::<12, 32>(p, pa, pb, |t, ap, bp| t.run_avx512(ap, bp)) }
+        unsafe {
+            blocked::<{ AVX512_TILE.0 }, { AVX512_TILE.1 }>(p, pa, pb, |t, ap, bp| t.run_avx512(ap, bp))
+        }
     }
 
     impl Tile {

@@ -471,7 +471,9 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     for (r, acc) in acc.iter().enumerate() {
         for (q, acc) in acc.iter().enumerate() {
             let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            for j in (0..b.blocks).take_while(|_| full < w) {
+            // Blocks of whole lanes have no last elements to add.
+            let tails = if full < w { b.blocks } else { 0 };
+            for j in 0..tails {
                 let x = &a.data[(r0 + r) * a.rs + j * w..][..w];
                 let y = b.part(q0 + q, j);
                 for i in full..w {
