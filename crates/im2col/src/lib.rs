@@ -589,7 +589,9 @@ fn inside_run(g: &Geometry, kj: usize) -> (usize, usize, isize) {
 /// Fills the `C*FH*FW` rows of one image's columns, each `OH*OW` values,
 /// from `src`, the image `(C, H, W)` row-major. Each output row is filled by
 /// contiguous runs along the input rows, which is what makes this layout
-/// cheap to build.
+/// cheap to build. The runs are as short as an output row (7 to 28 values
+/// in the networks here), so each row is zeroed once and the runs copied by
+/// fixed-size blocks: a library call per run would cost more than its copy.
 fn im2col_t_rows<'a, T: Copy + Zero + 'a>(
     src: &[T],
     g: &Geometry,
@@ -598,26 +600,27 @@ fn im2col_t_rows<'a, T: Copy + Zero + 'a>(
     let Window {
         fh, fw, sh, sw, ph, ..
     } = g.win;
+    let padded = g.win.ph > 0 || g.win.pw > 0;
     for plane in src.chunks_exact(g.plane()).take(g.c) {
         for ki in 0..fh {
             for kj in 0..fw {
                 let row = rows.next().unwrap_or_else(|| unreachable!("C*FH*FW rows"));
                 let (lo, hi, x0) = inside_run(g, kj);
+                if padded || lo == hi {
+                    row.fill(T::zero());
+                }
+                if lo == hi {
+                    continue; // this filter column sees only padding
+                }
                 for (oh, out) in row.chunks_exact_mut(g.ow).enumerate() {
                     let y = (oh * sh + ki) as isize - ph as isize;
                     if y < 0 || y as usize >= g.h {
-                        out.fill(T::zero());
                         continue;
                     }
                     let line = &plane[y as usize * g.w..(y as usize + 1) * g.w];
-                    out[..lo].fill(T::zero());
-                    out[hi..].fill(T::zero());
-                    if lo == hi {
-                        continue; // this filter column sees only padding
-                    }
                     let first = (x0 + (lo * sw) as isize) as usize;
                     if sw == 1 {
-                        out[lo..hi].copy_from_slice(&line[first..first + (hi - lo)]);
+                        copy_run(&mut out[lo..hi], &line[first..first + (hi - lo)]);
                     } else {
                         for (o, &v) in out[lo..hi].iter_mut().zip(line[first..].iter().step_by(sw)) {
                             *o = v;
@@ -652,11 +655,58 @@ fn col2im_t_rows<'a, T: Copy + Zero + AddAssign + 'a>(
                     }
                     let line = &mut plane[y as usize * g.w..(y as usize + 1) * g.w];
                     let first = (x0 + (lo * sw) as isize) as usize;
-                    for (d, &v) in line[first..].iter_mut().step_by(sw).zip(&vals[lo..hi]) {
-                        *d += v;
+                    if sw == 1 {
+                        add_run(&mut line[first..first + (hi - lo)], &vals[lo..hi]);
+                    } else {
+                        for (d, &v) in line[first..].iter_mut().step_by(sw).zip(&vals[lo..hi]) {
+                            *d += v;
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for a short run, by blocks of 8 (the last one
+/// overlapping the one before) or 4, which compile to vector moves.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    fn block<T: Copy, const B: usize>(dst: &mut [T], src: &[T], at: usize) {
+        let s: &[T; B] = src[at..at + B].try_into().unwrap_or_else(|_| unreachable!());
+        let d: &mut [T; B] = (&mut dst[at..at + B])
+            .try_into()
+            .unwrap_or_else(|_| unreachable!());
+        *d = *s;
+    }
+    let n = dst.len().min(src.len());
+    if n >= 8 {
+        for at in (0..n - 8).step_by(8) {
+            block::<T, 8>(dst, src, at);
+        }
+        block::<T, 8>(dst, src, n - 8);
+    } else if n >= 4 {
+        block::<T, 4>(dst, src, 0);
+        block::<T, 4>(dst, src, n - 4);
+    } else {
+        for (d, &s) in dst[..n].iter_mut().zip(src) {
+            *d = s;
+        }
+    }
+}
+
+/// `dst += src` element by element for a short run, by blocks of 8 that
+/// compile to vector adds, then one by one.
+#[inline(always)]
+fn add_run<T: Copy + AddAssign>(dst: &mut [T], src: &[T]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        for (d, &s) in d.iter_mut().zip(s) {
+            *d += s;
+        }
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d += s;
     }
 }

@@ -21,7 +21,9 @@ fn case() -> impl Strategy<Value = ((usize, usize, usize, usize), Window)> {
         1usize..4,
         1usize..3,
         1usize..5,
-        1usize..5,
+        // Output rows up to 19 wide: runs shorter than 4, 4 to 7, and 8 or
+        // more, which the column layouts copy by blocks of 8.
+        1usize..20,
     )
         .prop_flat_map(|(n, c, fh, fw, sh, sw, oh, ow)| {
             let span_h = (oh - 1) * sh + fh;
