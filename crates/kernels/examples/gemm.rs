@@ -52,8 +52,8 @@ fn main() {
         };
         println!("  {:<9} {has}{mark}", isa.name());
     }
-    if Isa::Avx512.is_available() && Isa::detect() != Isa::Avx512 {
-        println!("  (AVX-512 passed over: this CPU runs 512-bit operations as two 256-bit halves)");
+    if Isa::detect() == Isa::Avx512 && Isa::Avx512.gemm_tile() == (6, 16) {
+        println!("  (the GEMM on the 6x16 tile: this CPU runs 512-bit operations as two 256-bit halves)");
     }
 
     // Sizes that are multiples of no tile, so every path runs its edge code.

@@ -417,7 +417,7 @@ unsafe fn gemm_unchecked<T: Float>(
         };
         // SAFETY: T is f32; the caller upholds the rest. Narrowing alpha
         // and beta back from f64 is exact.
-        unsafe { crate::packed::sgemm(isa, scratch, product) }
+        unsafe { crate::packed::sgemm(crate::packed::MicroKernel::of(isa), scratch, product) }
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
         let (a, b) = (a.cast::<f64>(), b.cast::<f64>());
         // SAFETY: T is f64; A and B were checked by their constructors, C

@@ -3,8 +3,8 @@
 //!
 //! - [`gemm_with`] (and [`gemm`], [`gemm_view_with`]): a bounds-checked
 //!   strided GEMM. For `f32` it is this crate's own packed GEMM, BLIS's
-//!   loops around a register tile (12 x 32 for AVX-512, 6 x 16 for AVX2
-//!   and the portable path), packing into a [`GemmScratch`] the caller
+//!   loops around a register tile (12 x 32 for AVX-512 where 512-bit
+//!   units are whole, 6 x 16 elsewhere), packing into a [`GemmScratch`] the caller
 //!   keeps, so repeated products of the same shapes allocate nothing; for
 //!   `f64` (gradient checks) it is
 //!   `matrixmultiply`'s dgemm. Transposes are stride swaps on [`MatRef`],
@@ -85,8 +85,11 @@ pub const MIN_PART_WORK: usize = 1 << 20;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// AVX-512F with AVX2 and FMA (x86-64): a 12 x 32 GEMM tile, and the
-    /// other kernels compiled for 512-bit vectors.
+    /// AVX-512F with AVX2 and FMA (x86-64): the kernels compiled for
+    /// 512-bit vectors, and the 12 x 32 GEMM tile, or the 6 x 16 one on a
+    /// CPU that runs each 512-bit operation as two 256-bit halves (AMD's
+    /// Zen 4), where the wide tile was measured slower. The two tiles give
+    /// the same bits.
     Avx512,
     /// AVX2 and FMA (x86-64): a 6 x 16 GEMM tile.
     Avx2,
@@ -98,12 +101,8 @@ impl Isa {
     /// Every path, best first.
     pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
 
-    /// The fastest path for this CPU, decided on the first call. That is
-    /// the best it
-    /// has, but for AVX-512 on AMD's Zen 4 (family 19h), which runs each
-    /// 512-bit operation as two 256-bit halves: there the AVX-512 kernels
-    /// were measured no faster than the AVX2 ones, so AVX2 it is. The
-    /// two give the same bits, so the choice changes speed alone.
+    /// The fastest path for this CPU, decided on the first call: the best
+    /// it has.
     ///
     /// ```
     /// use kernels::Isa;
@@ -118,7 +117,7 @@ impl Isa {
         // on every call: decide once.
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
-            if Isa::Avx512.is_available() && !halves_512_bit_operations() {
+            if Isa::Avx512.is_available() {
                 Isa::Avx512
             } else if Isa::Avx2.is_available() {
                 Isa::Avx2
@@ -199,6 +198,20 @@ impl Isa {
         }
     }
 
+    /// Rows and columns of the packed GEMM's register tile on this path and
+    /// this CPU: 12 x 32 for AVX-512, but 6 x 16 where 512-bit operations
+    /// run as two 256-bit halves (AMD's Zen 4); 6 x 16 for AVX2 and the
+    /// portable path. The tiles give the same bits: this is speed alone.
+    ///
+    /// ```
+    /// use kernels::Isa;
+    /// assert_eq!(Isa::Avx2.gemm_tile(), (6, 16));
+    /// assert!([(12, 32), (6, 16)].contains(&Isa::Avx512.gemm_tile()));
+    /// ```
+    pub fn gemm_tile(self) -> (usize, usize) {
+        packed::MicroKernel::of(self).size()
+    }
+
     /// Panics unless this path is available (a bug in the caller, who
     /// checks [`Isa::is_available`] before asking for a path).
     pub(crate) fn assert_available(self) {
@@ -253,9 +266,15 @@ impl Isa {
     }
 }
 
-/// Whether this is an AMD CPU of family 19h (Zen 3 and Zen 4, of which
-/// only Zen 4 has AVX-512), whose 512-bit operations run on 256-bit units.
-fn halves_512_bit_operations() -> bool {
+/// Whether this CPU runs each 512-bit operation as two 256-bit halves, so
+/// that the GEMM's wide AVX-512 tile does not pay: an AMD CPU of family 19h
+/// (Zen 3 and Zen 4, of which only Zen 4 has AVX-512). Decided once.
+pub(crate) fn halves_512_bit_operations() -> bool {
+    static HALVES: OnceLock<bool> = OnceLock::new();
+    *HALVES.get_or_init(amd_family_19h)
+}
+
+fn amd_family_19h() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::__cpuid;

@@ -4,9 +4,11 @@
 //! buffer on every call; here a warm training step, which repeats the same
 //! shapes with the same scratches, allocates nothing.
 //!
-//! One tile per [`Isa`]: 12 x 32 (24 AVX-512 accumulators of the 32
+//! Three tiles ([`MicroKernel`]): 12 x 32 (24 AVX-512 accumulators of the 32
 //! registers), 6 x 16 (12 AVX2 accumulators of 16), and the portable 6 x 16
-//! in arrays the compiler vectorises. Every element's sum runs over `k` in
+//! in arrays the compiler vectorises. The AVX-512 path takes the wide tile
+//! unless the CPU runs 512-bit operations as two halves (AMD's Zen 4),
+//! where the narrow one is faster. Every element's sum runs over `k` in
 //! `KC`-deep blocks in the same order whatever the tile, so AVX-512 and
 //! AVX2 give the same bits (both fuse multiply-adds); the portable path,
 //! without FMA, rounds differently.
@@ -70,6 +72,47 @@ pub(crate) fn with_thread_scratch<R>(f: impl FnOnce(&mut GemmScratch) -> R) -> R
 const AVX512_TILE: (usize, usize) = (12, 32);
 const AVX2_TILE: (usize, usize) = (6, 16);
 
+/// Which register tile computes a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MicroKernel {
+    /// 12 x 32 in AVX-512 registers.
+    Avx512,
+    /// 6 x 16 in AVX2 registers, with FMA.
+    Avx2,
+    /// 6 x 16 in arrays, without FMA.
+    Portable,
+}
+
+impl MicroKernel {
+    /// The tile of `isa`: for AVX-512, the wide one unless 512-bit
+    /// operations run as two halves, where it does not pay.
+    pub(crate) fn of(isa: Isa) -> MicroKernel {
+        match isa {
+            Isa::Avx512 if !crate::halves_512_bit_operations() => MicroKernel::Avx512,
+            Isa::Avx512 | Isa::Avx2 => MicroKernel::Avx2,
+            Isa::Portable => MicroKernel::Portable,
+        }
+    }
+
+    /// Rows by columns.
+    pub(crate) fn size(self) -> (usize, usize) {
+        match self {
+            MicroKernel::Avx512 => AVX512_TILE,
+            MicroKernel::Avx2 | MicroKernel::Portable => AVX2_TILE,
+        }
+    }
+
+    /// Whether this CPU has the tile's instructions.
+    #[cfg(test)]
+    fn is_available(self) -> bool {
+        match self {
+            MicroKernel::Avx512 => Isa::Avx512.is_available(),
+            MicroKernel::Avx2 => Isa::Avx2.is_available(),
+            MicroKernel::Portable => true,
+        }
+    }
+}
+
 /// The operands of one product, as the blocked loops take them.
 #[derive(Clone, Copy)]
 pub(crate) struct Product<'a> {
@@ -82,17 +125,17 @@ pub(crate) struct Product<'a> {
     pub(crate) csc: isize,
 }
 
-/// `C <- alpha A B + beta C` for `f32` on the tile of `isa`, which must be
-/// available (checked by the caller); with `beta == 0` the old contents of
+/// `C <- alpha A B + beta C` for `f32` on `tile`, whose instructions the
+/// CPU must have (checked by the caller); with `beta == 0` the old contents of
 /// C are ignored (NaN included). Each element is summed over `k` in order
 /// within blocks of `KC`, the blocks added to C in order, so the result
 /// depends on the shapes and on FMA or not, never on threads or tile.
 ///
 /// # Safety
 /// C at `p.c` with strides `(p.rsc, p.csc)` must hold `a.rows x b.cols`
-/// valid, distinct elements that alias neither A nor B; `isa` must be
-/// available on this CPU.
-pub(crate) unsafe fn sgemm(isa: Isa, scratch: &mut GemmScratch, p: Product<'_>) {
+/// valid, distinct elements that alias neither A nor B; this CPU must have
+/// the tile's instructions.
+pub(crate) unsafe fn sgemm(tile: MicroKernel, scratch: &mut GemmScratch, p: Product<'_>) {
     let (m, k, n) = (p.a.rows, p.a.cols, p.b.cols);
     if m == 0 || n == 0 {
         return;
@@ -113,10 +156,7 @@ pub(crate) unsafe fn sgemm(isa: Isa, scratch: &mut GemmScratch, p: Product<'_>) 
     // A product narrower than one tile runs as its transpose where that
     // fills the tiles better (a layer's 10 scores: C^T = B^T A^T): each
     // element is the same products summed in the same order.
-    let (mr, nr) = match isa {
-        Isa::Avx512 => AVX512_TILE,
-        _ => AVX2_TILE,
-    };
+    let (mr, nr) = tile.size();
     let fill = |rows: usize, cols: usize| {
         rows * cols * 1024 / (rows.next_multiple_of(mr) * cols.next_multiple_of(nr))
     };
@@ -132,13 +172,13 @@ pub(crate) unsafe fn sgemm(isa: Isa, scratch: &mut GemmScratch, p: Product<'_>) 
         p
     };
     let GemmScratch { a: pa, b: pb } = scratch;
-    match isa {
-        // SAFETY: the caller checked that the CPU has the path's features.
+    match tile {
+        // SAFETY: the caller checked that the CPU has the tile's features.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::sgemm_avx512(p, pa, pb) },
+        MicroKernel::Avx512 => unsafe { x86::sgemm_avx512(p, pa, pb) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::sgemm_avx2(p, pa, pb) },
+        MicroKernel::Avx2 => unsafe { x86::sgemm_avx2(p, pa, pb) },
         // SAFETY: C as the caller vouches; the portable tile needs nothing.
         _ => unsafe {
             blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, |t, ap, bp| t.run_portable(ap, bp))
@@ -562,7 +602,7 @@ mod tests {
         let (m, k, n) = (3, 7, 5);
         let a = ints(m * 9, 3);
         let b = ints(k * n, 4);
-        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        for tile in TILES.into_iter().filter(|t| t.is_available()) {
             let mut c = vec![7.0f32; 4 * 8];
             let product = Product {
                 alpha: 1.0,
@@ -574,8 +614,8 @@ mod tests {
                 rsc: 8,
                 csc: 1,
             };
-            // SAFETY: rows 1..4, columns 2..7 of `c`; the path is available.
-            unsafe { sgemm(isa, &mut GemmScratch::default(), product) };
+            // SAFETY: rows 1..4, columns 2..7 of `c`; the tile is available.
+            unsafe { sgemm(tile, &mut GemmScratch::default(), product) };
             for i in 0..4 {
                 for j in 0..8 {
                     let want = if (1..4).contains(&i) && (2..7).contains(&j) {
@@ -583,7 +623,7 @@ mod tests {
                     } else {
                         7.0
                     };
-                    assert_eq!(c[i * 8 + j], want, "{isa}: ({i}, {j})");
+                    assert_eq!(c[i * 8 + j], want, "{tile:?}: ({i}, {j})");
                 }
             }
         }
@@ -593,7 +633,7 @@ mod tests {
     fn warm_calls_reuse_the_packing_space() {
         let (a, b) = (ints(300 * 300, 5), ints(300 * 300, 6));
         let mut c = vec![0.0f32; 300 * 300];
-        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        for tile in TILES.into_iter().filter(|t| t.is_available()) {
             let mut scratch = GemmScratch::default();
             let mut run = |scratch: &mut GemmScratch| {
                 let product = Product {
@@ -605,15 +645,85 @@ mod tests {
                     rsc: 300,
                     csc: 1,
                 };
-                // SAFETY: C is 300x300 row-major in its own buffer; the path is available.
-                unsafe { sgemm(isa, scratch, product) }
+                // SAFETY: C is 300x300 row-major in its own buffer; the tile is available.
+                unsafe { sgemm(tile, scratch, product) }
             };
             run(&mut scratch);
             let at = |s: &GemmScratch| (s.a.as_ptr(), s.a.capacity(), s.b.as_ptr(), s.b.capacity());
             let before = at(&scratch);
             assert!(before.1 > 0 && before.3 > 0);
             run(&mut scratch);
-            assert_eq!(at(&scratch), before, "{isa}");
+            assert_eq!(at(&scratch), before, "{tile:?}");
         }
     }
+
+    /// Values with full mantissas, so that any change in the order of a sum
+    /// would show in the bits.
+    fn reals(len: usize, seed: u64) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as u64 * 2_654_435_761 + seed * 40_503) % 10_007) as f32 / 1_234.567 - 4.0)
+            .collect()
+    }
+
+    #[test]
+    fn the_avx512_tile_gives_the_avx2_tiles_bits() {
+        // The AVX-512 path runs the narrow tile on some CPUs: both must give
+        // the same bits, including partial tiles, several blocks of KC,
+        // transposed operands and every update of C.
+        if !MicroKernel::Avx512.is_available() {
+            eprintln!("skipped: this CPU lacks the avx512 instructions");
+            return;
+        }
+        for (m, k, n) in [
+            (1, 1, 1),
+            (13, 7, 17),
+            (30, 300, 33),
+            (12, 600, 70),
+            (5, 257, 10),
+            (40, 90, 3),
+        ] {
+            for (ta, tb, beta) in [
+                (false, false, 0.0),
+                (true, false, 1.0),
+                (false, true, 0.5),
+                (true, true, 0.0),
+            ] {
+                let (a, b, old) = (reals(m * k, 1), reals(k * n, 2), reals(m * n, 3));
+                let am = if ta {
+                    MatRef::row_major(&a, k, m).t()
+                } else {
+                    MatRef::row_major(&a, m, k)
+                };
+                let bm = if tb {
+                    MatRef::row_major(&b, n, k).t()
+                } else {
+                    MatRef::row_major(&b, k, n)
+                };
+                let run = |tile: MicroKernel| {
+                    let mut c = old.clone();
+                    let product = Product {
+                        alpha: 1.5,
+                        a: am,
+                        b: bm,
+                        beta,
+                        c: c.as_mut_ptr(),
+                        rsc: n as isize,
+                        csc: 1,
+                    };
+                    // SAFETY: C is m x n row-major in its own buffer; the tile is available.
+                    unsafe { sgemm(tile, &mut GemmScratch::default(), product) };
+                    c
+                };
+                let (wide, narrow) = (run(MicroKernel::Avx512), run(MicroKernel::Avx2));
+                let same = wide.iter().zip(&narrow).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "{m}x{k}x{n} (ta {ta}, tb {tb}, beta {beta}): the tiles differ"
+                );
+            }
+        }
+    }
+
+    /// Every tile, widest first.
+    const TILES: [MicroKernel; 3] = [MicroKernel::Avx512, MicroKernel::Avx2, MicroKernel::Portable];
 }
