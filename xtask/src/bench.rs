@@ -217,8 +217,10 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     writeln!(
         report,
-        "- Ours: `kernels::gemm` on its `{}` path, as `kernels::Isa::detect` picks it for this CPU.",
-        benches::kernels_path()
+        "- Ours: `kernels::gemm` on its `{}` path ({}x{} GEMM tile), as `kernels::Isa::detect` picks it for this CPU.",
+        benches::kernels_path(),
+        kernels::Isa::active().gemm_tile().0,
+        kernels::Isa::active().gemm_tile().1,
     )?;
     let threads_text = if threads == 1 {
         "1 thread".to_string()
