@@ -600,7 +600,7 @@ fn im2col_t_rows<'a, T: Copy + Zero + 'a>(
     let Window {
         fh, fw, sh, sw, ph, ..
     } = g.win;
-    let padded = g.win.ph > 0 || g.win.pw > 0;
+    let padded = ph > 0 || g.win.pw > 0;
     for plane in src.chunks_exact(g.plane()).take(g.c) {
         for ki in 0..fh {
             for kj in 0..fw {

@@ -4,8 +4,8 @@
 //! - [`gemm_with`] (and [`gemm`], [`gemm_view_with`]): a bounds-checked
 //!   strided GEMM. For `f32` it is this crate's own packed GEMM, BLIS's
 //!   loops around a register tile (12 x 32 for AVX-512 where 512-bit
-//!   units are whole, 6 x 16 elsewhere), packing into a [`GemmScratch`] the caller
-//!   keeps, so repeated products of the same shapes allocate nothing; for
+//!   units are whole, 6 x 16 elsewhere), packing into a [`GemmScratch`]
+//!   the caller keeps, so repeated products of the same shapes allocate nothing; for
 //!   `f64` (gradient checks) it is
 //!   `matrixmultiply`'s dgemm. Transposes are stride swaps on [`MatRef`],
 //!   never copies.
