@@ -13,6 +13,10 @@
 //! AVX2 give the same bits (both fuse multiply-adds); the portable path,
 //! without FMA, rounds differently.
 //!
+//! Packing copies A and B into the tiles' order; an operand stored
+//! across that order (A row-major, B transposed, as in a weight gradient)
+//! is transposed in 8 x 8 blocks in AVX registers on the vector paths.
+//!
 //! Blocking, for a core with 32 KiB of L1 and 1 MiB of L2: a panel of
 //! packed B, `KC` deep (16 or 32 KiB), stays in L1 while the tiles of
 //! packed A (`MC` x `KC`, 144 KiB) stream from L2.
@@ -181,22 +185,27 @@ pub(crate) unsafe fn sgemm(tile: MicroKernel, scratch: &mut GemmScratch, p: Prod
         MicroKernel::Avx2 => unsafe { x86::sgemm_avx2(p, pa, pb) },
         // SAFETY: C as the caller vouches; the portable tile needs nothing.
         _ => unsafe {
-            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, |t, ap, bp| t.run_portable(ap, bp))
+            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, Transpose::Scalar, |t, ap, bp| {
+                t.run_portable(ap, bp)
+            })
         },
     }
 }
 
 /// BLIS's five loops: B in `NC`-column slabs, the sum in `KC`-deep blocks
 /// (B's block packed once), A in `MC`-row blocks (packed once), then the
-/// `MR x NR` register tiles, each computed by `tile`.
+/// `MR x NR` register tiles, each computed by `tile`; packing transposes
+/// as `tr` says.
 ///
 /// # Safety
-/// As [`sgemm`]; `tile` must write only the valid part of its tile.
+/// As [`sgemm`]; `tile` must write only the valid part of its tile; the CPU
+/// must have what `tr` needs.
 #[inline(always)]
 unsafe fn blocked<const MR: usize, const NR: usize>(
     p: Product<'_>,
     pa: &mut Vec<f32>,
     pb: &mut Vec<f32>,
+    tr: Transpose,
     tile: impl Fn(&Tile, &[[f32; MR]], &[[f32; NR]]),
 ) {
     let Product {
@@ -217,7 +226,17 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
             let pb = grow(pb, ntiles * kc * NR).as_chunks_mut::<NR>().0;
             for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
                 let j0 = jc + t * NR;
-                pack(panel, b.data, pc * b.rs + j0 * b.cs, (n - j0).min(NR), b.cs, b.rs);
+                // SAFETY: the CPU has what `tr` needs, per this function's contract.
+                unsafe {
+                    pack(
+                        panel,
+                        b.data,
+                        pc * b.rs + j0 * b.cs,
+                        (n - j0).min(NR),
+                        (b.cs, b.rs),
+                        tr,
+                    )
+                };
             }
             // The first block meets C's old contents; later ones add to it.
             let update = match (pc, beta) {
@@ -230,7 +249,17 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
                 let pa = grow(pa, mtiles * kc * MR).as_chunks_mut::<MR>().0;
                 for (t, panel) in pa.chunks_exact_mut(kc).enumerate() {
                     let i0 = ic + t * MR;
-                    pack(panel, a.data, i0 * a.rs + pc * a.cs, (m - i0).min(MR), a.rs, a.cs);
+                    // SAFETY: as above.
+                    unsafe {
+                        pack(
+                            panel,
+                            a.data,
+                            i0 * a.rs + pc * a.cs,
+                            (m - i0).min(MR),
+                            (a.rs, a.cs),
+                            tr,
+                        )
+                    };
                 }
                 for (tj, bp) in pb.chunks_exact(kc).enumerate() {
                     let j0 = jc + tj * NR;
@@ -256,17 +285,30 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
     }
 }
 
+/// How [`pack`] copies lines along k into lanes: eight lines at a time
+/// through AVX registers, or element by element.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transpose {
+    /// The CPU has AVX (checked by whoever chose it).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx,
+    Scalar,
+}
+
 /// Copies `dst.len()` steps along k of a `W`-wide strip into `dst`, one
 /// array per step: element `(w, p)` is `src[origin + w*sw + p*sk]`, and the
 /// `W - valid` lanes past the matrix's edge are zero.
+///
+/// # Safety
+/// The CPU must have what `tr` needs.
 #[inline(always)]
-fn pack<const W: usize>(
+unsafe fn pack<const W: usize>(
     dst: &mut [[f32; W]],
     src: &[f32],
     origin: usize,
     valid: usize,
-    sw: usize,
-    sk: usize,
+    (sw, sk): (usize, usize),
+    tr: Transpose,
 ) {
     let kc = dst.len();
     if valid == W && sw == 1 {
@@ -281,10 +323,33 @@ fn pack<const W: usize>(
         dst.fill([0.0; W]);
     }
     if sk == 1 {
-        // Each lane is a contiguous line along k (A row-major, B transposed).
-        for w in 0..valid {
-            let line = &src[origin + w * sw..][..kc];
-            for (d, &v) in dst.iter_mut().zip(line) {
+        // Each lane is a contiguous line along k (A row-major, B
+        // transposed): a transpose, which element by element would store
+        // one float at a time.
+        let line = |w: usize| &src[origin + w * sw..][..kc];
+        let mut w0 = 0;
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = tr;
+        #[cfg(target_arch = "x86_64")]
+        if tr == Transpose::Avx {
+            while w0 + 8 <= valid {
+                let lines: [&[f32]; 8] = std::array::from_fn(|i| line(w0 + i));
+                for p0 in (0..kc - kc % 8).step_by(8) {
+                    // SAFETY: AVX per this function's contract; each line
+                    // holds kc >= p0 + 8 elements, and dst steps p0..p0+8
+                    // hold W >= w0 + 8 lanes.
+                    unsafe { x86::transpose_8x8(&lines, p0, &mut dst[p0..p0 + 8], w0) };
+                }
+                for (w, line) in (w0..).zip(lines) {
+                    for (d, &v) in dst[kc - kc % 8..].iter_mut().zip(&line[kc - kc % 8..]) {
+                        d[w] = v;
+                    }
+                }
+                w0 += 8;
+            }
+        }
+        for w in w0..valid {
+            for (d, &v) in dst.iter_mut().zip(line(w)) {
                 d[w] = v;
             }
         }
@@ -400,7 +465,57 @@ impl Tile {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{AVX2_TILE, AVX512_TILE, Product, Tile, Update, blocked};
+    use super::{AVX2_TILE, AVX512_TILE, Product, Tile, Transpose, Update, blocked};
+
+    /// Element `(i, p0 + j)` of the eight `lines` into lane `w0 + i` of
+    /// `dst[j]`, for `j < 8`: an 8x8 transpose in registers.
+    ///
+    /// # Safety
+    /// The CPU must have AVX; every line must hold `p0 + 8` elements, `dst`
+    /// eight steps, and `W >= w0 + 8`.
+    #[inline(always)]
+    pub(super) unsafe fn transpose_8x8<const W: usize>(
+        lines: &[&[f32]; 8],
+        p0: usize,
+        dst: &mut [[f32; W]],
+        w0: usize,
+    ) {
+        // SAFETY: the loads and stores stay within the lines and dst as the
+        // contract says; AVX per contract.
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(lines[i].as_ptr().add(p0)));
+            // Pairs of lines interleaved, then quadruples, then halves swapped.
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let out = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (d, v) in dst.iter_mut().zip(out) {
+                _mm256_storeu_ps(d.as_mut_ptr().add(w0), v);
+            }
+        }
+    }
 
     /// [`super::sgemm`] on the 6 x 16 AVX2 tile.
     ///
@@ -409,7 +524,11 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn sgemm_avx2(p: Product<'_>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
         // SAFETY: as this function's contract.
-        unsafe { blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, |t, ap, bp| t.run_avx2(ap, bp)) }
+        unsafe {
+            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, Transpose::Avx, |t, ap, bp| {
+                t.run_avx2(ap, bp)
+            })
+        }
     }
 
     /// [`super::sgemm`] on the 12 x 32 AVX-512 tile.
@@ -420,7 +539,9 @@ mod x86 {
     pub(super) unsafe fn sgemm_avx512(p: Product<'_>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
         // SAFETY: as this function's contract.
         unsafe {
-            blocked::<{ AVX512_TILE.0 }, { AVX512_TILE.1 }>(p, pa, pb, |t, ap, bp| t.run_avx512(ap, bp))
+            blocked::<{ AVX512_TILE.0 }, { AVX512_TILE.1 }>(p, pa, pb, Transpose::Avx, |t, ap, bp| {
+                t.run_avx512(ap, bp)
+            })
         }
     }
 
