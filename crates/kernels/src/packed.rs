@@ -15,7 +15,11 @@
 //!
 //! Packing copies A and B into the tiles' order; an operand stored
 //! across that order (A row-major, B transposed, as in a weight gradient)
-//! is transposed in 8 x 8 blocks in AVX registers on the vector paths.
+//! is transposed in 8 x 8 blocks in AVX registers on the vector paths. A
+//! small product (at most [`SMALL`] multiply-adds: an affine layer's last
+//! 10 scores) would spend as long packing as computing, so on the x86
+//! paths it runs on the 6 x 16 tile reading A, and B's whole tiles of
+//! contiguous rows, where they lie: the same sums in the same order.
 //!
 //! Blocking, for a core with 32 KiB of L1 and 1 MiB of L2: a panel of
 //! packed B, `KC` deep (16 or 32 KiB), stays in L1 while the tiles of
@@ -36,6 +40,10 @@ const KC: usize = 256;
 const MC: usize = 144;
 /// Columns of B packed at a time (a multiple of every tile's columns).
 const NC: usize = 4096;
+/// Products of at most this many multiply-adds are computed without
+/// packing A (nor B where its rows are contiguous): for them, packing
+/// costs as much as the arithmetic.
+const SMALL: usize = 1 << 20;
 
 /// Packing space for [`crate::gemm_with`]: grown to the largest block it
 /// has served and never shrunk, so a caller that keeps one (a layer keeps
@@ -159,22 +167,33 @@ pub(crate) unsafe fn sgemm(tile: MicroKernel, scratch: &mut GemmScratch, p: Prod
     }
     // A product narrower than one tile runs as its transpose where that
     // fills the tiles better (a layer's 10 scores: C^T = B^T A^T): each
-    // element is the same products summed in the same order.
-    let (mr, nr) = tile.size();
+    // element is the same products summed in the same order. Read in
+    // place, B's rows had better be contiguous.
+    let in_place = cfg!(target_arch = "x86_64") && tile != MicroKernel::Portable && m * n * k <= SMALL;
+    let (mr, nr) = if in_place { AVX2_TILE } else { tile.size() };
     let fill = |rows: usize, cols: usize| {
         rows * cols * 1024 / (rows.next_multiple_of(mr) * cols.next_multiple_of(nr))
     };
-    let p = if n < nr && fill(n, m) > fill(m, n) {
-        Product {
-            a: p.b.t(),
-            b: p.a.t(),
-            rsc: p.csc,
-            csc: p.rsc,
-            ..p
-        }
+    let transposed = Product {
+        a: p.b.t(),
+        b: p.a.t(),
+        rsc: p.csc,
+        csc: p.rsc,
+        ..p
+    };
+    let rank = |q: &Product<'_>, fill: usize| (in_place && q.b.cs == 1, fill);
+    let p = if n < nr && rank(&transposed, fill(n, m)) > rank(&p, fill(m, n)) {
+        transposed
     } else {
         p
     };
+    #[cfg(target_arch = "x86_64")]
+    if in_place {
+        // SAFETY: as this function's contract; every tile but the portable
+        // one comes with AVX2 and FMA.
+        unsafe { x86::sgemm_in_place(p, &mut scratch.b) };
+        return;
+    }
     let GemmScratch { a: pa, b: pb } = scratch;
     match tile {
         // SAFETY: the caller checked that the CPU has the tile's features.
@@ -327,30 +346,41 @@ unsafe fn pack<const W: usize>(
         // transposed): a transpose, which element by element would store
         // one float at a time.
         let line = |w: usize| &src[origin + w * sw..][..kc];
-        let mut w0 = 0;
+        let mut tail = 0;
         #[cfg(not(target_arch = "x86_64"))]
         let _ = tr;
         #[cfg(target_arch = "x86_64")]
-        if tr == Transpose::Avx {
-            while w0 + 8 <= valid {
-                let lines: [&[f32]; 8] = std::array::from_fn(|i| line(w0 + i));
-                for p0 in (0..kc - kc % 8).step_by(8) {
+        if tr == Transpose::Avx && valid == W && kc > 8 {
+            // Eight steps at a time for every lane. A last group of fewer
+            // than eight lanes is stored eight wide all the same, first:
+            // each step's store spills into the next step's first lanes,
+            // which the later stores overwrite, so its blocks must stop a
+            // step short of the end.
+            let rem = W % 8;
+            let end = if rem == 0 { kc / 8 * 8 } else { (kc - 1) / 8 * 8 };
+            let groups = (W - rem..W).step_by(8).chain((0..W - rem).step_by(8));
+            for w0 in groups {
+                let last = (W - w0).min(8) - 1;
+                let lines: [&[f32]; 8] = std::array::from_fn(|i| line(w0 + i.min(last)));
+                for p0 in (0..end).step_by(8) {
                     // SAFETY: AVX per this function's contract; each line
-                    // holds kc >= p0 + 8 elements, and dst steps p0..p0+8
-                    // hold W >= w0 + 8 lanes.
-                    unsafe { x86::transpose_8x8(&lines, p0, &mut dst[p0..p0 + 8], w0) };
+                    // holds kc >= p0 + 8 elements; steps p0..=p0+8 exist
+                    // when the stores spill (end < kc), and hold them.
+                    unsafe { x86::transpose_8x8(&lines, p0, &mut dst[p0..(p0 + 9).min(kc)], w0) };
                 }
-                for (w, line) in (w0..).zip(lines) {
-                    for (d, &v) in dst[kc - kc % 8..].iter_mut().zip(&line[kc - kc % 8..]) {
-                        d[w] = v;
-                    }
-                }
-                w0 += 8;
+            }
+            tail = end;
+        }
+        for w in 0..valid {
+            for (d, &v) in dst[tail..].iter_mut().zip(&line(w)[tail..]) {
+                d[w] = v;
             }
         }
-        for w in w0..valid {
-            for (d, &v) in dst.iter_mut().zip(line(w)) {
-                d[w] = v;
+    } else if sw == 1 {
+        // Steps of fewer than W contiguous elements: a matrix's edge.
+        for (p, d) in dst.iter_mut().enumerate() {
+            for (d, &v) in d.iter_mut().zip(&src[origin + p * sk..][..valid]) {
+                *d = v;
             }
         }
     } else {
@@ -465,14 +495,17 @@ impl Tile {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{AVX2_TILE, AVX512_TILE, Product, Tile, Transpose, Update, blocked};
+    use tensor4d::grow;
+
+    use super::{AVX2_TILE, AVX512_TILE, KC, Product, Tile, Transpose, Update, blocked, pack};
 
     /// Element `(i, p0 + j)` of the eight `lines` into lane `w0 + i` of
-    /// `dst[j]`, for `j < 8`: an 8x8 transpose in registers.
+    /// `dst[j]`, for `j < 8`: an 8x8 transpose in registers. Each step's
+    /// eight lanes are stored at once, so with `w0 + 8 > W` they run on
+    /// into the next step's first lanes.
     ///
     /// # Safety
-    /// The CPU must have AVX; every line must hold `p0 + 8` elements, `dst`
-    /// eight steps, and `W >= w0 + 8`.
+    /// The CPU must have AVX; every line must hold `p0 + 8` elements.
     #[inline(always)]
     pub(super) unsafe fn transpose_8x8<const W: usize>(
         lines: &[&[f32]; 8],
@@ -480,8 +513,10 @@ mod x86 {
         dst: &mut [[f32; W]],
         w0: usize,
     ) {
-        // SAFETY: the loads and stores stay within the lines and dst as the
-        // contract says; AVX per contract.
+        assert!(7 * W + w0 + 8 <= dst.len() * W, "the stores lie in dst");
+        let base = dst.as_mut_ptr().cast::<f32>();
+        // SAFETY: the loads stay within the lines as the contract says, the
+        // stores within dst as asserted; AVX per contract.
         unsafe {
             let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(lines[i].as_ptr().add(p0)));
             // Pairs of lines interleaved, then quadruples, then halves swapped.
@@ -511,8 +546,8 @@ mod x86 {
                 _mm256_permute2f128_ps::<0x31>(u2, u6),
                 _mm256_permute2f128_ps::<0x31>(u3, u7),
             ];
-            for (d, v) in dst.iter_mut().zip(out) {
-                _mm256_storeu_ps(d.as_mut_ptr().add(w0), v);
+            for (j, v) in out.into_iter().enumerate() {
+                _mm256_storeu_ps(base.add(j * W + w0), v);
             }
         }
     }
@@ -542,6 +577,92 @@ mod x86 {
             blocked::<{ AVX512_TILE.0 }, { AVX512_TILE.1 }>(p, pa, pb, Transpose::Avx, |t, ap, bp| {
                 t.run_avx512(ap, bp)
             })
+        }
+    }
+
+    /// [`super::sgemm`] on the 6 x 16 AVX2 tile without packing: each tile
+    /// broadcasts A's elements from where they are and reads B's rows in
+    /// place where they are contiguous and the tile is whole; only B's other
+    /// tiles are packed. The sums are the packed path's, in its order.
+    ///
+    /// # Safety
+    /// As [`super::sgemm`]; the CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sgemm_in_place(p: Product<'_>, pb: &mut Vec<f32>) {
+        const MR: usize = AVX2_TILE.0;
+        const NR: usize = AVX2_TILE.1;
+        let Product {
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+            rsc,
+            csc,
+        } = p;
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let ntiles = n.div_ceil(NR);
+        let in_place = |tj: usize| b.cs == 1 && (tj + 1) * NR <= n;
+        for pc in (0..k).step_by(KC) {
+            let kc = (k - pc).min(KC);
+            let pb = grow(pb, ntiles * kc * NR).as_chunks_mut::<NR>().0;
+            for (tj, panel) in pb
+                .chunks_exact_mut(kc)
+                .enumerate()
+                .filter(|&(tj, _)| !in_place(tj))
+            {
+                let j0 = tj * NR;
+                // SAFETY: AVX per this function's contract.
+                unsafe {
+                    pack(
+                        panel,
+                        b.data,
+                        pc * b.rs + j0 * b.cs,
+                        (n - j0).min(NR),
+                        (b.cs, b.rs),
+                        Transpose::Avx,
+                    )
+                };
+            }
+            let update = match (pc, beta) {
+                (0, 0.0) => Update::Set,
+                (0, beta) => Update::Beta(beta),
+                _ => Update::Add,
+            };
+            for tj in 0..ntiles {
+                let j0 = tj * NR;
+                let (bp, brs) = if in_place(tj) {
+                    (b.data[pc * b.rs + j0..].as_ptr(), b.rs)
+                } else {
+                    (pb[tj * kc..].as_ptr().cast::<f32>(), NR)
+                };
+                for i0 in (0..m).step_by(MR) {
+                    let rows = (m - i0).min(MR);
+                    // Rows past A's edge repeat its last; they are not stored.
+                    let ap: [*const f32; MR] =
+                        std::array::from_fn(|r| a.data[(i0 + r.min(rows - 1)) * a.rs + pc * a.cs..].as_ptr());
+                    let t = Tile {
+                        // SAFETY: the tile's valid part lies in C.
+                        c: unsafe { c.offset(i0 as isize * rsc + j0 as isize * csc) },
+                        rsc,
+                        csc,
+                        rows,
+                        cols: (n - j0).min(NR),
+                        alpha,
+                        update,
+                    };
+                    // SAFETY: A's rows hold kc elements at stride a.cs from
+                    // each pointer, and B's (in place or packed) kc rows of
+                    // NR at stride brs; AVX2 and FMA per contract.
+                    unsafe {
+                        if t.cols <= 8 {
+                            t.finish_avx2(&sums_avx2_in_place::<1>(ap, a.cs, bp, brs, kc))
+                        } else {
+                            t.finish_avx2(&sums_avx2_in_place::<2>(ap, a.cs, bp, brs, kc))
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -676,6 +797,38 @@ mod x86 {
                 let v: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(b.as_ptr().add(8 * v)));
                 for (acc, w) in acc.iter_mut().zip(a) {
                     let w = _mm256_set1_ps(*w);
+                    for (s, &v) in acc.iter_mut().zip(&v) {
+                        *s = _mm256_fmadd_ps(w, v, *s);
+                    }
+                }
+            }
+            acc
+        }
+    }
+
+    /// The `6 x 8V` sums of a tile read in place: step `p` broadcasts
+    /// `a[r][p * acs]` for each row pointer and reads `8V` elements at
+    /// `b + p * brs`; the same products in the same order as
+    /// [`sums_avx2`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA; every element read must lie in its operand.
+    #[inline(always)]
+    unsafe fn sums_avx2_in_place<const V: usize>(
+        a: [*const f32; 6],
+        acs: usize,
+        b: *const f32,
+        brs: usize,
+        kc: usize,
+    ) -> [[__m256; V]; 6] {
+        // SAFETY: as this function's contract.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); V]; 6];
+            for p in 0..kc {
+                let row = b.add(p * brs);
+                let v: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(row.add(8 * v)));
+                for (acc, a) in acc.iter_mut().zip(a) {
+                    let w = _mm256_set1_ps(*a.add(p * acs));
                     for (s, &v) in acc.iter_mut().zip(&v) {
                         *s = _mm256_fmadd_ps(w, v, *s);
                     }
