@@ -257,12 +257,7 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
                     )
                 };
             }
-            // The first block meets C's old contents; later ones add to it.
-            let update = match (pc, beta) {
-                (0, 0.0) => Update::Set,
-                (0, beta) => Update::Beta(beta),
-                _ => Update::Add,
-            };
+            let update = Update::of_block(pc, beta);
             for ic in (0..m).step_by(MC) {
                 let mtiles = (m - ic).min(MC).div_ceil(MR);
                 let pa = grow(pa, mtiles * kc * MR).as_chunks_mut::<MR>().0;
@@ -401,6 +396,18 @@ enum Update {
     Beta(f32),
     /// `C <- C + alpha S`.
     Add,
+}
+
+impl Update {
+    /// The update of the `KC` block starting at depth `pc`: the first
+    /// meets C's old contents, later ones add to it.
+    fn of_block(pc: usize, beta: f32) -> Update {
+        match (pc, beta) {
+            (0, 0.0) => Update::Set,
+            (0, beta) => Update::Beta(beta),
+            _ => Update::Add,
+        }
+    }
 }
 
 /// Where one register tile of C lies, its valid `rows x cols`, and how
@@ -624,11 +631,7 @@ mod x86 {
                     )
                 };
             }
-            let update = match (pc, beta) {
-                (0, 0.0) => Update::Set,
-                (0, beta) => Update::Beta(beta),
-                _ => Update::Add,
-            };
+            let update = Update::of_block(pc, beta);
             for tj in 0..ntiles {
                 let j0 = tj * NR;
                 let (bp, brs) = if in_place(tj) {
