@@ -946,19 +946,25 @@ mod tests {
     fn the_avx512_tile_gives_the_avx2_tiles_bits() {
         // The AVX-512 path runs the narrow tile on some CPUs: both must give
         // the same bits, including partial tiles, several blocks of KC,
-        // transposed operands and every update of C.
+        // transposed operands and every update of C. Small products run in
+        // place on either; the larger ones here reach the tiles themselves.
         if !MicroKernel::Avx512.is_available() {
             eprintln!("skipped: this CPU lacks the avx512 instructions");
             return;
         }
-        for (m, k, n) in [
+        let cases = [
             (1, 1, 1),
             (13, 7, 17),
             (30, 300, 33),
             (12, 600, 70),
             (5, 257, 10),
             (40, 90, 3),
-        ] {
+            (150, 300, 40),
+            (40, 530, 70),
+            (7, 1100, 150),
+        ];
+        assert!(cases.iter().filter(|&&(m, k, n)| m * k * n > SMALL).count() >= 3);
+        for (m, k, n) in cases {
             for (ta, tb, beta) in [
                 (false, false, 0.0),
                 (true, false, 1.0),
