@@ -169,7 +169,9 @@ pub(crate) unsafe fn sgemm(tile: MicroKernel, scratch: &mut GemmScratch, p: Prod
     // fills the tiles better (a layer's 10 scores: C^T = B^T A^T): each
     // element is the same products summed in the same order. Read in
     // place, B's rows had better be contiguous.
-    let in_place = cfg!(target_arch = "x86_64") && tile != MicroKernel::Portable && m * n * k <= SMALL;
+    let in_place = cfg!(target_arch = "x86_64")
+        && tile != MicroKernel::Portable
+        && m.saturating_mul(n).saturating_mul(k) <= SMALL;
     let (mr, nr) = if in_place { AVX2_TILE } else { tile.size() };
     let fill = |rows: usize, cols: usize| {
         rows * cols * 1024 / (rows.next_multiple_of(mr) * cols.next_multiple_of(nr))
@@ -244,18 +246,8 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
             let kc = (k - pc).min(KC);
             let pb = grow(pb, ntiles * kc * NR).as_chunks_mut::<NR>().0;
             for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
-                let j0 = jc + t * NR;
                 // SAFETY: the CPU has what `tr` needs, per this function's contract.
-                unsafe {
-                    pack(
-                        panel,
-                        b.data,
-                        pc * b.rs + j0 * b.cs,
-                        (n - j0).min(NR),
-                        (b.cs, b.rs),
-                        tr,
-                    )
-                };
+                unsafe { pack_b(panel, b, pc, jc + t * NR, tr) };
             }
             let update = Update::of_block(pc, beta);
             for ic in (0..m).step_by(MC) {
@@ -296,6 +288,32 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
                 }
             }
         }
+    }
+}
+
+/// Packs B's `NR`-column panel at depth `pc` and column `j0`, `dst.len()`
+/// steps deep.
+///
+/// # Safety
+/// The CPU must have what `tr` needs.
+#[inline(always)]
+unsafe fn pack_b<const NR: usize>(
+    dst: &mut [[f32; NR]],
+    b: MatRef<'_, f32>,
+    pc: usize,
+    j0: usize,
+    tr: Transpose,
+) {
+    // SAFETY: as this function's contract.
+    unsafe {
+        pack(
+            dst,
+            b.data,
+            pc * b.rs + j0 * b.cs,
+            (b.cols - j0).min(NR),
+            (b.cs, b.rs),
+            tr,
+        )
     }
 }
 
@@ -504,7 +522,7 @@ mod x86 {
 
     use tensor4d::grow;
 
-    use super::{AVX2_TILE, AVX512_TILE, KC, Product, Tile, Transpose, Update, blocked, pack};
+    use super::{AVX2_TILE, AVX512_TILE, KC, Product, Tile, Transpose, Update, blocked, pack_b};
 
     /// Element `(i, p0 + j)` of the eight `lines` into lane `w0 + i` of
     /// `dst[j]`, for `j < 8`: an 8x8 transpose in registers. Each step's
@@ -609,35 +627,23 @@ mod x86 {
         } = p;
         let (m, k, n) = (a.rows, a.cols, b.cols);
         let ntiles = n.div_ceil(NR);
-        let in_place = |tj: usize| b.cs == 1 && (tj + 1) * NR <= n;
+        // Whole tiles of contiguous rows are read in place; the others,
+        // from this one on, are packed.
+        let packed_from = if b.cs == 1 { n / NR } else { 0 };
         for pc in (0..k).step_by(KC) {
             let kc = (k - pc).min(KC);
-            let pb = grow(pb, ntiles * kc * NR).as_chunks_mut::<NR>().0;
-            for (tj, panel) in pb
-                .chunks_exact_mut(kc)
-                .enumerate()
-                .filter(|&(tj, _)| !in_place(tj))
-            {
-                let j0 = tj * NR;
+            let pb = grow(pb, (ntiles - packed_from) * kc * NR).as_chunks_mut::<NR>().0;
+            for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
                 // SAFETY: AVX per this function's contract.
-                unsafe {
-                    pack(
-                        panel,
-                        b.data,
-                        pc * b.rs + j0 * b.cs,
-                        (n - j0).min(NR),
-                        (b.cs, b.rs),
-                        Transpose::Avx,
-                    )
-                };
+                unsafe { pack_b(panel, b, pc, (packed_from + t) * NR, Transpose::Avx) };
             }
             let update = Update::of_block(pc, beta);
             for tj in 0..ntiles {
                 let j0 = tj * NR;
-                let (bp, brs) = if in_place(tj) {
+                let (bp, brs) = if tj < packed_from {
                     (b.data[pc * b.rs + j0..].as_ptr(), b.rs)
                 } else {
-                    (pb[tj * kc..].as_ptr().cast::<f32>(), NR)
+                    (pb[(tj - packed_from) * kc..].as_ptr().cast::<f32>(), NR)
                 };
                 for i0 in (0..m).step_by(MR) {
                     let rows = (m - i0).min(MR);
