@@ -148,6 +148,7 @@ const BOUNDARY_TEXT: &[&str] = &[
     "sgd lr=1e308",
     "chapter",
     "columns",
+    "implicit",
     "direct",
     ";",
     ",",

@@ -83,7 +83,8 @@ pub struct Args {
     init: InitKind,
     /// How the convolutions compute: auto (the engine's choice per shape),
     /// chapter (the book's im2col, one product, col2im; each ReLU a layer
-    /// of its own), columns or direct (stride 1 only) [default: auto; when
+    /// of its own), columns, implicit (columns packed from the input,
+    /// never written) or direct (stride 1 only) [default: auto; when
     /// resuming, the run's own].
     #[arg(long)]
     conv_method: Option<ConvMethod>,

@@ -131,7 +131,7 @@ fn value_of(name: &'static str) -> BoxedStrategy<String> {
         .boxed(),
         "--optimizer" => word(&["sgd", "momentum", "adagrad", "adam", "rmsprop"]).boxed(),
         "--init" => word(&["model", "pytorch", "he", "xavier", "zeros"]).boxed(),
-        "--conv-method" => word(&["auto", "chapter", "columns", "direct", "fft"]).boxed(),
+        "--conv-method" => word(&["auto", "chapter", "columns", "implicit", "direct", "fft"]).boxed(),
         "--pool-method" => word(&["direct", "chapter", "fast"]).boxed(),
         "--isa" => word(&["avx512", "avx2", "portable", "sse"]).boxed(),
         "--layer" => word(&[

@@ -366,7 +366,7 @@ impl<'a, T: 'static> MatRef<'a, T> {
     /// The same matrix over the same memory as elements of type `U`, which
     /// must be `T` itself (checked): how the generic entry points reach the
     /// kernel of their precision.
-    fn cast<U: 'static>(self) -> MatRef<'a, U> {
+    pub(crate) fn cast<U: 'static>(self) -> MatRef<'a, U> {
         assert_eq!(
             TypeId::of::<T>(),
             TypeId::of::<U>(),
@@ -382,6 +382,26 @@ impl<'a, T: 'static> MatRef<'a, T> {
             cs: self.cs,
         }
     }
+}
+
+/// For `T = f32`, the scalars, A and C of a product as the packed loops
+/// take them (B to be supplied); `None` for `f64`.
+pub(crate) fn as_f32<'a, T: Float>(
+    alpha: T,
+    a: MatRef<'a, T>,
+    beta: T,
+    c: &mut MatMut<'_, T>,
+) -> Option<crate::packed::Product<'a, ()>> {
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| crate::packed::Product {
+        // Exact: an f32 widened to f64 and back.
+        alpha: alpha.as_f64() as f32,
+        a: a.cast(),
+        b: (),
+        beta: beta.as_f64() as f32,
+        c: c.data.as_mut_ptr().cast(),
+        rsc: c.rs as isize,
+        csc: c.cs as isize,
+    })
 }
 
 /// `C <- alpha A B + beta C` into C at `c` with strides `(rsc, csc)`, in

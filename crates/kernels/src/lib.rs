@@ -13,6 +13,10 @@
 //!   serves badly, a few rows of A (a convolution's few filters) and long
 //!   dot products (a weight gradient), reading B as [`Rows`] wherever its
 //!   rows start, so a stride-1 convolution can read its windows in place.
+//! - [`gemm_windows_with`]: the GEMM by a convolution's column matrix
+//!   ([`Windows`], or its transpose for a weight gradient) without
+//!   writing it: each panel of B is packed straight from a padded copy of
+//!   the images, with the bits of [`gemm_with`] on the written columns.
 //! - [`Isa`]: the instruction sets, chosen at run time by
 //!   [`Isa::detect`] (AVX-512, AVX2 with FMA, or the portable path that
 //!   every CPU runs); its methods run a kernel on a path of the caller's
@@ -41,6 +45,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 mod gemm;
 mod packed;
 mod small;
+mod windows;
 
 // The README's examples run as doctests, so it cannot drift from the code.
 #[doc = include_str!("../README.md")]
@@ -50,6 +55,7 @@ pub struct ReadmeDoctests;
 pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};
 pub use packed::GemmScratch;
 pub use small::{FEW_ROWS_COLS, Rows, gemm_dots, gemm_few_rows};
+pub use windows::{Windows, gemm_windows_with};
 
 /// Rows of the tile of [`gemm_few_rows`] (and of the AVX2 GEMM tile): 6
 /// rows of 2 AVX2 vectors are 12 accumulators, which fit the 16 registers

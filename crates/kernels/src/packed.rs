@@ -30,6 +30,7 @@ use std::cell::RefCell;
 use tensor4d::grow;
 
 use crate::small::madd;
+use crate::windows::{WindowPanels, Windows};
 use crate::{Isa, MatRef};
 
 /// Depth of one packed block: each element of C gets its sum in blocks of
@@ -66,11 +67,13 @@ const SMALL: usize = 1 << 20;
 pub struct GemmScratch {
     a: Vec<f32>,
     b: Vec<f32>,
+    /// Padded images whose windows are packed as B ([`crate::gemm_windows_with`]).
+    x: Vec<f32>,
 }
 
 thread_local! {
     /// The scratch of [`crate::gemm`], for callers that keep none.
-    static SCRATCH: RefCell<GemmScratch> = const { RefCell::new(GemmScratch { a: Vec::new(), b: Vec::new() }) };
+    static SCRATCH: RefCell<GemmScratch> = const { RefCell::new(GemmScratch { a: Vec::new(), b: Vec::new(), x: Vec::new() }) };
 }
 
 /// Runs `f` with this thread's own scratch.
@@ -125,12 +128,13 @@ impl MicroKernel {
     }
 }
 
-/// The operands of one product, as the blocked loops take them.
+/// The operands of one product, as the blocked loops take them: B a
+/// matrix, or anything else whose panels can be packed.
 #[derive(Clone, Copy)]
-pub(crate) struct Product<'a> {
+pub(crate) struct Product<'a, B = MatRef<'a, f32>> {
     pub(crate) alpha: f32,
     pub(crate) a: MatRef<'a, f32>,
-    pub(crate) b: MatRef<'a, f32>,
+    pub(crate) b: B,
     pub(crate) beta: f32,
     pub(crate) c: *mut f32,
     pub(crate) rsc: isize,
@@ -196,7 +200,15 @@ pub(crate) unsafe fn sgemm(tile: MicroKernel, scratch: &mut GemmScratch, p: Prod
         unsafe { x86::sgemm_in_place(p, &mut scratch.b) };
         return;
     }
-    let GemmScratch { a: pa, b: pb } = scratch;
+    // SAFETY: as this function's contract.
+    unsafe { packed_on(tile, &mut scratch.a, &mut scratch.b, p) }
+}
+
+/// The packed loops on `tile`, packing A into `pa` and B into `pb`.
+///
+/// # Safety
+/// As [`sgemm`].
+unsafe fn packed_on<B: Panels>(tile: MicroKernel, pa: &mut Vec<f32>, pb: &mut Vec<f32>, p: Product<'_, B>) {
     match tile {
         // SAFETY: the caller checked that the CPU has the tile's features.
         #[cfg(target_arch = "x86_64")]
@@ -206,11 +218,40 @@ pub(crate) unsafe fn sgemm(tile: MicroKernel, scratch: &mut GemmScratch, p: Prod
         MicroKernel::Avx2 => unsafe { x86::sgemm_avx2(p, pa, pb) },
         // SAFETY: C as the caller vouches; the portable tile needs nothing.
         _ => unsafe {
-            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, Transpose::Scalar, |t, ap, bp| {
+            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }, _>(p, pa, pb, Transpose::Scalar, |t, ap, bp| {
                 t.run_portable(ap, bp)
             })
         },
     }
+}
+
+/// `C <- alpha A W + beta C` for the windows `W` of `w`: as [`sgemm`], but
+/// each panel of B packed straight from a padded copy of the images (kept
+/// in the scratch), never from a written column matrix. Every product
+/// runs the packed loops, whose sums are those of [`sgemm`] on the written
+/// columns: the same bits.
+///
+/// # Safety
+/// As [`sgemm`], with `w` for B.
+pub(crate) unsafe fn sgemm_windows(
+    tile: MicroKernel,
+    scratch: &mut GemmScratch,
+    w: &Windows<'_, f32>,
+    p: Product<'_, ()>,
+) {
+    let GemmScratch { a: pa, b: pb, x } = scratch;
+    let b = WindowPanels::new(w, x);
+    let p = Product {
+        alpha: p.alpha,
+        a: p.a,
+        b,
+        beta: p.beta,
+        c: p.c,
+        rsc: p.rsc,
+        csc: p.csc,
+    };
+    // SAFETY: as this function's contract.
+    unsafe { packed_on(tile, pa, pb, p) }
 }
 
 /// BLIS's five loops: B in `NC`-column slabs, the sum in `KC`-deep blocks
@@ -222,8 +263,8 @@ pub(crate) unsafe fn sgemm(tile: MicroKernel, scratch: &mut GemmScratch, p: Prod
 /// As [`sgemm`]; `tile` must write only the valid part of its tile; the CPU
 /// must have what `tr` needs.
 #[inline(always)]
-unsafe fn blocked<const MR: usize, const NR: usize>(
-    p: Product<'_>,
+unsafe fn blocked<const MR: usize, const NR: usize, B: Panels>(
+    p: Product<'_, B>,
     pa: &mut Vec<f32>,
     pb: &mut Vec<f32>,
     tr: Transpose,
@@ -238,7 +279,7 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
         rsc,
         csc,
     } = p;
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows, a.cols, b.cols());
     for jc in (0..n).step_by(NC) {
         let nc = (n - jc).min(NC);
         let ntiles = nc.div_ceil(NR);
@@ -247,7 +288,7 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
             let pb = grow(pb, ntiles * kc * NR).as_chunks_mut::<NR>().0;
             for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
                 // SAFETY: the CPU has what `tr` needs, per this function's contract.
-                unsafe { pack_b(panel, b, pc, jc + t * NR, tr) };
+                unsafe { b.pack(panel, pc, jc + t * NR, tr) };
             }
             let update = Update::of_block(pc, beta);
             for ic in (0..m).step_by(MC) {
@@ -291,6 +332,32 @@ unsafe fn blocked<const MR: usize, const NR: usize>(
     }
 }
 
+/// A B operand as the blocked loops see it: its columns, and how to pack
+/// one of its panels.
+pub(crate) trait Panels: Copy {
+    /// Columns of B.
+    fn cols(&self) -> usize;
+
+    /// Packs B's `NR`-column panel at depth `pc` and column `j0`,
+    /// `dst.len()` steps deep, the lanes past B's edge zero.
+    ///
+    /// # Safety
+    /// The CPU must have what `tr` needs.
+    unsafe fn pack<const NR: usize>(&self, dst: &mut [[f32; NR]], pc: usize, j0: usize, tr: Transpose);
+}
+
+impl Panels for MatRef<'_, f32> {
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    #[inline(always)]
+    unsafe fn pack<const NR: usize>(&self, dst: &mut [[f32; NR]], pc: usize, j0: usize, tr: Transpose) {
+        // SAFETY: as this function's contract.
+        unsafe { pack_b(dst, *self, pc, j0, tr) }
+    }
+}
+
 /// Packs B's `NR`-column panel at depth `pc` and column `j0`, `dst.len()`
 /// steps deep.
 ///
@@ -320,7 +387,7 @@ unsafe fn pack_b<const NR: usize>(
 /// How [`pack`] copies lines along k into lanes: eight lines at a time
 /// through AVX registers, or element by element.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Transpose {
+pub(crate) enum Transpose {
     /// The CPU has AVX (checked by whoever chose it).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx,
@@ -522,7 +589,7 @@ mod x86 {
 
     use tensor4d::grow;
 
-    use super::{AVX2_TILE, AVX512_TILE, KC, Product, Tile, Transpose, Update, blocked, pack_b};
+    use super::{AVX2_TILE, AVX512_TILE, KC, Panels, Product, Tile, Transpose, Update, blocked, pack_b};
 
     /// Element `(i, p0 + j)` of the eight `lines` into lane `w0 + i` of
     /// `dst[j]`, for `j < 8`: an 8x8 transpose in registers. Each step's
@@ -582,10 +649,10 @@ mod x86 {
     /// # Safety
     /// As [`super::sgemm`]; the CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn sgemm_avx2(p: Product<'_>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
+    pub(super) unsafe fn sgemm_avx2<B: Panels>(p: Product<'_, B>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
         // SAFETY: as this function's contract.
         unsafe {
-            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }>(p, pa, pb, Transpose::Avx, |t, ap, bp| {
+            blocked::<{ AVX2_TILE.0 }, { AVX2_TILE.1 }, _>(p, pa, pb, Transpose::Avx, |t, ap, bp| {
                 t.run_avx2(ap, bp)
             })
         }
@@ -596,10 +663,10 @@ mod x86 {
     /// # Safety
     /// As [`super::sgemm`]; the CPU must have AVX-512F, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn sgemm_avx512(p: Product<'_>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
+    pub(super) unsafe fn sgemm_avx512<B: Panels>(p: Product<'_, B>, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
         // SAFETY: as this function's contract.
         unsafe {
-            blocked::<{ AVX512_TILE.0 }, { AVX512_TILE.1 }>(p, pa, pb, Transpose::Avx, |t, ap, bp| {
+            blocked::<{ AVX512_TILE.0 }, { AVX512_TILE.1 }, _>(p, pa, pb, Transpose::Avx, |t, ap, bp| {
                 t.run_avx512(ap, bp)
             })
         }

@@ -7,10 +7,11 @@
 //! bit for bit; AVX-512 and AVX2 must also match each other bit for bit on
 //! arbitrary values, as the kernels promise.
 
-use kernels::{GemmScratch, Isa, MatMut, MatRef, Rows};
+use kernels::{GemmScratch, Isa, MatMut, MatRef, Rows, Windows};
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use tensor4d::Window;
 
 /// Small integers in -4..=4.
 fn ints(len: usize, seed: u64) -> Vec<f32> {
@@ -257,13 +258,124 @@ fn dots_match_triple_loop(isa: Isa) -> Result<(), Failed> {
         .map_err(|e| format!("{isa}: {e}").into())
 }
 
+/// The columns of `win` over `images` images `(c, h, w)` by the
+/// definition: row `(ch, i, j)`, column `(img, y, x)` is the input at
+/// `(img, ch, y*sh + i - ph, x*sw + j - pw)`, zero outside.
+fn written_columns(x: &[f32], images: usize, (c, h, w): (usize, usize, usize), win: Window) -> Vec<f32> {
+    let (oh, ow) = win.output_size(h, w).unwrap();
+    let n = images * oh * ow;
+    let mut col = vec![0.0; c * win.fh * win.fw * n];
+    for ch in 0..c {
+        for i in 0..win.fh {
+            for j in 0..win.fw {
+                let r = (ch * win.fh + i) * win.fw + j;
+                for img in 0..images {
+                    for y in 0..oh {
+                        for xo in 0..ow {
+                            let (yy, xx) = (
+                                (y * win.sh + i) as isize - win.ph as isize,
+                                (xo * win.sw + j) as isize - win.pw as isize,
+                            );
+                            if (0..h as isize).contains(&yy) && (0..w as isize).contains(&xx) {
+                                col[r * n + (img * oh + y) * ow + xo] =
+                                    x[((img * c + ch) * h + yy as usize) * w + xx as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    col
+}
+
+/// The product with windows packed from the images against the same
+/// product on the written columns: the same bits, on values that round,
+/// for strides, padding, several images, and depths across `KC`.
+fn windows_match_written_columns(isa: Isa) -> Result<(), Failed> {
+    let case = (
+        (
+            1usize..4,
+            prop_oneof![1usize..5, 30usize..40],
+            1usize..4,
+            1usize..4,
+        ),
+        (1usize..9, 1usize..21, 1usize..3, 1usize..3, 0usize..3, 0usize..3),
+        (
+            prop_oneof![1usize..14, 60usize..80],
+            any::<bool>(),
+            prop_oneof![Just(0.0f32), Just(1.0)],
+            0u64..1000,
+        ),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config::with_cases(96));
+    runner
+        .run(
+            &case,
+            |((images, c, fh, fw), (oh, ow, sh, sw, ph, pw), (m, ccols, beta, seed), tw)| {
+                let win = Window::new(fh, fw).with_strides(sh, sw).with_pads(ph, pw);
+                // An input whose output is oh x ow, where the padding allows one.
+                let (h, w) = ((oh - 1) * sh + fh, (ow - 1) * sw + fw);
+                prop_assume!(h > 2 * ph && w > 2 * pw);
+                let (h, w) = (h - 2 * ph, w - 2 * pw);
+                let x = reals(images * c * h * w, seed);
+                let (depth, pixels) = (c * fh * fw, images * oh * ow);
+                // The windows, or (tw) their transpose.
+                let (k, n) = if tw { (pixels, depth) } else { (depth, pixels) };
+                let a = reals(m * k, seed + 1);
+                let old = reals(m * n, seed + 2);
+                fn cm(c: &mut [f32], m: usize, n: usize, ccols: bool) -> MatMut<'_, f32> {
+                    if ccols {
+                        MatMut::new(c, m, n, 1, m)
+                    } else {
+                        MatMut::row_major(c, m, n)
+                    }
+                }
+                let col = written_columns(&x, images, (c, h, w), win);
+                let col = MatRef::row_major(&col, depth, pixels);
+                let mut want = old.clone();
+                let mut scratch = GemmScratch::default();
+                let am = MatRef::row_major(&a, m, k);
+                isa.gemm_with(
+                    &mut scratch,
+                    1.5,
+                    am,
+                    if tw { col.t() } else { col },
+                    beta,
+                    cm(&mut want, m, n, ccols),
+                );
+                let mut got = old;
+                let windows = Windows::new(&x, (c, h, w), win).unwrap();
+                let windows = if tw { windows.t() } else { windows };
+                isa.gemm_windows_with(&mut scratch, 1.5, am, windows, beta, cm(&mut got, m, n, ccols));
+                let same = got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                prop_assert!(
+                    same,
+                    "{} windows (transposed: {}) and columns differ for {} images {}x{}x{}, {}, {} rows",
+                    isa,
+                    tw,
+                    images,
+                    c,
+                    h,
+                    w,
+                    win,
+                    m
+                );
+                Ok(())
+            },
+        )
+        .map_err(|e| format!("{isa}: {e}").into())
+}
+
 /// A kernel's test, run on one path.
 type PathTest = fn(Isa) -> Result<(), Failed>;
 
 fn main() {
     let args = Arguments::from_args();
-    let kernels: [(&str, PathTest); 3] = [
+    let kernels: [(&str, PathTest); 4] = [
         ("gemm_matches_triple_loop", gemm_matches_triple_loop),
+        ("windows_match_written_columns", windows_match_written_columns),
         ("few_rows_matches_triple_loop", few_rows_matches_triple_loop),
         ("dots_match_triple_loop", dots_match_triple_loop),
     ];

@@ -427,7 +427,12 @@ pub fn layer_cases(seed: u64) -> Result<Vec<LayerCase>, Error> {
     ] {
         let conv = Convolution::new(shape[1], filters, win, Init::He, &mut rng)?;
         let stride_1 = (win.sh, win.sw) == (1, 1);
-        for method in [ConvMethod::Chapter, ConvMethod::Columns, ConvMethod::Direct] {
+        for method in [
+            ConvMethod::Chapter,
+            ConvMethod::Columns,
+            ConvMethod::Implicit,
+            ConvMethod::Direct,
+        ] {
             if method != ConvMethod::Direct || stride_1 {
                 add(Box::new(conv.clone().with_method(method)?), &shape);
             }

@@ -124,7 +124,7 @@ fn accessors_return_what_the_layer_was_built_with() {
     let conv = Convolution::from_weights(uniform4((2, 1, 3, 2), 1), uniform1(2, 2), win).unwrap();
     assert_eq!(conv.window(), win);
     assert_eq!(conv.method(), ConvMethod::Auto);
-    for method in [ConvMethod::Chapter, ConvMethod::Columns] {
+    for method in [ConvMethod::Chapter, ConvMethod::Columns, ConvMethod::Implicit] {
         assert_eq!(conv.clone().with_method(method).unwrap().method(), method);
     }
     let stride_1 = Convolution::from_weights(uniform4((2, 1, 3, 3), 1), uniform1(2, 2), Window::square(3));

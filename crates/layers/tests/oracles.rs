@@ -507,6 +507,57 @@ proptest! {
     }
 }
 
+/// The implicit method packs the windows the columns method writes, so
+/// every result is the same bits, in f32 and f64: small outputs (images
+/// grouped side by side) and large ones, windows deeper than one packed
+/// block, stride 2, a fused ReLU, and backward with and without dx.
+#[test]
+fn implicit_gives_the_columns_bits() {
+    fn check<T: layers::Float>(shape: (usize, usize, usize, usize), filters: usize, win: Window, relu: bool) {
+        let x = uniform4(shape, 11).mapv(|v| T::of(v - 0.5));
+        let w = uniform4((filters, shape.1, win.fh, win.fw), 12).mapv(|v| T::of(v - 0.5));
+        let b = uniform1(filters, 13).mapv(T::of);
+        let run = |method| {
+            let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
+                .unwrap()
+                .with_method(method)
+                .unwrap();
+            if relu {
+                conv.fuse(Activation::Relu);
+            }
+            let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
+            let g = uniform(y.shape(), 14).mapv(|v| T::of(v - 0.5));
+            let dx = conv.backward(g.view()).unwrap().clone();
+            let (dw, db) = grads(&conv);
+            conv.forward(x.view().into_dyn(), Mode::Train).unwrap();
+            conv.backward_params(g.view()).unwrap();
+            let (dw_only, _) = grads(&conv);
+            [y, dx, dw, db, dw_only].map(|v| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>())
+        };
+        let (want, got) = (run(ConvMethod::Columns), run(ConvMethod::Implicit));
+        for (name, (w, g)) in ["forward", "dx", "dW", "db", "dW without dx"]
+            .iter()
+            .zip(want.iter().zip(&got))
+        {
+            assert!(w == g, "{} {name}: {shape:?}, {filters} filters, {win}", T::NAME);
+        }
+    }
+    for (shape, filters, win, relu) in [
+        ((3, 32, 14, 14), 20, Window::square(5).with_pad(2), true),
+        ((5, 40, 7, 7), 13, Window::square(3).with_pad(1), false),
+        (
+            (2, 3, 13, 13),
+            7,
+            Window::square(3).with_pad(1).with_stride(2),
+            true,
+        ),
+        ((2, 2, 9, 30), 5, Window::new(2, 3), false),
+    ] {
+        check::<f32>(shape, filters, win, relu);
+        check::<f64>(shape, filters, win, relu);
+    }
+}
+
 /// A convolution with a fused ReLU or sigmoid gives the bits of the two
 /// layers in sequence: outputs, input gradients and parameter gradients,
 /// with small outputs (grouped backward) and large ones, few filters (the
@@ -628,7 +679,12 @@ fn a_fused_sigmoid_in_f32_equals_the_sigmoid_layer() {
 fn a_backward_needs_a_forward_by_its_own_method() {
     use layers::{PoolMethod, Pooling};
     let x = uniform4((2, 3, 8, 8), 5);
-    for method in [ConvMethod::Auto, ConvMethod::Columns, ConvMethod::Direct] {
+    for method in [
+        ConvMethod::Auto,
+        ConvMethod::Columns,
+        ConvMethod::Implicit,
+        ConvMethod::Direct,
+    ] {
         let w = uniform4((4, 3, 3, 3), 6);
         let mut conv = Convolution::from_weights(w, uniform1(4, 7), Window::square(3))
             .unwrap()

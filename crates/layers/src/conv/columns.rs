@@ -9,7 +9,7 @@
 //! input again (for `dW = dout col^T`) and folds `W^T dout` back with
 //! `col2im_t_into` (for dx).
 
-use kernels::{MatMut, MatRef, gemm_with};
+use kernels::{MatMut, MatRef, Windows, gemm_windows_with, gemm_with};
 use ndarray::{ArrayView3, ArrayViewMut2, ArrayViewMut3, s};
 use rayon::prelude::*;
 use tensor4d::{Float, ShapeError, Window};
@@ -51,8 +51,10 @@ fn fold<T: Float>(
 
 impl<T: Float> Convolution<T> {
     /// Forward by columns from the kept input into `self.out` (already of
-    /// the output's shape), through the fused activation.
-    pub(super) fn forward_columns(&mut self) -> Result<(), Error> {
+    /// the output's shape), through the fused activation; with `implicit`,
+    /// the columns are packed into the GEMM's panels straight from the
+    /// input ([`kernels::Windows`]) instead of written by `im2col` first.
+    pub(super) fn forward_columns(&mut self, implicit: bool) -> Result<(), Error> {
         let [n, c, h, w] = self.kept.shape.unwrap_or_else(|| unreachable!("kept by forward"));
         let fnum = self.filters();
         let ohw = self.out.len() / (n * fnum);
@@ -77,17 +79,15 @@ impl<T: Float> Convolution<T> {
                 let images = xs.len() / chw;
                 let gs = images.div_ceil(images.div_ceil(most));
                 let product = if gs > 1 { fnum * gs * ohw } else { 0 };
+                let columns = if implicit { 0 } else { ckk * gs * ohw };
                 // Never shrunk: backward grows the same buffer further.
-                let need = ckk * gs * ohw + product;
+                let need = columns + product;
                 ws.resize(ws.len().max(need), T::zero());
-                let (col, prod) = ws[..need].split_at_mut(ckk * gs * ohw);
+                let (col, prod) = ws[..need].split_at_mut(columns);
                 for (xg, outg) in xs.chunks(gs * chw).zip(outs.chunks_mut(gs * fnum * ohw)) {
                     let count = xg.len() / chw;
                     let ld = count * ohw;
-                    let (col, prod) = (&mut col[..ckk * ld], &mut prod[..product.min(fnum * ld)]);
-                    for (j, x) in xg.chunks_exact(chw).enumerate() {
-                        unroll(x, (c, h, w), win, col, (ckk, ld), (j, ohw))?;
-                    }
+                    let prod = &mut prod[..product.min(fnum * ld)];
                     // The product's destination: the output itself for one
                     // image, else the group's (FN, count*OHW) matrix.
                     let dst = if count == 1 { &mut *outg } else { &mut *prod };
@@ -95,14 +95,24 @@ impl<T: Float> Convolution<T> {
                     for (row, &b) in dst.chunks_exact_mut(ld).zip(bias.iter()) {
                         row.fill(b);
                     }
-                    gemm_with(
-                        scratch,
-                        T::one(),
-                        wmat,
-                        MatRef::row_major(col, ckk, ld),
-                        T::one(),
-                        MatMut::row_major(dst, fnum, ld),
-                    );
+                    let dst = MatMut::row_major(dst, fnum, ld);
+                    if implicit {
+                        let windows = Windows::new(xg, (c, h, w), win)?;
+                        gemm_windows_with(scratch, T::one(), wmat, windows, T::one(), dst);
+                    } else {
+                        let col = &mut col[..ckk * ld];
+                        for (j, x) in xg.chunks_exact(chw).enumerate() {
+                            unroll(x, (c, h, w), win, col, (ckk, ld), (j, ohw))?;
+                        }
+                        gemm_with(
+                            scratch,
+                            T::one(),
+                            wmat,
+                            MatRef::row_major(col, ckk, ld),
+                            T::one(),
+                            dst,
+                        );
+                    }
                     // The activation's own function, while the group is in cache.
                     kernels::with_simd(
                         #[inline(always)]
@@ -127,8 +137,14 @@ impl<T: Float> Convolution<T> {
     /// Backward by columns: per group, `dout_g` (FN x gs*OHW) and `col_g`
     /// (CKK x gs*OHW), the group's images side by side; `dW_g = dout_g
     /// col_g^T`, `db_g` the row sums of `dout_g`, and, if `input_grad`,
-    /// dx = col2im(W^T dout_g) image by image.
-    pub(super) fn backward_columns(&mut self, dout: &[T], input_grad: bool) -> Result<(), Error> {
+    /// dx = col2im(W^T dout_g) image by image. With `implicit`, `col_g`
+    /// is never written: the GEMM packs its windows from the input.
+    pub(super) fn backward_columns(
+        &mut self,
+        dout: &[T],
+        input_grad: bool,
+        implicit: bool,
+    ) -> Result<(), Error> {
         let [n, c, h, w] = self
             .kept
             .shape
@@ -144,25 +160,25 @@ impl<T: Float> Convolution<T> {
                 gemm: scratch,
             } = ws;
             let ld = grp.dout.len() / fnum;
-            ws.resize(ws.len().max((fnum + 2 * ckk) * ld), T::zero());
+            let columns = if implicit { 0 } else { ckk * ld };
+            ws.resize(ws.len().max(fnum * ld + columns + ckk * ld), T::zero());
             let (dg, rest) = ws.split_at_mut(fnum * ld);
-            let (col, dcol) = rest.split_at_mut(ckk * ld);
+            let (col, dcol) = rest.split_at_mut(columns);
             // With a fused activation, its backward on the way.
             let fused = (act != Fused::Identity).then_some((act, grp.out));
             let d = side_by_side(grp.dout, fused, dg, (fnum, ohw));
-            for (j, img) in grp.x.chunks_exact(chw).enumerate() {
-                unroll(img, (c, h, w), win, col, (ckk, ld), (j, ohw))?;
-            }
-            let col = &col[..ckk * ld];
             let (dw, db) = grp.partial.split_at_mut(fnum * ckk);
-            gemm_with(
-                scratch,
-                T::one(),
-                MatRef::row_major(d, fnum, ld),
-                MatRef::row_major(col, ckk, ld).t(),
-                T::zero(),
-                MatMut::row_major(dw, fnum, ckk),
-            );
+            let (d_mat, dw_mat) = (MatRef::row_major(d, fnum, ld), MatMut::row_major(dw, fnum, ckk));
+            if implicit {
+                let windows = Windows::new(grp.x, (c, h, w), win)?;
+                gemm_windows_with(scratch, T::one(), d_mat, windows.t(), T::zero(), dw_mat);
+            } else {
+                for (j, img) in grp.x.chunks_exact(chw).enumerate() {
+                    unroll(img, (c, h, w), win, col, (ckk, ld), (j, ohw))?;
+                }
+                let col = MatRef::row_major(col, ckk, ld);
+                gemm_with(scratch, T::one(), d_mat, col.t(), T::zero(), dw_mat);
+            }
             for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
                 *s = lane_sum(row);
             }

@@ -5,6 +5,10 @@ use tensor4d::Window;
 
 use crate::Error;
 
+/// The least window depth `C*FH*FW` for which [`ConvMethod::Auto`] packs
+/// windows straight from the input ([`ConvMethod::Implicit`]).
+const IMPLICIT_DEPTH: usize = 256;
+
 /// How a [`Convolution`](crate::Convolution) computes. All methods compute the chapter's
 /// numbers; the engine's differ from [`ConvMethod::Chapter`] only in
 /// rounding (the order in which each output's sum is added up, and fused
@@ -16,7 +20,9 @@ pub enum ConvMethod {
     /// to 30 that fill whole tiles of the small-matrix kernel
     /// ([`kernels::TILE_ROWS`] rows each); for backward with at most 16
     /// filters; and for the backward of a network's first layer, which
-    /// needs no input gradient. Otherwise [`ConvMethod::Columns`].
+    /// needs no input gradient. Otherwise, for stride 1 and windows of at
+    /// least 256 elements (`C*FH*FW`), [`ConvMethod::Implicit`]; else
+    /// [`ConvMethod::Columns`].
     #[default]
     Auto,
     /// Section 7.4.3 as the book writes it ([`Convolution::forward_chapter`](crate::Convolution::forward_chapter),
@@ -30,6 +36,12 @@ pub enum ConvMethod {
     /// filters on the packed GEMM: the product is already NCHW, and images
     /// are shared among the threads.
     Columns,
+    /// [`ConvMethod::Columns`] without writing the columns: the GEMM packs
+    /// each panel of windows straight from the input
+    /// ([`kernels::gemm_windows_with`], an implicit im2col), in forward and
+    /// in the weight gradient, with the same bits as packing written
+    /// columns. The input gradient is still folded back by `col2im`.
+    Implicit,
     /// No `im2col` at all (stride 1 only): each window row is a
     /// contiguous run of the padded input, which the small-matrix kernels
     /// read in place.
@@ -39,11 +51,12 @@ pub enum ConvMethod {
 impl ConvMethod {
     /// The one place that decides how a pass computes: the method set, or
     /// for [`ConvMethod::Auto`] the engine's rule by the shapes.
-    pub(super) fn algorithm(self, pass: Pass, filters: usize, win: Window) -> Algorithm {
+    pub(super) fn algorithm(self, pass: Pass, filters: usize, channels: usize, win: Window) -> Algorithm {
         let stride_1 = (win.sh, win.sw) == (1, 1);
         match (self, pass) {
             (ConvMethod::Chapter, _) => Algorithm::Chapter,
             (ConvMethod::Columns, _) => Algorithm::Columns,
+            (ConvMethod::Implicit, _) => Algorithm::Implicit,
             (ConvMethod::Direct, _) => Algorithm::Direct,
             (ConvMethod::Auto, _) if !stride_1 => Algorithm::Columns,
             // Packing pays off only for enough rows of filters: up to 16
@@ -57,24 +70,31 @@ impl ConvMethod {
             // Without an input gradient, backward is dot products of the
             // gradient with windows read in place.
             (ConvMethod::Auto, Pass::BackwardParams) => Algorithm::Direct,
+            // Deep windows: packing them from the input saves im2col's
+            // pass. Shallow ones make products small enough for the GEMM
+            // to read written columns in place, where packing costs more.
+            (ConvMethod::Auto, _) if channels * win.area() >= IMPLICIT_DEPTH => Algorithm::Implicit,
             (ConvMethod::Auto, _) => Algorithm::Columns,
         }
     }
 
     /// Every method, [`ConvMethod::Auto`] first.
-    pub const ALL: [ConvMethod; 4] = [
+    pub const ALL: [ConvMethod; 5] = [
         ConvMethod::Auto,
         ConvMethod::Chapter,
         ConvMethod::Columns,
+        ConvMethod::Implicit,
         ConvMethod::Direct,
     ];
 
-    /// Its name in lower case: `auto`, `chapter`, `columns`, `direct`.
+    /// Its name in lower case: `auto`, `chapter`, `columns`, `implicit`,
+    /// `direct`.
     pub fn name(self) -> &'static str {
         match self {
             ConvMethod::Auto => "auto",
             ConvMethod::Chapter => "chapter",
             ConvMethod::Columns => "columns",
+            ConvMethod::Implicit => "implicit",
             ConvMethod::Direct => "direct",
         }
     }
@@ -97,7 +117,7 @@ impl std::str::FromStr for ConvMethod {
             .ok_or_else(|| {
                 Error::invalid(
                     "Convolution",
-                    format!("unknown method {s:?}; expected auto, chapter, columns or direct"),
+                    format!("unknown method {s:?}; expected auto, chapter, columns, implicit or direct"),
                 )
             })
     }
@@ -118,5 +138,6 @@ pub(super) enum Pass {
 pub(super) enum Algorithm {
     Chapter,
     Columns,
+    Implicit,
     Direct,
 }

@@ -232,7 +232,8 @@ impl<T: Float> Convolution<T> {
 
     /// How `pass` computes: see [`ConvMethod::algorithm`].
     fn algorithm(&self, pass: Pass) -> Algorithm {
-        self.method.algorithm(pass, self.filters(), self.win)
+        self.method
+            .algorithm(pass, self.filters(), self.weight.dim().1, self.win)
     }
 
     /// [`Layer::output_shape`] without allocating, for every forward.
@@ -285,7 +286,8 @@ impl<T: Float> Convolution<T> {
                 }
                 Ok(())
             }
-            Algorithm::Columns => self.backward_columns(&tensor4d::contiguous(&dout), input_grad),
+            Algorithm::Columns => self.backward_columns(&tensor4d::contiguous(&dout), input_grad, false),
+            Algorithm::Implicit => self.backward_columns(&tensor4d::contiguous(&dout), input_grad, true),
             Algorithm::Direct => self.backward_direct(&tensor4d::contiguous(&dout), input_grad),
         }
     }
@@ -322,7 +324,11 @@ impl<T: Float> Layer<T> for Convolution<T> {
             }
             Algorithm::Columns => {
                 self.keep_input(x, &out_shape);
-                self.forward_columns()?;
+                self.forward_columns(false)?;
+            }
+            Algorithm::Implicit => {
+                self.keep_input(x, &out_shape);
+                self.forward_columns(true)?;
             }
             Algorithm::Direct => {
                 self.keep_input(x, &out_shape);
