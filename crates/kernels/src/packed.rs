@@ -46,10 +46,12 @@ const NC: usize = 4096;
 /// costs as much as the arithmetic.
 const SMALL: usize = 1 << 20;
 
-/// Packing space for [`crate::gemm_with`]: grown to the largest block it
-/// has served and never shrunk, so a caller that keeps one (a layer keeps
-/// one per parallel part of its work) repeats products of the same shapes
-/// without allocating. `f64` products do not use it.
+/// Packing space for [`crate::gemm_with`], and for
+/// [`crate::gemm_windows_with`] its padded copy of the images: grown to
+/// the largest block it has served and never shrunk, so a caller that
+/// keeps one (a layer keeps one per parallel part of its work) repeats
+/// products of the same shapes without allocating. `f64` products do not
+/// use it.
 ///
 /// ```
 /// use kernels::{gemm_with, GemmScratch, MatMut, MatRef};
@@ -938,6 +940,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tensor4d::Window;
 
     /// Small integers: every product and sum below 2^24 is exact in f32.
     fn ints(len: usize, seed: u64) -> Vec<f32> {
@@ -1075,6 +1078,53 @@ mod tests {
                 assert!(
                     same,
                     "{m}x{k}x{n} (ta {ta}, tb {tb}, beta {beta}): the tiles differ"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn windows_on_the_avx512_tile_give_the_avx2_tiles_bits() {
+        // The 12 x 32 tile packs windows 32 lanes wide; `tests/paths.rs`
+        // holds the 6 x 16 tile's windows to the written columns.
+        if !MicroKernel::Avx512.is_available() {
+            eprintln!("skipped: this CPU lacks the avx512 instructions");
+            return;
+        }
+        let cases = [
+            (2, (3, 9, 9), Window::square(3).with_pad(1), 13),
+            (3, (32, 14, 14), Window::square(5).with_pad(2), 20),
+            (5, (4, 7, 7), Window::square(3), 7),
+            (2, (3, 13, 13), Window::square(3).with_pad(1).with_stride(2), 30),
+            (1, (2, 40, 50), Window::new(2, 3).with_pads(0, 1), 5),
+        ];
+        for (images, (c, h, w), win, m) in cases {
+            let x = reals(images * c * h * w, 4);
+            for transposed in [false, true] {
+                let windows = Windows::new(&x, (c, h, w), win).unwrap();
+                let windows = if transposed { windows.t() } else { windows };
+                let (k, n) = (windows.rows(), windows.cols());
+                let (a, old) = (reals(m * k, 5), reals(m * n, 6));
+                let run = |tile: MicroKernel| {
+                    let mut c = old.clone();
+                    let product = Product {
+                        alpha: 1.5,
+                        a: MatRef::row_major(&a, m, k),
+                        b: (),
+                        beta: 0.5,
+                        c: c.as_mut_ptr(),
+                        rsc: n as isize,
+                        csc: 1,
+                    };
+                    // SAFETY: C is m x n row-major in its own buffer; the tile is available.
+                    unsafe { sgemm_windows(tile, &mut GemmScratch::default(), &windows, product) };
+                    c
+                };
+                let (wide, narrow) = (run(MicroKernel::Avx512), run(MicroKernel::Avx2));
+                let same = wide.iter().zip(&narrow).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "{images} images {c}x{h}x{w}, {win}, transposed {transposed}: the tiles differ"
                 );
             }
         }

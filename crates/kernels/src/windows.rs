@@ -12,9 +12,10 @@ use tensor4d::{Float, ShapeError, Window, grow};
 use crate::packed::{Panels, Transpose};
 use crate::{GemmScratch, Isa, MatMut, MatRef};
 
-/// Zeros before and after the padded images, so that a panel's vector
-/// loads, which may start up to a panel's width before the first element
-/// they keep, never leave the buffer: at least the widest tile's columns.
+/// Zeros before and after the padded images: a panel row's vector loads
+/// start and end up to 7 elements beyond the elements they keep. The
+/// widest tile's columns, so that a lane's source is never before its
+/// lane number (loads start at a source minus its lane).
 const SLACK: usize = 32;
 
 /// The windows of a [`Window`] over `N` images stored one after another
@@ -68,13 +69,20 @@ impl<'a, T> Windows<'a, T> {
             ));
         }
         let images = x.len() / chw;
+        // Every size the products and the padded copy need must be
+        // addressable, whatever the number of images.
         let (hp, wp) = (h + 2 * win.ph, w + 2 * win.pw);
-        // Every size the products and the padded copy need must be addressable.
-        c.checked_mul(win.area())
-            .and_then(|_| images.checked_mul(out.0 * out.1))
-            .and_then(|_| images.checked_mul(c * hp))
+        let padded = c
+            .checked_mul(hp)
             .and_then(|v| v.checked_mul(wp))
-            .and_then(|v| v.checked_add(2 * SLACK))
+            .and_then(|image| images.checked_mul(image))
+            .and_then(|v| v.checked_add(2 * SLACK));
+        padded.ok_or_else(|| too_large("padded copy"))?;
+        let depth = c.checked_mul(win.area());
+        let pixels = (out.0.checked_mul(out.1)).and_then(|ohw| images.checked_mul(ohw));
+        depth
+            .zip(pixels)
+            .and_then(|(d, p)| d.checked_mul(p))
             .ok_or_else(|| too_large("column matrix"))?;
         Ok(Windows {
             x,
@@ -372,7 +380,10 @@ mod x86 {
         for (d, at) in dst.iter_mut().zip(rows) {
             // The loads of this row lie in the padded copy (which ends
             // `SLACK >= NR` zeros past its last element).
-            assert!(at + last + NR <= xp.len(), "a window's row lies in the input");
+            assert!(
+                at.checked_add(last + NR).is_some_and(|end| end <= xp.len()),
+                "a window's row lies in the input"
+            );
             for (v, parts) in parts.iter().enumerate().take(NR / 8) {
                 // SAFETY: every load lies in xp (asserted) or in a mask;
                 // AVX per this function's contract.
@@ -449,6 +460,11 @@ impl Isa {
         if c.rows == 0 || n == 0 {
             return;
         }
+        if k == 0 {
+            // No windows (the transpose over no images): C <- beta C, as
+            // the GEMM has it.
+            return self.gemm_with(scratch, alpha, a, MatRef::new(&[], 0, n, n, 1), beta, c);
+        }
         let mut c = c;
         if let Some(product) = crate::gemm::as_f32(alpha, a, beta, &mut c) {
             // SAFETY: `as_f32` checked T; A and C were checked by their
@@ -479,5 +495,53 @@ impl Isa {
         let col = MatRef::row_major(&col, depth, pixels);
         let col = if b.transposed { col.t() } else { col };
         self.gemm_with(scratch, alpha, a, col, beta, c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_shapes_are_errors_naming_the_size() {
+        let x = [0.0f32; 10];
+        let err = |r: Result<Windows<'_, f32>, ShapeError>| r.unwrap_err().to_string();
+        assert!(err(Windows::new(&x, (1, 3, 3), Window::square(2))).contains("multiple of C*H*W = 9"));
+        assert!(err(Windows::new(&x, (0, 3, 3), Window::square(2))).contains("empty axis"));
+        assert!(err(Windows::new(&x, (1, 2, 5), Window::square(3))).contains("larger than the input"));
+        let huge = Window::square(1).with_pad(usize::MAX / 8);
+        assert!(err(Windows::new(&x, (1, 2, 5), huge)).contains("too large"));
+    }
+
+    #[test]
+    fn no_images_leave_beta_c() {
+        // The transpose over no images is a product of depth 0.
+        let w = Windows::<f32>::new(&[], (2, 3, 3), Window::square(2))
+            .unwrap()
+            .t();
+        assert_eq!((w.rows(), w.cols()), (0, 8));
+        let mut c = [f32::NAN; 16];
+        gemm_windows_with(
+            &mut GemmScratch::default(),
+            1.0,
+            MatRef::new(&[], 2, 0, 0, 1),
+            w,
+            0.0,
+            MatMut::row_major(&mut c, 2, 8),
+        );
+        assert_eq!(c, [0.0; 16]);
+        let w = Windows::<f64>::new(&[], (2, 3, 3), Window::square(2))
+            .unwrap()
+            .t();
+        let mut c = [3.0f64; 16];
+        gemm_windows_with(
+            &mut GemmScratch::default(),
+            1.0,
+            MatRef::new(&[], 2, 0, 0, 1),
+            w,
+            0.5,
+            MatMut::row_major(&mut c, 2, 8),
+        );
+        assert_eq!(c, [1.5; 16]);
     }
 }

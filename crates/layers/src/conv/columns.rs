@@ -7,7 +7,9 @@
 //! so one larger product replaces several small ones; each output is still
 //! its own sum, so grouping changes no bit. Backward unrolls the kept
 //! input again (for `dW = dout col^T`) and folds `W^T dout` back with
-//! `col2im_t_into` (for dx).
+//! `col2im_t_into` (for dx). The Implicit method is the same code with
+//! the columns never written: the GEMM packs them from the input
+//! ([`kernels::gemm_windows_with`]) for the forward product and for dW.
 
 use kernels::{MatMut, MatRef, Windows, gemm_windows_with, gemm_with};
 use ndarray::{ArrayView3, ArrayViewMut2, ArrayViewMut3, s};
