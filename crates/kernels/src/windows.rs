@@ -515,33 +515,16 @@ mod tests {
 
     #[test]
     fn no_images_leave_beta_c() {
-        // The transpose over no images is a product of depth 0.
-        let w = Windows::<f32>::new(&[], (2, 3, 3), Window::square(2))
-            .unwrap()
-            .t();
-        assert_eq!((w.rows(), w.cols()), (0, 8));
-        let mut c = [f32::NAN; 16];
-        gemm_windows_with(
-            &mut GemmScratch::default(),
-            1.0,
-            MatRef::new(&[], 2, 0, 0, 1),
-            w,
-            0.0,
-            MatMut::row_major(&mut c, 2, 8),
-        );
-        assert_eq!(c, [0.0; 16]);
-        let w = Windows::<f64>::new(&[], (2, 3, 3), Window::square(2))
-            .unwrap()
-            .t();
-        let mut c = [3.0f64; 16];
-        gemm_windows_with(
-            &mut GemmScratch::default(),
-            1.0,
-            MatRef::new(&[], 2, 0, 0, 1),
-            w,
-            0.5,
-            MatMut::row_major(&mut c, 2, 8),
-        );
-        assert_eq!(c, [1.5; 16]);
+        // The transpose over no images is a product of depth 0: C <- beta C.
+        fn check<T: Float>(old: T, beta: T, want: T) {
+            let w = Windows::<T>::new(&[], (2, 3, 3), Window::square(2)).unwrap().t();
+            assert_eq!((w.rows(), w.cols()), (0, 8));
+            let mut c = [old; 16];
+            let (a, c_mat) = (MatRef::new(&[], 2, 0, 0, 1), MatMut::row_major(&mut c, 2, 8));
+            gemm_windows_with(&mut GemmScratch::default(), T::one(), a, w, beta, c_mat);
+            assert!(c.iter().all(|&v| v == want), "{}", T::NAME);
+        }
+        check(f32::NAN, 0.0, 0.0);
+        check(3.0f64, 0.5, 1.5);
     }
 }
