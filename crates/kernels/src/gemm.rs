@@ -384,13 +384,14 @@ impl<'a, T: 'static> MatRef<'a, T> {
     }
 }
 
-/// For `T = f32`, the scalars, A and C of a product as the packed loops
-/// take them (B to be supplied); `None` for `f64`.
+/// For `T = f32`, the scalars, A and C (at `c` with strides `(rsc, csc)`)
+/// of a product as the packed loops take them, B to be supplied
+/// ([`Product::with_b`](crate::packed::Product::with_b)); `None` for `f64`.
 pub(crate) fn as_f32<'a, T: Float>(
     alpha: T,
     a: MatRef<'a, T>,
     beta: T,
-    c: &mut MatMut<'_, T>,
+    (c, rsc, csc): (*mut T, isize, isize),
 ) -> Option<crate::packed::Product<'a, ()>> {
     (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| crate::packed::Product {
         // Exact: an f32 widened to f64 and back.
@@ -398,9 +399,9 @@ pub(crate) fn as_f32<'a, T: Float>(
         a: a.cast(),
         b: (),
         beta: beta.as_f64() as f32,
-        c: c.data.as_mut_ptr().cast(),
-        rsc: c.rs as isize,
-        csc: c.cs as isize,
+        c: c.cast(),
+        rsc,
+        csc,
     })
 }
 
@@ -424,21 +425,17 @@ unsafe fn gemm_unchecked<T: Float>(
     rsc: isize,
     csc: isize,
 ) {
-    let (alpha, beta) = (alpha.as_f64(), beta.as_f64());
-    if TypeId::of::<T>() == TypeId::of::<f32>() {
-        let product = crate::packed::Product {
-            alpha: alpha as f32,
-            a: a.cast(),
-            b: b.cast(),
-            beta: beta as f32,
-            c: c.cast(),
-            rsc,
-            csc,
-        };
-        // SAFETY: T is f32; the caller upholds the rest. Narrowing alpha
-        // and beta back from f64 is exact.
-        unsafe { crate::packed::sgemm(crate::packed::MicroKernel::of(isa), scratch, product) }
+    if let Some(product) = as_f32(alpha, a, beta, (c, rsc, csc)) {
+        // SAFETY: T is f32 (checked by `as_f32`); the caller upholds the rest.
+        unsafe {
+            crate::packed::sgemm(
+                crate::packed::MicroKernel::of(isa),
+                scratch,
+                product.with_b(b.cast()),
+            )
+        }
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+        let (alpha, beta) = (alpha.as_f64(), beta.as_f64());
         let (a, b) = (a.cast::<f64>(), b.cast::<f64>());
         // SAFETY: T is f64; A and B were checked by their constructors, C
         // by the caller.

@@ -143,6 +143,30 @@ pub(crate) struct Product<'a, B = MatRef<'a, f32>> {
     pub(crate) csc: isize,
 }
 
+impl<'a> Product<'a, ()> {
+    /// The same product with `b` for B.
+    pub(crate) fn with_b<B>(self, b: B) -> Product<'a, B> {
+        let Product {
+            alpha,
+            a,
+            beta,
+            c,
+            rsc,
+            csc,
+            ..
+        } = self;
+        Product {
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+            rsc,
+            csc,
+        }
+    }
+}
+
 /// `C <- alpha A B + beta C` for `f32` on `tile`, whose instructions the
 /// CPU must have (checked by the caller); with `beta == 0` the old contents of
 /// C are ignored (NaN included). Each element is summed over `k` in order
@@ -242,16 +266,7 @@ pub(crate) unsafe fn sgemm_windows(
     p: Product<'_, ()>,
 ) {
     let GemmScratch { a: pa, b: pb, x } = scratch;
-    let b = WindowPanels::new(w, x);
-    let p = Product {
-        alpha: p.alpha,
-        a: p.a,
-        b,
-        beta: p.beta,
-        c: p.c,
-        rsc: p.rsc,
-        csc: p.csc,
-    };
+    let p = p.with_b(WindowPanels::new(w, x));
     // SAFETY: as this function's contract.
     unsafe { packed_on(tile, pa, pb, p) }
 }
@@ -356,33 +371,16 @@ impl Panels for MatRef<'_, f32> {
     #[inline(always)]
     unsafe fn pack<const NR: usize>(&self, dst: &mut [[f32; NR]], pc: usize, j0: usize, tr: Transpose) {
         // SAFETY: as this function's contract.
-        unsafe { pack_b(dst, *self, pc, j0, tr) }
-    }
-}
-
-/// Packs B's `NR`-column panel at depth `pc` and column `j0`, `dst.len()`
-/// steps deep.
-///
-/// # Safety
-/// The CPU must have what `tr` needs.
-#[inline(always)]
-unsafe fn pack_b<const NR: usize>(
-    dst: &mut [[f32; NR]],
-    b: MatRef<'_, f32>,
-    pc: usize,
-    j0: usize,
-    tr: Transpose,
-) {
-    // SAFETY: as this function's contract.
-    unsafe {
-        pack(
-            dst,
-            b.data,
-            pc * b.rs + j0 * b.cs,
-            (b.cols - j0).min(NR),
-            (b.cs, b.rs),
-            tr,
-        )
+        unsafe {
+            pack(
+                dst,
+                self.data,
+                pc * self.rs + j0 * self.cs,
+                (self.cols - j0).min(NR),
+                (self.cs, self.rs),
+                tr,
+            )
+        }
     }
 }
 
@@ -591,7 +589,7 @@ mod x86 {
 
     use tensor4d::grow;
 
-    use super::{AVX2_TILE, AVX512_TILE, KC, Panels, Product, Tile, Transpose, Update, blocked, pack_b};
+    use super::{AVX2_TILE, AVX512_TILE, KC, Panels, Product, Tile, Transpose, Update, blocked};
 
     /// Element `(i, p0 + j)` of the eight `lines` into lane `w0 + i` of
     /// `dst[j]`, for `j < 8`: an 8x8 transpose in registers. Each step's
@@ -704,7 +702,7 @@ mod x86 {
             let pb = grow(pb, (ntiles - packed_from) * kc * NR).as_chunks_mut::<NR>().0;
             for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
                 // SAFETY: AVX per this function's contract.
-                unsafe { pack_b(panel, b, pc, (packed_from + t) * NR, Transpose::Avx) };
+                unsafe { b.pack(panel, pc, (packed_from + t) * NR, Transpose::Avx) };
             }
             let update = Update::of_block(pc, beta);
             for tj in 0..ntiles {

@@ -465,8 +465,8 @@ impl Isa {
             // the GEMM has it.
             return self.gemm_with(scratch, alpha, a, MatRef::new(&[], 0, n, n, 1), beta, c);
         }
-        let mut c = c;
-        if let Some(product) = crate::gemm::as_f32(alpha, a, beta, &mut c) {
+        let c_at = (c.data.as_mut_ptr(), c.rs as isize, c.cs as isize);
+        if let Some(product) = crate::gemm::as_f32(alpha, a, beta, c_at) {
             // SAFETY: `as_f32` checked T; A and C were checked by their
             // constructors, and `&mut` excludes aliasing between C and the
             // inputs; the path is available.
