@@ -15,14 +15,10 @@ const IMPLICIT_DEPTH: usize = 256;
 /// multiply-adds where the CPU has them), and tests hold them to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ConvMethod {
-    /// The engine's choice for each pass, by the shapes alone: for stride
-    /// 1, [`ConvMethod::Direct`] for forward with at most 16 filters, or up
-    /// to 30 that fill whole tiles of the small-matrix kernel
-    /// ([`kernels::TILE_ROWS`] rows each); for backward with at most 16
-    /// filters; and for the backward of a network's first layer, which
-    /// needs no input gradient. Otherwise, for stride 1 and windows of at
-    /// least 256 elements (`C*FH*FW`), [`ConvMethod::Implicit`]; else
-    /// [`ConvMethod::Columns`].
+    /// The engine's choice, by the shapes alone, the same for forward and
+    /// backward: for stride 1, [`ConvMethod::Direct`] with at most 16
+    /// filters, else [`ConvMethod::Implicit`] for windows of at least 256
+    /// elements (`C*FH*FW`); otherwise [`ConvMethod::Columns`].
     #[default]
     Auto,
     /// Section 7.4.3 as the book writes it ([`Convolution::forward_chapter`](crate::Convolution::forward_chapter),
@@ -49,32 +45,25 @@ pub enum ConvMethod {
 }
 
 impl ConvMethod {
-    /// The one place that decides how a pass computes: the method set, or
-    /// for [`ConvMethod::Auto`] the engine's rule by the shapes.
-    pub(super) fn algorithm(self, pass: Pass, filters: usize, channels: usize, win: Window) -> Algorithm {
+    /// The one place that decides how a convolution computes: the method
+    /// set, or for [`ConvMethod::Auto`] the engine's rule by the shapes.
+    pub(super) fn algorithm(self, filters: usize, channels: usize, win: Window) -> Algorithm {
         let stride_1 = (win.sh, win.sw) == (1, 1);
-        match (self, pass) {
-            (ConvMethod::Chapter, _) => Algorithm::Chapter,
-            (ConvMethod::Columns, _) => Algorithm::Columns,
-            (ConvMethod::Implicit, _) => Algorithm::Implicit,
-            (ConvMethod::Direct, _) => Algorithm::Direct,
-            (ConvMethod::Auto, _) if !stride_1 => Algorithm::Columns,
+        match self {
+            ConvMethod::Chapter => Algorithm::Chapter,
+            ConvMethod::Columns => Algorithm::Columns,
+            ConvMethod::Implicit => Algorithm::Implicit,
+            ConvMethod::Direct => Algorithm::Direct,
+            ConvMethod::Auto if !stride_1 => Algorithm::Columns,
             // Packing pays off only for enough rows of filters: up to 16
-            // it does not, nor for up to 30 that fill whole small-kernel tiles.
-            (ConvMethod::Auto, Pass::Forward)
-                if filters <= 16 || filters <= 30 && filters.is_multiple_of(kernels::TILE_ROWS) =>
-            {
-                Algorithm::Direct
-            }
-            (ConvMethod::Auto, Pass::Backward) if filters <= 16 => Algorithm::Direct,
-            // Without an input gradient, backward is dot products of the
-            // gradient with windows read in place.
-            (ConvMethod::Auto, Pass::BackwardParams) => Algorithm::Direct,
+            // it does not. From 30 on, it is at least as fast as the small
+            // kernels, a first layer's weight gradient included.
+            ConvMethod::Auto if filters <= 16 => Algorithm::Direct,
             // Deep windows: packing them from the input saves im2col's
             // pass. Shallow ones make products small enough for the GEMM
             // to read written columns in place, where packing costs more.
-            (ConvMethod::Auto, _) if channels * win.area() >= IMPLICIT_DEPTH => Algorithm::Implicit,
-            (ConvMethod::Auto, _) => Algorithm::Columns,
+            ConvMethod::Auto if channels * win.area() >= IMPLICIT_DEPTH => Algorithm::Implicit,
+            ConvMethod::Auto => Algorithm::Columns,
         }
     }
 
@@ -121,16 +110,6 @@ impl std::str::FromStr for ConvMethod {
                 )
             })
     }
-}
-
-/// One pass of a convolution, as far as the choice of algorithm goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Pass {
-    Forward,
-    /// Backward with the input gradient.
-    Backward,
-    /// Backward for the parameter gradients alone.
-    BackwardParams,
 }
 
 /// What actually runs: a method, [`ConvMethod::Auto`] resolved.

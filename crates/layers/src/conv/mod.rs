@@ -11,8 +11,8 @@ mod columns;
 mod direct;
 mod method;
 
+use method::Algorithm;
 pub use method::ConvMethod;
-use method::{Algorithm, Pass};
 
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView4, ArrayViewD};
 use rand::Rng;
@@ -230,10 +230,10 @@ impl<T: Float> Convolution<T> {
         self.weight.dim().0
     }
 
-    /// How `pass` computes: see [`ConvMethod::algorithm`].
-    fn algorithm(&self, pass: Pass) -> Algorithm {
+    /// How this layer computes: see [`ConvMethod::algorithm`].
+    fn algorithm(&self) -> Algorithm {
         self.method
-            .algorithm(pass, self.filters(), self.weight.dim().1, self.win)
+            .algorithm(self.filters(), self.weight.dim().1, self.win)
     }
 
     /// [`Layer::output_shape`] without allocating, for every forward.
@@ -252,10 +252,10 @@ impl<T: Float> Convolution<T> {
         crate::shape_error(self, source)
     }
 
-    /// Backward by the algorithm chosen for `pass`, leaving dW and db in
-    /// the layer and, for [`Pass::Backward`], dx in `self.dx`.
-    fn backward_pass(&mut self, dout: ArrayViewD<'_, T>, pass: Pass) -> Result<(), Error> {
-        let algorithm = self.algorithm(pass);
+    /// Backward by the layer's algorithm, leaving dW and db in the layer
+    /// and, with `input_grad`, dx in `self.dx`.
+    fn backward_pass(&mut self, dout: ArrayViewD<'_, T>, input_grad: bool) -> Result<(), Error> {
+        let algorithm = self.algorithm();
         // What the last forward kept must be what this backward reads: a
         // `forward_chapter` called alone keeps columns, not the input.
         let by_chapter = algorithm == Algorithm::Chapter;
@@ -275,7 +275,6 @@ impl<T: Float> Convolution<T> {
             self.out.shape(),
             dout.shape(),
         )?;
-        let input_grad = pass == Pass::Backward;
         match algorithm {
             Algorithm::Chapter => {
                 let dout = as_nchw(dout).map_err(|e| self.shape_error(e))?;
@@ -316,7 +315,7 @@ impl<T: Float> Layer<T> for Convolution<T> {
     fn forward(&mut self, x: ArrayViewD<'_, T>, _mode: Mode) -> Result<&ArrayD<T>, Error> {
         let out_shape = self.out_dims(x.shape())?;
         let x = as_nchw(x).map_err(|e| self.shape_error(e))?;
-        match self.algorithm(Pass::Forward) {
+        match self.algorithm() {
             Algorithm::Chapter => {
                 let y = self.forward_chapter(x)?;
                 reuse(&mut self.out, &out_shape);
@@ -339,14 +338,14 @@ impl<T: Float> Layer<T> for Convolution<T> {
     }
 
     fn backward(&mut self, dout: ArrayViewD<'_, T>) -> Result<&ArrayD<T>, Error> {
-        self.backward_pass(dout, Pass::Backward)?;
+        self.backward_pass(dout, true)?;
         Ok(&self.dx)
     }
 }
 
 impl<T: Float> LayerHooks<T> for Convolution<T> {
     fn backward_params(&mut self, dout: ArrayViewD<'_, T>) -> Result<(), Error> {
-        self.backward_pass(dout, Pass::BackwardParams)
+        self.backward_pass(dout, false)
     }
 
     /// Takes over the activation if none is fused yet, unless the layer
