@@ -510,7 +510,8 @@ proptest! {
 /// The implicit method packs the windows the columns method writes, so
 /// every result is the same bits, in f32 and f64: small outputs (images
 /// grouped side by side) and large ones, windows deeper than one packed
-/// block, stride 2, a fused ReLU, and backward with and without dx.
+/// block, stride 2, a fused ReLU, and backward with and without dx (inputs
+/// of fewer than 64 channels, whose dx both fold back by `col2im`).
 #[test]
 fn implicit_gives_the_columns_bits() {
     fn check<T: layers::Float>(shape: (usize, usize, usize, usize), filters: usize, win: Window, relu: bool) {
@@ -555,6 +556,78 @@ fn implicit_gives_the_columns_bits() {
     ] {
         check::<f32>(shape, filters, win, relu);
         check::<f64>(shape, filters, win, relu);
+    }
+}
+
+/// From 64 input channels, stride 1, the implicit method's dx is the
+/// transposed convolution of dout: against the naive loops (f64) and the
+/// chapter's method (f32, to its rounding), with images grouped (7x7
+/// outputs) and alone (12x12), padding 0 to 2 of windows 2 to 5 wide,
+/// rectangular ones, and a fused ReLU (against Columns, which applies it
+/// the same way); forward and dW keep Columns' bits, and dx is the same
+/// on one thread and three.
+#[test]
+fn implicit_input_gradient_is_the_transposed_convolution() {
+    let bits = |v: &ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let cases = [
+        ((5, 64, 7, 7), 9, Window::square(3).with_pad(1), false),
+        ((2, 64, 12, 12), 5, Window::square(5).with_pad(2), true),
+        ((3, 70, 9, 8), 4, Window::new(3, 2), false),
+        ((4, 64, 6, 6), 3, Window::square(3).with_pad(2), true),
+        ((3, 65, 5, 7), 17, Window::new(2, 3).with_pad(1), false),
+    ];
+    for (k, &(shape, filters, win, relu)) in cases.iter().enumerate() {
+        let seed = 90 + k as u64;
+        let x = uniform4(shape, seed);
+        let w = uniform4((filters, shape.1, win.fh, win.fw), seed ^ 1);
+        let b = uniform1(filters, seed ^ 2);
+        let run = |method, threads| {
+            on_threads(threads, || {
+                let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
+                    .unwrap()
+                    .with_method(method)
+                    .unwrap();
+                if relu {
+                    conv.fuse(Activation::Relu);
+                }
+                let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
+                let g = uniform(y.shape(), seed ^ 3);
+                let dx = conv.backward(g.view()).unwrap().clone();
+                let (dw, db) = grads(&conv);
+                (y, g, dx, dw, db)
+            })
+        };
+        let what = format!("{shape:?}, {filters} filters, {win}");
+        let (y, g, dx, dw, db) = run(ConvMethod::Implicit, 1);
+        let (cy, _, cdx, cdw, cdb) = run(ConvMethod::Columns, 1);
+        assert_eq!(bits(&y), bits(&cy), "forward: {what}");
+        assert_eq!(bits(&dw), bits(&cdw), "dW: {what}");
+        assert_eq!(bits(&db), bits(&cdb), "db: {what}");
+        assert_all_close(&dx, &cdx, &format!("dx against Columns: {what}"));
+        assert_ne!(bits(&dx), bits(&cdx), "dx by another sum than col2im's: {what}");
+        if !relu {
+            let (ndx, _, _) = naive_conv_backward(&x, &w, &g.into_dimensionality().unwrap(), win);
+            assert_all_close(
+                &dx,
+                &ndx.into_dyn(),
+                &format!("dx against the naive loops: {what}"),
+            );
+        }
+        assert_eq!(
+            bits(&dx),
+            bits(&run(ConvMethod::Implicit, 3).2),
+            "dx, 1 and 3 threads: {what}"
+        );
+        let (x32, w32, b32) = (x.mapv(|v| v as f32), w.mapv(|v| v as f32), b.mapv(|v| v as f32));
+        let [_, (_, want), ..] = run_method(ConvMethod::Chapter, &x32, &w32, &b32, win, seed);
+        let [_, (_, got), ..] = run_method(ConvMethod::Implicit, &x32, &w32, &b32, win, seed);
+        for (&p, &q) in want.iter().zip(got.iter()) {
+            let (p, q) = (p as f64, q as f64);
+            assert!(
+                (p - q).abs() <= 1e-4 * p.abs().max(q.abs()).max(1.0),
+                "f32 dx {p} vs {q}: {what}"
+            );
+        }
     }
 }
 

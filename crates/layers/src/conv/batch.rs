@@ -22,6 +22,9 @@ pub(super) struct Workspace<T> {
     pub(super) partial: Vec<T>,
     /// Where each window row starts in a padded image (the Direct method).
     pub(super) starts: Vec<usize>,
+    /// The filters flipped, channels swapped, as the `(C, FN*FH*FW)`
+    /// matrix of the transposed convolution (the Implicit method's dx).
+    pub(super) flipped: Vec<T>,
 }
 
 /// A parallel part's workspace: buffers cut to each use, and the GEMM's

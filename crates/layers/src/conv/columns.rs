@@ -9,15 +9,17 @@
 //! input again (for `dW = dout col^T`) and folds `W^T dout` back with
 //! `col2im_t_into` (for dx). The Implicit method is the same code with
 //! the columns never written: the GEMM packs them from the input
-//! ([`kernels::gemm_windows_with`]) for the forward product and for dW.
+//! ([`kernels::gemm_windows_with`]) for the forward product and for dW,
+//! and, where [`ConvMethod::transposed_input_grad`] says so, from `dout`
+//! for dx, the convolution of `dout` with the flipped filters.
 
 use kernels::{MatMut, MatRef, Windows, gemm_windows_with, gemm_with};
-use ndarray::{ArrayView3, ArrayViewMut2, ArrayViewMut3, s};
+use ndarray::{Array4, ArrayView3, ArrayViewMut2, ArrayViewMut3, s};
 use rayon::prelude::*;
 use tensor4d::{Float, ShapeError, Window};
 
-use super::Convolution;
 use super::batch::{Batch, Group, Work, backward_groups, group_size, weight_mat};
+use super::{ConvMethod, Convolution};
 use crate::Error;
 use crate::activation::Fused;
 use crate::par::{lane_sum, per_part};
@@ -156,19 +158,58 @@ impl<T: Float> Convolution<T> {
         let (chw, ckk) = (c * h * w, c * self.win.area());
         let (win, act) = (self.win, self.act);
         let wt = weight_mat(&self.weight).t();
+        // dx as the transposed convolution: dout's windows under `twin`
+        // (output H x W again) times the flipped filters.
+        let transposed = implicit && input_grad && ConvMethod::transposed_input_grad(c, win);
+        let (oh, ow) = (self.out.shape()[2], self.out.shape()[3]);
+        let twin = Window {
+            ph: win.fh.saturating_sub(1 + win.ph),
+            pw: win.fw.saturating_sub(1 + win.pw),
+            ..win
+        };
+        if transposed {
+            flip(&self.weight, &mut self.work.flipped);
+        }
+        let flipped = MatRef::row_major(&self.work.flipped, c, self.work.flipped.len() / c.max(1));
         let body = |ws: &mut Work<T>, grp: Group<'_, T>| {
             let Work {
                 buf: ws,
                 gemm: scratch,
             } = ws;
             let ld = grp.dout.len() / fnum;
+            let count = ld / ohw;
             let columns = if implicit { 0 } else { ckk * ld };
-            ws.resize(ws.len().max(fnum * ld + columns + ckk * ld), T::zero());
-            let (dg, rest) = ws.split_at_mut(fnum * ld);
-            let (col, dcol) = rest.split_at_mut(columns);
             // With a fused activation, its backward on the way.
             let fused = (act != Fused::Identity).then_some((act, grp.out));
-            let d = side_by_side(grp.dout, fused, dg, (fnum, ohw));
+            // The transposed convolution reads dout image by image (with
+            // the activation's backward applied first, if fused), and
+            // writes dx side by side when the group has several images.
+            let masked = if transposed && fused.is_some() {
+                fnum * ld
+            } else {
+                0
+            };
+            let tail = match (transposed, count) {
+                (false, _) => ckk * ld,
+                (true, 1) => 0,
+                (true, _) => c * count * h * w,
+            };
+            ws.resize(ws.len().max(masked + fnum * ld + columns + tail), T::zero());
+            let (dn, rest) = ws.split_at_mut(masked);
+            let (dg, rest) = rest.split_at_mut(fnum * ld);
+            let (col, dcol) = rest.split_at_mut(columns);
+            let (dn, d): (&[T], &[T]) = if transposed {
+                let dn: &[T] = match fused {
+                    Some((act, out)) => {
+                        act.grad(dn, grp.dout, out);
+                        dn
+                    }
+                    None => grp.dout,
+                };
+                (dn, side_by_side(dn, None, dg, (fnum, ohw)))
+            } else {
+                (&[], side_by_side(grp.dout, fused, dg, (fnum, ohw)))
+            };
             let (dw, db) = grp.partial.split_at_mut(fnum * ckk);
             let (d_mat, dw_mat) = (MatRef::row_major(d, fnum, ld), MatMut::row_major(dw, fnum, ckk));
             if implicit {
@@ -184,7 +225,39 @@ impl<T: Float> Convolution<T> {
             for (s, row) in db.iter_mut().zip(d.chunks_exact(ld)) {
                 *s = lane_sum(row);
             }
-            if let Some(dxs) = grp.dx {
+            let Some(dxs) = grp.dx else {
+                return Ok(());
+            };
+            if transposed {
+                let windows = Windows::new(dn, (fnum, oh, ow), twin)?;
+                let hw = h * w;
+                if count == 1 {
+                    gemm_windows_with(
+                        scratch,
+                        T::one(),
+                        flipped,
+                        windows,
+                        T::zero(),
+                        MatMut::row_major(dxs, c, hw),
+                    );
+                } else {
+                    let dxg = &mut dcol[..c * count * hw];
+                    gemm_windows_with(
+                        scratch,
+                        T::one(),
+                        flipped,
+                        windows,
+                        T::zero(),
+                        MatMut::row_major(dxg, c, count * hw),
+                    );
+                    for (j, dx) in dxs.chunks_exact_mut(c * hw).enumerate() {
+                        for (ch, dst) in dx.chunks_exact_mut(hw).enumerate() {
+                            let at = ch * count * hw + j * hw;
+                            dst.copy_from_slice(&dxg[at..at + hw]);
+                        }
+                    }
+                }
+            } else {
                 let dcol = &mut dcol[..ckk * ld];
                 gemm_with(
                     scratch,
@@ -209,6 +282,20 @@ impl<T: Float> Convolution<T> {
             body,
         )
         .map_err(|e| crate::shape_error(&*self, e))
+    }
+}
+
+/// The filters `(FN, C, FH, FW)` turned by half a turn in each window and
+/// their channels swapped, into `dst` as the `(C, FN*FH*FW)` matrix of the
+/// transposed convolution: `dst[c][f][i][j] = w[f][c][FH-1-i][FW-1-j]`.
+fn flip<T: Float>(w: &Array4<T>, dst: &mut Vec<T>) {
+    let (fnum, c, fh, fw) = w.dim();
+    dst.resize(fnum * c * fh * fw, T::zero());
+    for ((ch, f, i, j), d) in ndarray::indices((c, fnum, fh, fw))
+        .into_iter()
+        .zip(dst.iter_mut())
+    {
+        *d = w[[f, ch, fh - 1 - i, fw - 1 - j]];
     }
 }
 

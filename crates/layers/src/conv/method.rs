@@ -9,6 +9,12 @@ use crate::Error;
 /// windows straight from the input ([`ConvMethod::Implicit`]).
 const IMPLICIT_DEPTH: usize = 256;
 
+/// The least input channels for which [`ConvMethod::Implicit`] takes the
+/// input gradient as a transposed convolution rather than by `col2im`:
+/// its product has a row per input channel, and with fewer each packed
+/// panel of windows serves too few of them to pay for its packing.
+const TRANSPOSED_CHANNELS: usize = 64;
+
 /// How a [`Convolution`](crate::Convolution) computes. All methods compute the chapter's
 /// numbers; the engine's differ from [`ConvMethod::Chapter`] only in
 /// rounding (the order in which each output's sum is added up, and fused
@@ -36,7 +42,13 @@ pub enum ConvMethod {
     /// each panel of windows straight from the input
     /// ([`kernels::gemm_windows_with`], an implicit im2col), in forward and
     /// in the weight gradient, with the same bits as packing written
-    /// columns. The input gradient is still folded back by `col2im`.
+    /// columns. For stride 1 and inputs of at least 64 channels, the input
+    /// gradient is the convolution of `dout` with the filters flipped and
+    /// their channels swapped (the transposed convolution), on windows of
+    /// `dout` packed the same way: nothing is written to be folded back.
+    /// Its sums run over filters and window positions at once, so they
+    /// round otherwise than `col2im`'s. Elsewhere dx is folded back by
+    /// `col2im`, with Columns' bits.
     Implicit,
     /// No `im2col` at all (stride 1 only): each window row is a
     /// contiguous run of the padded input, which the small-matrix kernels
@@ -65,6 +77,14 @@ impl ConvMethod {
             ConvMethod::Auto if channels * win.area() >= IMPLICIT_DEPTH => Algorithm::Implicit,
             ConvMethod::Auto => Algorithm::Columns,
         }
+    }
+
+    /// Whether [`Algorithm::Implicit`] takes the input gradient as the
+    /// transposed convolution: stride 1 (a larger one would need `dout`
+    /// spread out with zeros), padding narrower than the window (the
+    /// transposed one pads by `FH - 1 - PH`), and enough input channels.
+    pub(super) fn transposed_input_grad(channels: usize, win: Window) -> bool {
+        (win.sh, win.sw) == (1, 1) && win.ph < win.fh && win.pw < win.fw && channels >= TRANSPOSED_CHANNELS
     }
 
     /// Every method, [`ConvMethod::Auto`] first.
