@@ -60,8 +60,8 @@ pub use windows::{Windows, gemm_windows_with};
 /// Rows of the tile of [`gemm_few_rows`] (and of the AVX2 GEMM tile): 6
 /// rows of 2 AVX2 vectors are 12 accumulators, which fit the 16 registers
 /// beside a loaded row of B and a broadcast element of A. Callers whose
-/// cost depends on whole tiles (a convolution choosing how to compute for
-/// its number of filters) read it here.
+/// cost depends on whole tiles (an affine layer choosing whether a batch
+/// is few enough rows to read its weights in place) read it here.
 pub const TILE_ROWS: usize = 6;
 
 /// Columns of the widest GEMM tile (two AVX-512 vectors of `f32`), a

@@ -4,8 +4,9 @@
 //! small-matrix kernels (`kernels::gemm_few_rows` forward, `gemm_dots` for
 //! the weight gradient) read in place; the input gradient is `W^T dout`
 //! added back window row by window row, with no `col2im`. Where filters
-//! are few, this beats packing them for a GEMM; for a network's first
-//! layer, whose backward needs no input gradient, it is all dot products.
+//! are few (`ConvMethod::Auto` picks it for at most 16), this beats
+//! packing them for a GEMM; for a network's first layer, whose backward
+//! needs no input gradient, it is all dot products.
 
 use kernels::{MatMut, MatRef, Rows, gemm_dots, gemm_few_rows, gemm_with};
 use rayon::prelude::*;

@@ -1,5 +1,5 @@
 //! How a convolution computes: the methods a user may choose, and the one
-//! `match` that turns a method into the algorithm that runs for a pass.
+//! `match` that turns a method into the algorithm that runs.
 
 use tensor4d::Window;
 
@@ -42,8 +42,8 @@ pub enum ConvMethod {
     /// each panel of windows straight from the input
     /// ([`kernels::gemm_windows_with`], an implicit im2col), in forward and
     /// in the weight gradient, with the same bits as packing written
-    /// columns. For stride 1 and inputs of at least 64 channels, the input
-    /// gradient is the convolution of `dout` with the filters flipped and
+    /// columns. For stride 1, padding narrower than the window and inputs of
+    /// at least 64 channels, the input gradient is the convolution of `dout` with the filters flipped and
     /// their channels swapped (the transposed convolution), on windows of
     /// `dout` packed the same way: nothing is written to be folded back.
     /// Its sums run over filters and window positions at once, so they
