@@ -506,6 +506,25 @@ proptest! {
     }
 }
 
+/// A convolution of weights `w` and biases `b` by `method`, with a fused
+/// ReLU if `relu`.
+fn conv_by<T: layers::Float>(
+    method: ConvMethod,
+    w: &Array4<T>,
+    b: &Array1<T>,
+    win: Window,
+    relu: bool,
+) -> Convolution<T> {
+    let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
+        .unwrap()
+        .with_method(method)
+        .unwrap();
+    if relu {
+        conv.fuse(Activation::Relu);
+    }
+    conv
+}
+
 /// The implicit method packs the windows the columns method writes, so
 /// every result is the same bits, in f32 and f64: small outputs (images
 /// grouped side by side) and large ones, windows deeper than one packed
@@ -518,13 +537,7 @@ fn implicit_gives_the_columns_bits() {
         let w = uniform4((filters, shape.1, win.fh, win.fw), 12).mapv(|v| T::of(v - 0.5));
         let b = uniform1(filters, 13).mapv(T::of);
         let run = |method| {
-            let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
-                .unwrap()
-                .with_method(method)
-                .unwrap();
-            if relu {
-                conv.fuse(Activation::Relu);
-            }
+            let mut conv = conv_by(method, &w, &b, win, relu);
             let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
             let g = uniform(y.shape(), 14).mapv(|v| T::of(v - 0.5));
             let dx = conv.backward(g.view()).unwrap().clone();
@@ -592,13 +605,7 @@ fn implicit_input_gradient_is_the_transposed_convolution() {
         let b = uniform1(filters, seed ^ 2);
         let run = |method, threads| {
             on_threads(threads, || {
-                let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
-                    .unwrap()
-                    .with_method(method)
-                    .unwrap();
-                if relu {
-                    conv.fuse(Activation::Relu);
-                }
+                let mut conv = conv_by(method, &w, &b, win, relu);
                 let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
                 let first = uniform(y.shape(), seed ^ 5).mapv(|v| v * 1e3);
                 conv.backward(first.view()).unwrap();

@@ -230,30 +230,27 @@ impl<T: Float> Convolution<T> {
             };
             if transposed {
                 let windows = Windows::new(dn, (fnum, oh, ow), twin)?;
-                let hw = h * w;
-                if count == 1 {
-                    gemm_windows_with(
-                        scratch,
-                        T::one(),
-                        flipped,
-                        windows,
-                        T::zero(),
-                        MatMut::row_major(dxs, c, hw),
-                    );
+                let (hw, ld) = (h * w, count * h * w);
+                // The product's destination: dx itself for one image, else
+                // the group's (C, count*H*W) matrix, copied out after.
+                let dst = if count == 1 {
+                    &mut *dxs
                 } else {
-                    let dxg = &mut dcol[..c * count * hw];
-                    gemm_windows_with(
-                        scratch,
-                        T::one(),
-                        flipped,
-                        windows,
-                        T::zero(),
-                        MatMut::row_major(dxg, c, count * hw),
-                    );
+                    &mut dcol[..c * ld]
+                };
+                gemm_windows_with(
+                    scratch,
+                    T::one(),
+                    flipped,
+                    windows,
+                    T::zero(),
+                    MatMut::row_major(dst, c, ld),
+                );
+                if count > 1 {
                     for (j, dx) in dxs.chunks_exact_mut(c * hw).enumerate() {
                         for (ch, dst) in dx.chunks_exact_mut(hw).enumerate() {
-                            let at = ch * count * hw + j * hw;
-                            dst.copy_from_slice(&dxg[at..at + hw]);
+                            let at = ch * ld + j * hw;
+                            dst.copy_from_slice(&dcol[at..at + hw]);
                         }
                     }
                 }
