@@ -140,6 +140,25 @@ fn methods_for(win: Window) -> Vec<ConvMethod> {
         .collect()
 }
 
+/// A convolution of weights `w` and biases `b` by `method`, with a fused
+/// ReLU if `relu`.
+fn conv_by<T: layers::Float>(
+    method: ConvMethod,
+    w: &Array4<T>,
+    b: &Array1<T>,
+    win: Window,
+    relu: bool,
+) -> Convolution<T> {
+    let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
+        .unwrap()
+        .with_method(method)
+        .unwrap();
+    if relu {
+        conv.fuse(Activation::Relu);
+    }
+    conv
+}
+
 /// What one method computes on `x`: output, dx, dW, db, and dW and db again
 /// from a backward without dx.
 type Results<T> = [(&'static str, ArrayD<T>); 6];
@@ -152,10 +171,7 @@ fn run_method<T: layers::Float>(
     win: Window,
     seed: u64,
 ) -> Results<T> {
-    let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
-        .unwrap()
-        .with_method(method)
-        .unwrap();
+    let mut conv = conv_by(method, w, b, win, false);
     let y = conv.forward(x.view().into_dyn(), Mode::Train).unwrap().clone();
     let g = uniform(y.shape(), seed ^ 3).mapv(|v| T::of(v));
     let dx = conv.backward(g.view()).unwrap().clone();
@@ -504,25 +520,6 @@ proptest! {
         }
         methods_agree(&x, win, seed)?;
     }
-}
-
-/// A convolution of weights `w` and biases `b` by `method`, with a fused
-/// ReLU if `relu`.
-fn conv_by<T: layers::Float>(
-    method: ConvMethod,
-    w: &Array4<T>,
-    b: &Array1<T>,
-    win: Window,
-    relu: bool,
-) -> Convolution<T> {
-    let mut conv = Convolution::from_weights(w.clone(), b.clone(), win)
-        .unwrap()
-        .with_method(method)
-        .unwrap();
-    if relu {
-        conv.fuse(Activation::Relu);
-    }
-    conv
 }
 
 /// The implicit method packs the windows the columns method writes, so

@@ -230,13 +230,13 @@ impl<T: Float> Convolution<T> {
             };
             if transposed {
                 let windows = Windows::new(dn, (fnum, oh, ow), twin)?;
-                let (hw, ld) = (h * w, count * h * w);
+                let (hw, dx_ld) = (h * w, count * h * w);
                 // The product's destination: dx itself for one image, else
                 // the group's (C, count*H*W) matrix, copied out after.
                 let dst = if count == 1 {
                     &mut *dxs
                 } else {
-                    &mut dcol[..c * ld]
+                    &mut dcol[..c * dx_ld]
                 };
                 gemm_windows_with(
                     scratch,
@@ -244,12 +244,12 @@ impl<T: Float> Convolution<T> {
                     flipped,
                     windows,
                     T::zero(),
-                    MatMut::row_major(dst, c, ld),
+                    MatMut::row_major(dst, c, dx_ld),
                 );
                 if count > 1 {
                     for (j, dx) in dxs.chunks_exact_mut(c * hw).enumerate() {
                         for (ch, dst) in dx.chunks_exact_mut(hw).enumerate() {
-                            let at = ch * ld + j * hw;
+                            let at = ch * dx_ld + j * hw;
                             dst.copy_from_slice(&dcol[at..at + hw]);
                         }
                     }
