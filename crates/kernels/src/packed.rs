@@ -84,6 +84,15 @@ pub(crate) fn with_thread_scratch<R>(f: impl FnOnce(&mut GemmScratch) -> R) -> R
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
+/// `len` elements of `v` (grown if need be) from a cache line's start, so
+/// that a packed panel's rows do not straddle lines.
+fn grow_aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    const LINE: usize = 64 / std::mem::size_of::<f32>();
+    let v = grow(v, len + LINE - 1);
+    let skip = v.as_ptr().align_offset(64).min(LINE - 1);
+    &mut v[skip..skip + len]
+}
+
 /// The register tiles, rows by columns: AVX-512's, and the one that AVX2
 /// and the portable path share.
 const AVX512_TILE: (usize, usize) = (12, 32);
@@ -587,8 +596,6 @@ impl Tile {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use tensor4d::grow;
-
     use super::{AVX2_TILE, AVX512_TILE, KC, Panels, Product, Tile, Transpose, Update, blocked};
 
     /// Element `(i, p0 + j)` of the eight `lines` into lane `w0 + i` of
@@ -699,7 +706,9 @@ mod x86 {
         let packed_from = if b.cs == 1 { n / NR } else { 0 };
         for pc in (0..k).step_by(KC) {
             let kc = (k - pc).min(KC);
-            let pb = grow(pb, (ntiles - packed_from) * kc * NR).as_chunks_mut::<NR>().0;
+            let pb = super::grow_aligned(pb, (ntiles - packed_from) * kc * NR)
+                .as_chunks_mut::<NR>()
+                .0;
             for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
                 // SAFETY: AVX per this function's contract.
                 unsafe { b.pack(panel, pc, (packed_from + t) * NR, Transpose::Avx) };
@@ -714,9 +723,6 @@ mod x86 {
                 };
                 for i0 in (0..m).step_by(MR) {
                     let rows = (m - i0).min(MR);
-                    // Rows past A's edge repeat its last; they are not stored.
-                    let ap: [*const f32; MR] =
-                        std::array::from_fn(|r| a.data[(i0 + r.min(rows - 1)) * a.rs + pc * a.cs..].as_ptr());
                     let t = Tile {
                         // SAFETY: the tile's valid part lies in C.
                         c: unsafe { c.offset(i0 as isize * rsc + j0 as isize * csc) },
@@ -727,14 +733,24 @@ mod x86 {
                         alpha,
                         update,
                     };
-                    // SAFETY: A's rows hold kc elements at stride a.cs from
-                    // each pointer, and B's (in place or packed) kc rows of
-                    // NR at stride brs; AVX2 and FMA per contract.
+                    // Only the rows A has: a tile at its edge computes no
+                    // more. Whole tiles stay out of the match, which slowed
+                    // them.
+                    let at = a.data[i0 * a.rs + pc * a.cs..].as_ptr();
+                    // SAFETY: A's `rows` rows from `at` hold kc elements at
+                    // stride a.cs, and B's (in place or packed) kc rows of NR
+                    // at stride brs; AVX2 and FMA per contract.
                     unsafe {
-                        if t.cols <= 8 {
-                            t.finish_avx2(&sums_avx2_in_place::<1>(ap, a.cs, bp, brs, kc))
+                        if rows == MR {
+                            in_place_tile::<MR>(&t, at, (a.rs, a.cs), bp, brs, kc)
                         } else {
-                            t.finish_avx2(&sums_avx2_in_place::<2>(ap, a.cs, bp, brs, kc))
+                            match rows {
+                                5 => in_place_tile::<5>(&t, at, (a.rs, a.cs), bp, brs, kc),
+                                4 => in_place_tile::<4>(&t, at, (a.rs, a.cs), bp, brs, kc),
+                                3 => in_place_tile::<3>(&t, at, (a.rs, a.cs), bp, brs, kc),
+                                2 => in_place_tile::<2>(&t, at, (a.rs, a.cs), bp, brs, kc),
+                                _ => in_place_tile::<1>(&t, at, (a.rs, a.cs), bp, brs, kc),
+                            }
                         }
                     }
                 }
@@ -764,9 +780,9 @@ mod x86 {
         /// Applies the update to C: straight from the vectors for a whole
         /// tile over rows of C, through a small array at the edges.
         #[inline(always)]
-        unsafe fn finish_avx2<const V: usize>(&self, acc: &[[__m256; V]; 6]) {
+        unsafe fn finish_avx2<const R: usize, const V: usize>(&self, acc: &[[__m256; V]; R]) {
             let (alpha, update) = (self.alpha, self.update);
-            if self.rows == 6 && self.cols == 8 * V && self.csc == 1 {
+            if self.rows == R && self.cols == 8 * V && self.csc == 1 {
                 // SAFETY: the whole tile lies in C (rows of 8V contiguous
                 // elements), which nothing else borrows; AVX per contract.
                 unsafe {
@@ -789,7 +805,7 @@ mod x86 {
                 }
                 return;
             }
-            let mut sums = [[0.0f32; 16]; 6];
+            let mut sums = [[0.0f32; 16]; R];
             for (out, acc) in sums.iter_mut().zip(acc) {
                 for (v, &s) in acc.iter().enumerate() {
                     // SAFETY: 8 floats at 8v of a 16-float row; AVX per contract.
@@ -882,7 +898,33 @@ mod x86 {
         }
     }
 
-    /// The `6 x 8V` sums of a tile read in place: step `p` broadcasts
+    /// The `R`-row tile `t` read in place: A's rows from `a` (strides
+    /// `(ars, acs)`), B's `kc` rows of up to 16 at `b`, `brs` apart.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `t`'s valid part lies in C, aliased by nothing; every
+    /// element read lies in its operand.
+    #[inline(always)]
+    unsafe fn in_place_tile<const R: usize>(
+        t: &Tile,
+        a: *const f32,
+        (ars, acs): (usize, usize),
+        b: *const f32,
+        brs: usize,
+        kc: usize,
+    ) {
+        // SAFETY: as this function's contract.
+        unsafe {
+            let ap: [*const f32; R] = std::array::from_fn(|r| a.add(r * ars));
+            if t.cols <= 8 {
+                t.finish_avx2(&sums_avx2_in_place::<R, 1>(ap, acs, b, brs, kc))
+            } else {
+                t.finish_avx2(&sums_avx2_in_place::<R, 2>(ap, acs, b, brs, kc))
+            }
+        }
+    }
+
+    /// The `R x 8V` sums of a tile read in place: step `p` broadcasts
     /// `a[r][p * acs]` for each row pointer and reads `8V` elements at
     /// `b + p * brs`; the same products in the same order as
     /// [`sums_avx2`].
@@ -890,16 +932,16 @@ mod x86 {
     /// # Safety
     /// AVX2 and FMA; every element read must lie in its operand.
     #[inline(always)]
-    unsafe fn sums_avx2_in_place<const V: usize>(
-        a: [*const f32; 6],
+    unsafe fn sums_avx2_in_place<const R: usize, const V: usize>(
+        a: [*const f32; R],
         acs: usize,
         b: *const f32,
         brs: usize,
         kc: usize,
-    ) -> [[__m256; V]; 6] {
+    ) -> [[__m256; V]; R] {
         // SAFETY: as this function's contract.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); V]; 6];
+            let mut acc = [[_mm256_setzero_ps(); V]; R];
             for p in 0..kc {
                 let row = b.add(p * brs);
                 let v: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(row.add(8 * v)));
