@@ -17,6 +17,9 @@
 //!   ([`Windows`], or its transpose for a weight gradient) without
 //!   writing it: each panel of B is packed straight from a padded copy of
 //!   the images, with the bits of [`gemm_with`] on the written columns.
+//! - [`max_pool_2x2`], [`avg_pool_2x2`] and their backward passes: 2x2
+//!   pooling at stride 2 over planes, whose short rows the compiler's own
+//!   vectors serve badly.
 //! - [`Isa`]: the instruction sets, chosen at run time by
 //!   [`Isa::detect`] (AVX-512, AVX2 with FMA, or the portable path that
 //!   every CPU runs); its methods run a kernel on a path of the caller's
@@ -44,6 +47,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 mod gemm;
 mod packed;
+mod pool;
 mod small;
 mod windows;
 
@@ -54,6 +58,7 @@ pub struct ReadmeDoctests;
 
 pub use gemm::{MatMut, MatRef, gemm, gemm_view_with, gemm_with};
 pub use packed::GemmScratch;
+pub use pool::{avg_pool_2x2, avg_pool_2x2_backward, max_pool_2x2, max_pool_2x2_backward};
 pub use small::{FEW_ROWS_COLS, Rows, gemm_dots, gemm_few_rows};
 pub use windows::{Windows, gemm_windows_with};
 

@@ -368,16 +368,126 @@ fn windows_match_written_columns(isa: Isa) -> Result<(), Failed> {
         .map_err(|e| format!("{isa}: {e}").into())
 }
 
+/// Planes for the 2x2 pooling kernels: values on a coarse grid (ties),
+/// signed zeros, and, when `nan` says where, one NaN.
+fn pool_planes(len: usize, seed: u64, nan: Option<usize>) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..len)
+        .map(
+            |i| match ((i as u64 * 2_654_435_761).wrapping_add(seed.wrapping_mul(40_503)) >> 7) % 7 {
+                0 => -0.0,
+                k => k as f32 - 3.0,
+            },
+        )
+        .collect();
+    if let Some(at) = nan {
+        x[at % len] = f32::NAN;
+    }
+    x
+}
+
+/// 2x2 pooling at stride 2 against the definition, written out here: the
+/// window's elements in row order, a strict `>` (the first of equals
+/// wins), sums from +0; backward by adding to a cleared gradient. Rows
+/// from 1 to 40 outputs wide (whole vector blocks, a block moved back to
+/// overlap, scalar rows), odd sizes for forward, bits compared, in `f32`
+/// and through the generic loop in `f64`.
+fn pooling_matches_the_definition(isa: Isa) -> Result<(), Failed> {
+    let case = (
+        1usize..4,
+        1usize..5,
+        0usize..2,
+        1usize..41,
+        0usize..2,
+        any::<u64>(),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config::with_cases(256));
+    runner
+        .run(&case, |(planes, oh, odd_h, ow, odd_w, seed, nan)| {
+            let (h, w) = (2 * oh + odd_h, 2 * ow + odd_w);
+            let x = pool_planes(planes * h * w, seed, nan.then_some(seed as usize));
+            let n = planes * oh * ow;
+            let at = |p: usize, i: usize, j: usize, k: usize| p * h * w + (2 * i + k / 2) * w + 2 * j + k % 2;
+            // The definition: outputs, positions, and whether a NaN was met.
+            let (mut want, mut want_k, mut any_nan) = (vec![0.0f32; n], vec![0u16; n], false);
+            let mut want_avg = vec![0.0f32; n];
+            for p in 0..planes {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let o = (p * oh + i) * ow + j;
+                        let v: Vec<f32> = (0..4).map(|k| x[at(p, i, j, k)]).collect();
+                        (want[o], want_k[o]) = (v[0], 0);
+                        for (k, &e) in v.iter().enumerate().skip(1) {
+                            if e > want[o] {
+                                (want[o], want_k[o]) = (e, k as u16);
+                            }
+                        }
+                        any_nan |= v.iter().any(|e| e.is_nan());
+                        want_avg[o] = (0.0 + v[0] + v[1] + v[2] + v[3]) * 0.25;
+                    }
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let (mut out, mut args) = (vec![7.0f32; n], vec![9u16; n]);
+            let whole = isa.max_pool_2x2(&x, (h, w), &mut out, &mut args);
+            prop_assert_eq!(whole, !any_nan, "NaN reported");
+            if whole {
+                prop_assert_eq!(bits(&out), bits(&want), "max");
+                prop_assert_eq!(&args, &want_k, "positions");
+            }
+            isa.avg_pool_2x2(&x, (h, w), 0.25, &mut out);
+            prop_assert_eq!(bits(&out), bits(&want_avg), "average");
+            // f64 through the generic loop: the same values.
+            let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let mut out64 = vec![0.0f64; n];
+            if isa.max_pool_2x2(&x64, (h, w), &mut out64, &mut args) {
+                prop_assert!(
+                    out64
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == f64::from(*b).to_bits()),
+                    "max f64"
+                );
+            }
+            if odd_h + odd_w > 0 {
+                return Ok(());
+            }
+            // Backward: the gradient added to a cleared dx, over the windows
+            // that won (max) or all four (average).
+            let g = pool_planes(n, seed ^ 1, None);
+            let (mut want_max, mut want_avg) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+            for p in 0..planes {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let o = (p * oh + i) * ow + j;
+                        want_max[at(p, i, j, usize::from(want_k[o]))] += g[o];
+                        for k in 0..4 {
+                            want_avg[at(p, i, j, k)] += g[o] * 0.25;
+                        }
+                    }
+                }
+            }
+            let mut dx = vec![5.0f32; x.len()];
+            isa.max_pool_2x2_backward(&mut dx, (h, w), &g, &want_k);
+            prop_assert_eq!(bits(&dx), bits(&want_max), "max backward");
+            isa.avg_pool_2x2_backward(&mut dx, (h, w), &g, 0.25);
+            prop_assert_eq!(bits(&dx), bits(&want_avg), "average backward");
+            Ok(())
+        })
+        .map_err(|e| format!("{isa}: {e}").into())
+}
+
 /// A kernel's test, run on one path.
 type PathTest = fn(Isa) -> Result<(), Failed>;
 
 fn main() {
     let args = Arguments::from_args();
-    let kernels: [(&str, PathTest); 4] = [
+    let kernels: [(&str, PathTest); 5] = [
         ("gemm_matches_triple_loop", gemm_matches_triple_loop),
         ("windows_match_written_columns", windows_match_written_columns),
         ("few_rows_matches_triple_loop", few_rows_matches_triple_loop),
         ("dots_match_triple_loop", dots_match_triple_loop),
+        ("pooling_matches_the_definition", pooling_matches_the_definition),
     ];
     let mut trials = Vec::new();
     for isa in Isa::ALL {

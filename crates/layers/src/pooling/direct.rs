@@ -18,6 +18,8 @@ impl<T: Float> Pooling<T> {
         let (area, kind, win) = (self.win.area(), self.kind, self.win);
         let inv = T::one() / T::of(area as f64);
         let finish = move |(v, _): (T, u32)| if kind == PoolKind::Average { v * inv } else { v };
+        // 2x2 windows at stride 2, unpadded: the kernels' vector loops.
+        let fast = is_2x2_stride_2(win) && (win.ph, win.pw) == (0, 0);
         let out = self
             .out
             .as_slice_mut()
@@ -27,6 +29,20 @@ impl<T: Float> Pooling<T> {
             .zip(out.par_chunks_mut(per * oh * ow))
             .zip(self.argmax.par_chunks_mut(per * oh * ow))
             .for_each(|((xs, outs), args)| {
+                if fast {
+                    let done = match kind {
+                        // Planes with a NaN go on to the general loop.
+                        PoolKind::Max => kernels::max_pool_2x2(xs, (h, w), outs, args),
+                        PoolKind::Average => {
+                            kernels::avg_pool_2x2(xs, (h, w), inv, outs);
+                            args.fill(0);
+                            true
+                        }
+                    };
+                    if done {
+                        return;
+                    }
+                }
                 let planes = xs.chunks_exact(h * w).zip(outs.chunks_exact_mut(oh * ow));
                 for ((plane, out), args) in planes.zip(args.chunks_exact_mut(oh * ow)) {
                     if win.ph == 0 && win.pw == 0 {
@@ -60,12 +76,22 @@ impl<T: Float> Pooling<T> {
         let (oh, ow) = (self.out.shape()[2], self.out.shape()[3]);
         let (area, kind, win) = (self.win.area(), self.kind, self.win);
         let inv = T::one() / T::of(area as f64);
+        // 2x2 windows at stride 2 that cover the input exactly.
+        let tiles = is_2x2_stride_2(win) && (win.ph, win.pw) == (0, 0) && (h, w) == (2 * oh, 2 * ow);
         let dx = self.dx.as_slice_mut().unwrap_or_else(|| unreachable!());
         let per = per_part(n * c);
         dx.par_chunks_mut(per * h * w)
             .zip(dout.par_chunks(per * oh * ow))
             .zip(self.argmax.par_chunks(per * oh * ow))
             .for_each(|((dxs, douts), args)| {
+                if tiles {
+                    // Every element lies in one window: written once, not cleared.
+                    match kind {
+                        PoolKind::Max => kernels::max_pool_2x2_backward(dxs, (h, w), douts, args),
+                        PoolKind::Average => kernels::avg_pool_2x2_backward(dxs, (h, w), douts, inv),
+                    }
+                    return;
+                }
                 let planes = dxs.chunks_exact_mut(h * w).zip(douts.chunks_exact(oh * ow));
                 for ((plane, d), args) in planes.zip(args.chunks_exact(oh * ow)) {
                     // Cleared plane by plane, while it is in cache.
@@ -210,10 +236,11 @@ fn source(win: Window, h: usize, w: usize, oh: usize, ow: usize, k: usize) -> Op
 
 /// Forward over one plane when no window reads padding (the chapter's
 /// networks): rows are walked directly, with no per-output division or
-/// bounds test, and 2x2 max windows (every max pool of SimpleConvNet, the
-/// first two of AlexNet-lite) get their four reads spelled out, at stride 2
-/// in a loop that vectorises. Same comparisons in the same order as
-/// [`reduce`], so the same bits.
+/// bounds test, and 2x2 windows get their four reads spelled out. (At
+/// stride 2, every max pool of SimpleConvNet and the first two of
+/// AlexNet-lite, the kernels' loops come first; only planes holding a NaN
+/// reach this one.) Same comparisons in the same order as [`reduce`], so
+/// the same bits.
 #[inline(always)]
 fn forward_unpadded<T: Float>(
     kind: PoolKind,
@@ -227,12 +254,6 @@ fn forward_unpadded<T: Float>(
     let rows = out.chunks_exact_mut(ow).zip(args.chunks_exact_mut(ow));
     for (i, (out, args)) in rows.enumerate() {
         let top = &plane[i * win.sh * w..];
-        if kind == PoolKind::Max
-            && is_2x2_stride_2(win)
-            && max_2x2_stride_2(&top[..w], &top[w..2 * w], out, args)
-        {
-            continue;
-        }
         if kind == PoolKind::Max && win.fh == 2 && win.fw == 2 {
             let (r0, r1) = (&top[..w], &top[w..2 * w]);
             for (j, (o, arg)) in out.iter_mut().zip(args.iter_mut()).enumerate() {
@@ -265,26 +286,6 @@ fn forward_unpadded<T: Float>(
 /// output size whole, they tile the input exactly.
 fn is_2x2_stride_2(win: Window) -> bool {
     (win.fh, win.fw, win.sh, win.sw) == (2, 2, 2, 2)
-}
-
-/// One output row of 2x2 stride-2 max pooling from input rows `r0`, `r1`:
-/// [`RunningMax`]'s comparisons as selects, so the loop vectorises. Returns
-/// false, leaving the row to the general loop, when a window holds a NaN.
-#[inline(always)]
-fn max_2x2_stride_2<T: Float>(r0: &[T], r1: &[T], out: &mut [T], args: &mut [u16]) -> bool {
-    let mut nan = false;
-    let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-    for ((o, arg), (a, b)) in out.iter_mut().zip(args.iter_mut()).zip(windows) {
-        let (mut best, mut k) = (a[0], 0u16);
-        for (v, i) in [(a[1], 1), (b[0], 2), (b[1], 3)] {
-            let gt = v > best;
-            k = if gt { i } else { k };
-            best = if gt { v } else { best };
-        }
-        nan |= a[0].is_nan() | a[1].is_nan() | b[0].is_nan() | b[1].is_nan();
-        (*o, *arg) = (best, k);
-    }
-    !nan
 }
 
 /// Backward over one plane when no window reads padding; `dx` arrives zeroed.
