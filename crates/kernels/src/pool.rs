@@ -257,6 +257,34 @@ mod x86 {
         }
     }
 
+    /// The windows of outputs `j..j + 8`: their elements by position (row
+    /// 0 even, row 0 odd, row 1 even, row 1 odd columns), and the four
+    /// loads they came from (row 0's two, then row 1's).
+    ///
+    /// # Safety
+    /// AVX2; both rows hold `2 * j + 16` elements.
+    #[inline(always)]
+    unsafe fn windows(r0: &[f32], r1: &[f32], j: usize) -> ([__m256; 4], [__m256; 4]) {
+        // SAFETY: 16 elements of each row from 2j, as the caller vouches;
+        // AVX2 per contract.
+        unsafe {
+            let load = |r: &[f32], at: usize| _mm256_loadu_ps(r.as_ptr().add(at));
+            let raw = [
+                load(r0, 2 * j),
+                load(r0, 2 * j + 8),
+                load(r1, 2 * j),
+                load(r1, 2 * j + 8),
+            ];
+            let by_position = [
+                deinterleave::<false>(raw[0], raw[1]),
+                deinterleave::<true>(raw[0], raw[1]),
+                deinterleave::<false>(raw[2], raw[3]),
+                deinterleave::<true>(raw[2], raw[3]),
+            ];
+            (by_position, raw)
+        }
+    }
+
     /// `(e, o)` interleaved: `e0 o0 e1 o1 ..`, as two vectors of 8.
     #[inline(always)]
     unsafe fn interleave(e: __m256, o: __m256) -> (__m256, __m256) {
@@ -293,20 +321,7 @@ mod x86 {
                 // SAFETY: 16 elements of each row from 2j, 8 outputs and
                 // positions from j, all within their rows (asserted).
                 unsafe {
-                    let (a0, a1) = (
-                        _mm256_loadu_ps(r0.as_ptr().add(2 * j)),
-                        _mm256_loadu_ps(r0.as_ptr().add(2 * j + 8)),
-                    );
-                    let (b0, b1) = (
-                        _mm256_loadu_ps(r1.as_ptr().add(2 * j)),
-                        _mm256_loadu_ps(r1.as_ptr().add(2 * j + 8)),
-                    );
-                    let v = [
-                        deinterleave::<false>(a0, a1),
-                        deinterleave::<true>(a0, a1),
-                        deinterleave::<false>(b0, b1),
-                        deinterleave::<true>(b0, b1),
-                    ];
+                    let (v, [a0, a1, b0, b1]) = windows(r0, r1, j);
                     let (mut best, mut k) = (v[0], _mm256_setzero_si256());
                     for (i, &x) in v.iter().enumerate().skip(1) {
                         // Ordered: false with a NaN, as `>` is.
@@ -388,21 +403,9 @@ mod x86 {
                 assert!(2 * j + 2 * BLOCK <= w && j + BLOCK <= out.len());
                 // SAFETY: as in `max_f32`.
                 unsafe {
-                    let (a0, a1) = (
-                        _mm256_loadu_ps(r0.as_ptr().add(2 * j)),
-                        _mm256_loadu_ps(r0.as_ptr().add(2 * j + 8)),
-                    );
-                    let (b0, b1) = (
-                        _mm256_loadu_ps(r1.as_ptr().add(2 * j)),
-                        _mm256_loadu_ps(r1.as_ptr().add(2 * j + 8)),
-                    );
+                    let (v, _) = windows(r0, r1, j);
                     let mut sum = _mm256_setzero_ps();
-                    for v in [
-                        deinterleave::<false>(a0, a1),
-                        deinterleave::<true>(a0, a1),
-                        deinterleave::<false>(b0, b1),
-                        deinterleave::<true>(b0, b1),
-                    ] {
+                    for v in v {
                         sum = _mm256_add_ps(sum, v);
                     }
                     _mm256_storeu_ps(out.as_mut_ptr().add(j), _mm256_mul_ps(sum, _mm256_set1_ps(inv)));
