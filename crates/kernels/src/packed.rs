@@ -86,6 +86,7 @@ pub(crate) fn with_thread_scratch<R>(f: impl FnOnce(&mut GemmScratch) -> R) -> R
 
 /// `len` elements of `v` (grown if need be) from a cache line's start, so
 /// that a packed panel's rows do not straddle lines.
+#[cfg(target_arch = "x86_64")]
 fn grow_aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     const LINE: usize = 64 / std::mem::size_of::<f32>();
     let v = grow(v, len + LINE - 1);
@@ -1056,6 +1057,64 @@ mod tests {
         (0..len)
             .map(|i| ((i as u64 * 2_654_435_761 + seed * 40_503) % 10_007) as f32 / 1_234.567 - 4.0)
             .collect()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn in_place_products_give_the_packed_bits() {
+        // Small products run in place, an edge tile on the rows A has: the
+        // packed loops must give the same bits, on values that round, for
+        // every row count at the edge (1 to 5), B read in place or packed,
+        // each update of C, and more than one block of KC.
+        if !MicroKernel::Avx2.is_available() {
+            eprintln!("skipped: this CPU lacks the avx2 instructions");
+            return;
+        }
+        let cases = [
+            (1, 1, 1),
+            (5, 9, 8),
+            (7, 300, 17),
+            (10, 100, 100),
+            (13, 25, 33),
+            (30, 576, 25),
+            (100, 10, 100),
+        ];
+        for (m, k, n) in cases {
+            for (packed_b, beta) in [(false, 0.0), (true, 1.0), (false, -2.0), (true, 0.0)] {
+                let (a, b, old) = (reals(m * k, 1), reals(k * n, 2), reals(m * n, 3));
+                let bm = if packed_b {
+                    MatRef::new(&b, k, n, 1, k)
+                } else {
+                    MatRef::row_major(&b, k, n)
+                };
+                let run = |in_place: bool| {
+                    let mut c = old.clone();
+                    let p = Product {
+                        alpha: 1.0,
+                        a: MatRef::row_major(&a, m, k),
+                        b: bm,
+                        beta,
+                        c: c.as_mut_ptr(),
+                        rsc: n as isize,
+                        csc: 1,
+                    };
+                    // SAFETY: C is m x n row-major in its own buffer; AVX2
+                    // and FMA were checked above.
+                    unsafe {
+                        if in_place {
+                            x86::sgemm_in_place(p, &mut Vec::new())
+                        } else {
+                            packed_on(MicroKernel::Avx2, &mut Vec::new(), &mut Vec::new(), p)
+                        }
+                    }
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                assert!(
+                    run(true) == run(false),
+                    "{m}x{k}x{n}, B packed {packed_b}, beta {beta}"
+                );
+            }
+        }
     }
 
     #[test]

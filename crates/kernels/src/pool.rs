@@ -129,20 +129,26 @@ impl Isa {
             unsafe { x86::max_f32(rows.map(|r| cast(r)), w, cast_mut(out), args, &mut whole) };
             return whole;
         }
-        let outs = out.chunks_exact_mut(ow).zip(args.chunks_exact_mut(ow));
-        for (rows, (out, args)) in rows.zip(outs) {
-            let windows = rows[..w].chunks_exact(2).zip(rows[w..].chunks_exact(2));
-            for ((o, arg), (a, b)) in out.iter_mut().zip(args.iter_mut()).zip(windows) {
-                let (mut best, mut k) = (a[0], 0u16);
-                for (v, i) in [(a[1], 1), (b[0], 2), (b[1], 3)] {
-                    let gt = v > best;
-                    k = if gt { i } else { k };
-                    best = if gt { v } else { best };
+        // Compiled for this path's instructions, as the layers' own loops are.
+        self.run(
+            #[inline(always)]
+            |_| {
+                let outs = out.chunks_exact_mut(ow).zip(args.chunks_exact_mut(ow));
+                for (rows, (out, args)) in rows.zip(outs) {
+                    let windows = rows[..w].chunks_exact(2).zip(rows[w..].chunks_exact(2));
+                    for ((o, arg), (a, b)) in out.iter_mut().zip(args.iter_mut()).zip(windows) {
+                        let (mut best, mut k) = (a[0], 0u16);
+                        for (v, i) in [(a[1], 1), (b[0], 2), (b[1], 3)] {
+                            let gt = v > best;
+                            k = if gt { i } else { k };
+                            best = if gt { v } else { best };
+                        }
+                        whole &= !(a[0].is_nan() | a[1].is_nan() | b[0].is_nan() | b[1].is_nan());
+                        (*o, *arg) = (best, k);
+                    }
                 }
-                whole &= !(a[0].is_nan() | a[1].is_nan() | b[0].is_nan() | b[1].is_nan());
-                (*o, *arg) = (best, k);
-            }
-        }
+            },
+        );
         whole
     }
 
@@ -164,14 +170,20 @@ impl Isa {
             // SAFETY: as in `max_pool_2x2`.
             return unsafe { x86::max_back_f32(rows.map(|r| cast_mut(r)), w, cast(dout), args) };
         }
-        let pick = |g: T, k: u16, at: u16| if k == at { T::zero() + g } else { T::zero() };
-        for (rows, (dout, args)) in rows.zip(dout.chunks_exact(ow).zip(args.chunks_exact(ow))) {
-            let (r0, r1) = rows.split_at_mut(w);
-            for (j, (&g, &k)) in dout.iter().zip(args).enumerate() {
-                (r0[2 * j], r0[2 * j + 1]) = (pick(g, k, 0), pick(g, k, 1));
-                (r1[2 * j], r1[2 * j + 1]) = (pick(g, k, 2), pick(g, k, 3));
-            }
-        }
+        // Compiled for this path's instructions, as the layers' own loops are.
+        self.run(
+            #[inline(always)]
+            |_| {
+                let pick = |g: T, k: u16, at: u16| if k == at { T::zero() + g } else { T::zero() };
+                for (rows, (dout, args)) in rows.zip(dout.chunks_exact(ow).zip(args.chunks_exact(ow))) {
+                    let (r0, r1) = rows.split_at_mut(w);
+                    for (j, (&g, &k)) in dout.iter().zip(args).enumerate() {
+                        (r0[2 * j], r0[2 * j + 1]) = (pick(g, k, 0), pick(g, k, 1));
+                        (r1[2 * j], r1[2 * j + 1]) = (pick(g, k, 2), pick(g, k, 3));
+                    }
+                }
+            },
+        );
     }
 
     /// [`avg_pool_2x2`] on this path. Panics if this CPU lacks the path's
@@ -185,12 +197,18 @@ impl Isa {
             // SAFETY: as in `max_pool_2x2`; `inv` is an f32 as T is.
             return unsafe { x86::avg_f32(rows.map(|r| cast(r)), w, cast(&[inv])[0], cast_mut(out)) };
         }
-        for (rows, out) in rows.zip(out.chunks_exact_mut(ow)) {
-            let windows = rows[..w].chunks_exact(2).zip(rows[w..].chunks_exact(2));
-            for (o, (a, b)) in out.iter_mut().zip(windows) {
-                *o = (T::zero() + a[0] + a[1] + b[0] + b[1]) * inv;
-            }
-        }
+        // Compiled for this path's instructions, as the layers' own loops are.
+        self.run(
+            #[inline(always)]
+            |_| {
+                for (rows, out) in rows.zip(out.chunks_exact_mut(ow)) {
+                    let windows = rows[..w].chunks_exact(2).zip(rows[w..].chunks_exact(2));
+                    for (o, (a, b)) in out.iter_mut().zip(windows) {
+                        *o = (T::zero() + a[0] + a[1] + b[0] + b[1]) * inv;
+                    }
+                }
+            },
+        );
     }
 
     /// [`avg_pool_2x2_backward`] on this path. Panics if this CPU lacks the path's
@@ -204,14 +222,20 @@ impl Isa {
             // SAFETY: as in `max_pool_2x2`.
             return unsafe { x86::avg_back_f32(rows.map(|r| cast_mut(r)), w, cast(dout), cast(&[inv])[0]) };
         }
-        for (rows, dout) in rows.zip(dout.chunks_exact(ow)) {
-            for (j, &g) in dout.iter().enumerate() {
-                let v = T::zero() + g * inv;
-                for at in [2 * j, 2 * j + 1, w + 2 * j, w + 2 * j + 1] {
-                    rows[at] = v;
+        // Compiled for this path's instructions, as the layers' own loops are.
+        self.run(
+            #[inline(always)]
+            |_| {
+                for (rows, dout) in rows.zip(dout.chunks_exact(ow)) {
+                    for (j, &g) in dout.iter().enumerate() {
+                        let v = T::zero() + g * inv;
+                        for at in [2 * j, 2 * j + 1, w + 2 * j, w + 2 * j + 1] {
+                            rows[at] = v;
+                        }
+                    }
                 }
-            }
-        }
+            },
+        );
     }
 }
 
@@ -315,7 +339,7 @@ mod x86 {
         let ow = w / 2;
         let mut nan = _mm256_setzero_ps();
         for (rows, (out, args)) in rows.zip(out.chunks_exact_mut(ow).zip(args.chunks_exact_mut(ow))) {
-            let (r0, r1) = rows.split_at(w);
+            let (r0, r1) = (&rows[..w], &rows[w..2 * w]);
             for j in blocks(out.len()) {
                 assert!(2 * j + 2 * BLOCK <= w && j + BLOCK <= out.len() && j + BLOCK <= args.len());
                 // SAFETY: 16 elements of each row from 2j, 8 outputs and
@@ -358,7 +382,7 @@ mod x86 {
     ) {
         let ow = w / 2;
         for (rows, (dout, args)) in rows.zip(dout.chunks_exact(ow).zip(args.chunks_exact(ow))) {
-            let (r0, r1) = rows.split_at_mut(w);
+            let (r0, r1) = rows[..2 * w].split_at_mut(w);
             for j in blocks(ow) {
                 assert!(2 * j + 2 * BLOCK <= w && j + BLOCK <= dout.len() && j + BLOCK <= args.len());
                 // SAFETY: 8 gradients and positions from j, 16 elements of
@@ -398,7 +422,7 @@ mod x86 {
     ) {
         let ow = w / 2;
         for (rows, out) in rows.zip(out.chunks_exact_mut(ow)) {
-            let (r0, r1) = rows.split_at(w);
+            let (r0, r1) = (&rows[..w], &rows[w..2 * w]);
             for j in blocks(out.len()) {
                 assert!(2 * j + 2 * BLOCK <= w && j + BLOCK <= out.len());
                 // SAFETY: as in `max_f32`.
@@ -427,7 +451,7 @@ mod x86 {
     ) {
         let ow = w / 2;
         for (rows, dout) in rows.zip(dout.chunks_exact(ow)) {
-            let (r0, r1) = rows.split_at_mut(w);
+            let (r0, r1) = rows[..2 * w].split_at_mut(w);
             for j in blocks(ow) {
                 assert!(2 * j + 2 * BLOCK <= w && j + BLOCK <= dout.len());
                 // SAFETY: as in `max_back_f32`.

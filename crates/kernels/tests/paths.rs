@@ -437,18 +437,23 @@ fn pooling_matches_the_definition(isa: Isa) -> Result<(), Failed> {
             }
             isa.avg_pool_2x2(&x, (h, w), 0.25, &mut out);
             prop_assert_eq!(bits(&out), bits(&want_avg), "average");
-            // f64 through the generic loop: the same values.
+            // f64 through the generic loop: the same values and positions.
+            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x).to_bits()).collect::<Vec<_>>();
+            let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-            let mut out64 = vec![0.0f64; n];
-            if isa.max_pool_2x2(&x64, (h, w), &mut out64, &mut args) {
-                prop_assert!(
-                    out64
-                        .iter()
-                        .zip(&want)
-                        .all(|(a, b)| a.to_bits() == f64::from(*b).to_bits()),
-                    "max f64"
-                );
+            let (mut out64, mut args64) = (vec![7.0f64; n], vec![9u16; n]);
+            prop_assert_eq!(
+                isa.max_pool_2x2(&x64, (h, w), &mut out64, &mut args64),
+                !any_nan,
+                "NaN reported, f64"
+            );
+            if !any_nan {
+                prop_assert_eq!(bits64(&out64), wide(&want), "max f64");
+                prop_assert_eq!(&args64, &want_k, "positions f64");
             }
+            // Small integers and quarters: exact in both precisions.
+            isa.avg_pool_2x2(&x64, (h, w), 0.25, &mut out64);
+            prop_assert_eq!(bits64(&out64), wide(&want_avg), "average f64");
             if odd_h + odd_w > 0 {
                 return Ok(());
             }
@@ -467,11 +472,20 @@ fn pooling_matches_the_definition(isa: Isa) -> Result<(), Failed> {
                     }
                 }
             }
+            // dx starts as garbage each time: every element must be written.
             let mut dx = vec![5.0f32; x.len()];
             isa.max_pool_2x2_backward(&mut dx, (h, w), &g, &want_k);
             prop_assert_eq!(bits(&dx), bits(&want_max), "max backward");
+            dx.fill(5.0);
             isa.avg_pool_2x2_backward(&mut dx, (h, w), &g, 0.25);
             prop_assert_eq!(bits(&dx), bits(&want_avg), "average backward");
+            let g64: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
+            let mut dx64 = vec![5.0f64; x.len()];
+            isa.max_pool_2x2_backward(&mut dx64, (h, w), &g64, &want_k);
+            prop_assert_eq!(bits64(&dx64), wide(&want_max), "max backward f64");
+            dx64.fill(5.0);
+            isa.avg_pool_2x2_backward(&mut dx64, (h, w), &g64, 0.25);
+            prop_assert_eq!(bits64(&dx64), wide(&want_avg), "average backward f64");
             Ok(())
         })
         .map_err(|e| format!("{isa}: {e}").into())

@@ -31,7 +31,7 @@ impl<T: Float> Pooling<T> {
             .for_each(|((xs, outs), args)| {
                 if fast {
                     let done = match kind {
-                        // Planes with a NaN go on to the general loop.
+                        // A part holding a NaN goes on to the general loop.
                         PoolKind::Max => kernels::max_pool_2x2(xs, (h, w), outs, args),
                         PoolKind::Average => {
                             kernels::avg_pool_2x2(xs, (h, w), inv, outs);
@@ -85,7 +85,7 @@ impl<T: Float> Pooling<T> {
             .zip(self.argmax.par_chunks(per * oh * ow))
             .for_each(|((dxs, douts), args)| {
                 if tiles {
-                    // Every element lies in one window: written once, not cleared.
+                    // Every element lies in one window: written, not cleared first.
                     match kind {
                         PoolKind::Max => kernels::max_pool_2x2_backward(dxs, (h, w), douts, args),
                         PoolKind::Average => kernels::avg_pool_2x2_backward(dxs, (h, w), douts, inv),
@@ -238,9 +238,9 @@ fn source(win: Window, h: usize, w: usize, oh: usize, ow: usize, k: usize) -> Op
 /// networks): rows are walked directly, with no per-output division or
 /// bounds test, and 2x2 windows get their four reads spelled out. (At
 /// stride 2, every max pool of SimpleConvNet and the first two of
-/// AlexNet-lite, the kernels' loops come first; only planes holding a NaN
-/// reach this one.) Same comparisons in the same order as [`reduce`], so
-/// the same bits.
+/// AlexNet-lite, the kernels' loops come first; only a part of the batch
+/// holding a NaN reaches this one.) Same comparisons in the same order as
+/// [`reduce`], so the same bits.
 #[inline(always)]
 fn forward_unpadded<T: Float>(
     kind: PoolKind,
