@@ -84,16 +84,6 @@ pub(crate) fn with_thread_scratch<R>(f: impl FnOnce(&mut GemmScratch) -> R) -> R
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
-/// `len` elements of `v` (grown if need be) from a cache line's start, so
-/// that a packed panel's rows do not straddle lines.
-#[cfg(target_arch = "x86_64")]
-fn grow_aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    const LINE: usize = 64 / std::mem::size_of::<f32>();
-    let v = grow(v, len + LINE - 1);
-    let skip = v.as_ptr().align_offset(64).min(LINE - 1);
-    &mut v[skip..skip + len]
-}
-
 /// The register tiles, rows by columns: AVX-512's, and the one that AVX2
 /// and the portable path share.
 const AVX512_TILE: (usize, usize) = (12, 32);
@@ -599,6 +589,15 @@ mod x86 {
 
     use super::{AVX2_TILE, AVX512_TILE, KC, Panels, Product, Tile, Transpose, Update, blocked};
 
+    /// `len` elements of `v` (grown if need be) from a cache line's start,
+    /// so that a packed panel's rows do not straddle lines.
+    fn grow_aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+        const LINE: usize = 64 / std::mem::size_of::<f32>();
+        let v = tensor4d::grow(v, len + LINE - 1);
+        let skip = v.as_ptr().align_offset(64).min(LINE - 1);
+        &mut v[skip..skip + len]
+    }
+
     /// Element `(i, p0 + j)` of the eight `lines` into lane `w0 + i` of
     /// `dst[j]`, for `j < 8`: an 8x8 transpose in registers. Each step's
     /// eight lanes are stored at once, so with `w0 + 8 > W` they run on
@@ -707,7 +706,7 @@ mod x86 {
         let packed_from = if b.cs == 1 { n / NR } else { 0 };
         for pc in (0..k).step_by(KC) {
             let kc = (k - pc).min(KC);
-            let pb = super::grow_aligned(pb, (ntiles - packed_from) * kc * NR)
+            let pb = grow_aligned(pb, (ntiles - packed_from) * kc * NR)
                 .as_chunks_mut::<NR>()
                 .0;
             for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
@@ -737,20 +736,20 @@ mod x86 {
                     // Only the rows A has: a tile at its edge computes no
                     // more. Whole tiles stay out of the match, which slowed
                     // them.
-                    let at = a.data[i0 * a.rs + pc * a.cs..].as_ptr();
+                    let (at, strides) = (a.data[i0 * a.rs + pc * a.cs..].as_ptr(), (a.rs, a.cs));
                     // SAFETY: A's `rows` rows from `at` hold kc elements at
                     // stride a.cs, and B's (in place or packed) kc rows of NR
                     // at stride brs; AVX2 and FMA per contract.
                     unsafe {
                         if rows == MR {
-                            in_place_tile::<MR>(&t, at, (a.rs, a.cs), bp, brs, kc)
+                            in_place_tile::<MR>(&t, at, strides, bp, brs, kc)
                         } else {
                             match rows {
-                                5 => in_place_tile::<5>(&t, at, (a.rs, a.cs), bp, brs, kc),
-                                4 => in_place_tile::<4>(&t, at, (a.rs, a.cs), bp, brs, kc),
-                                3 => in_place_tile::<3>(&t, at, (a.rs, a.cs), bp, brs, kc),
-                                2 => in_place_tile::<2>(&t, at, (a.rs, a.cs), bp, brs, kc),
-                                _ => in_place_tile::<1>(&t, at, (a.rs, a.cs), bp, brs, kc),
+                                5 => in_place_tile::<5>(&t, at, strides, bp, brs, kc),
+                                4 => in_place_tile::<4>(&t, at, strides, bp, brs, kc),
+                                3 => in_place_tile::<3>(&t, at, strides, bp, brs, kc),
+                                2 => in_place_tile::<2>(&t, at, strides, bp, brs, kc),
+                                _ => in_place_tile::<1>(&t, at, strides, bp, brs, kc),
                             }
                         }
                     }

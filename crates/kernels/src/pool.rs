@@ -194,8 +194,8 @@ impl Isa {
         let rows = x.chunks_exact(h * w).flat_map(|p| p.chunks_exact(2 * w).take(oh));
         #[cfg(target_arch = "x86_64")]
         if vectors::<T>(self, ow) {
-            // SAFETY: as in `max_pool_2x2`; `inv` is an f32 as T is.
-            return unsafe { x86::avg_f32(rows.map(|r| cast(r)), w, cast(&[inv])[0], cast_mut(out)) };
+            // SAFETY: as in `max_pool_2x2` (`inv` is an f32, so exact through f64).
+            return unsafe { x86::avg_f32(rows.map(|r| cast(r)), w, inv.as_f64() as f32, cast_mut(out)) };
         }
         // Compiled for this path's instructions, as the layers' own loops are.
         self.run(
@@ -220,7 +220,9 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if vectors::<T>(self, ow) {
             // SAFETY: as in `max_pool_2x2`.
-            return unsafe { x86::avg_back_f32(rows.map(|r| cast_mut(r)), w, cast(dout), cast(&[inv])[0]) };
+            return unsafe {
+                x86::avg_back_f32(rows.map(|r| cast_mut(r)), w, cast(dout), inv.as_f64() as f32)
+            };
         }
         // Compiled for this path's instructions, as the layers' own loops are.
         self.run(
