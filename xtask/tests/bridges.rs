@@ -5,8 +5,7 @@
 //! wrong tensor named; and data as image folders, trained on as the IDX
 //! files they were written from.
 
-mod run;
-use run::{run, trained};
+use crate::run::{run, trained};
 
 use std::path::Path;
 

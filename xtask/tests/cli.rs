@@ -6,13 +6,11 @@
 //! here, independently of the code that checks it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-mod common;
-
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use crate::common::contents;
 use clap::Parser;
-use common::contents;
 use proptest::prelude::*;
 use xtask::Cli;
 

@@ -2,9 +2,7 @@
 //! the flag with what it must be and what it was, exits non-zero, and
 //! leaves `--out` as it found it.
 
-mod common;
-
-use common::contents;
+use crate::common::contents;
 use std::process::Command;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");

@@ -2,8 +2,7 @@
 //! on a network trained here for one epoch: `summary`, `features`,
 //! `patches` and `predict`.
 
-mod run;
-use run::run;
+use crate::run::run;
 
 use std::path::Path;
 
@@ -13,7 +12,7 @@ use ndarray::s;
 /// The one-epoch SimpleConvNet's model.safetensors; `train` starts by
 /// printing the network's summary.
 fn trained() -> &'static Path {
-    let run = run::trained();
+    let run = crate::run::trained();
     assert!(
         run.stdout.contains("total parameters: 433,890"),
         "train starts with the summary: {}",

@@ -11,6 +11,10 @@
 //! - Measurement history: Rust comments do not carry before/after figures
 //!   (a time, size or rate going from one number to another); those belong
 //!   in the bench report and in commit messages.
+//! - Tests: every `.rs` file under a package's `tests/` is compiled, as a
+//!   test target or a module of one. A package with `autotests = false`
+//!   (which gathers its tests into few binaries) builds only the targets
+//!   its manifest lists, so a file it forgets would otherwise never run.
 //!
 //! Each check lists every offender as `path:line: what`, so that they can
 //! all be fixed in one pass. Standard library only; the whole walk takes a
@@ -673,6 +677,76 @@ fn measurement_history(text: &str) -> Vec<Range<usize>> {
 }
 
 // ---------------------------------------------------------------------------
+// Test files
+
+/// The module a line such as `mod common;` or `pub mod run;` declares from
+/// a file of its own.
+fn declared_module(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let rest = line.strip_prefix("pub ").unwrap_or(line);
+    let name = rest.strip_prefix("mod ")?.strip_suffix(';')?.trim();
+    name.chars().all(is_ident).then_some(name)
+}
+
+/// The `.rs` files under `<package>/tests/` that no test target compiles.
+/// With `autotests = false` the roots are the manifest's `path =
+/// "tests/..."` entries, otherwise every `tests/*.rs` and `tests/*/main.rs`
+/// (what Cargo finds); each `mod x;` of a compiled file adds `x`.
+fn uncompiled_tests(repo: &Repo, package: &str) -> Vec<String> {
+    let under = format!("{package}/tests/");
+    let text = |rel: &str| repo.files.iter().find(|f| f.rel == rel).map(|f| f.text.as_str());
+    let Some(manifest) = text(&format!("{package}/Cargo.toml")) else {
+        return Vec::new();
+    };
+    let files: BTreeSet<&str> = repo
+        .files
+        .iter()
+        .map(|f| f.rel.as_str())
+        .filter(|rel| rel.starts_with(&under) && rel.ends_with(".rs"))
+        .collect();
+    let listed = manifest.lines().any(|l| l.replace(' ', "") == "autotests=false");
+    let roots: Vec<String> = if listed {
+        manifest
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("path = \"tests/")?.strip_suffix('"'))
+            .map(|p| format!("{under}{p}"))
+            .collect()
+    } else {
+        files
+            .iter()
+            .filter(|rel| {
+                let rest = &rel[under.len()..];
+                !rest.contains('/') || (rest.ends_with("/main.rs") && rest.matches('/').count() == 1)
+            })
+            .map(|rel| rel.to_string())
+            .collect()
+    };
+    // A root and a `mod.rs` declare modules beside them; `x.rs` in `x/`.
+    let mut stack: Vec<(String, bool)> = roots.into_iter().map(|r| (r, true)).collect();
+    let mut compiled = BTreeSet::new();
+    while let Some((rel, root)) = stack.pop() {
+        let Some(src) = text(&rel) else { continue };
+        let dir = match rel.strip_suffix(".rs") {
+            Some(stem) if !root && !rel.ends_with("/mod.rs") => stem.to_string(),
+            _ => rel[..rel.rfind('/').unwrap_or(0)].to_string(),
+        };
+        for name in src.lines().filter_map(declared_module) {
+            for child in [format!("{dir}/{name}.rs"), format!("{dir}/{name}/mod.rs")] {
+                if files.contains(child.as_str()) && !compiled.contains(&child) {
+                    stack.push((child, false));
+                }
+            }
+        }
+        compiled.insert(rel);
+    }
+    files
+        .into_iter()
+        .filter(|rel| !compiled.contains(*rel))
+        .map(|rel| format!("{rel}: no test target compiles it"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
 // The checks
 
 #[test]
@@ -733,6 +807,32 @@ fn comments_carry_no_measurement_history() {
         &offenders,
         "Say why the code is as it is, not how fast it used to be: before/after figures belong \
          in the bench report and the commit message.",
+    );
+}
+
+#[test]
+fn every_test_file_is_compiled() {
+    let repo = walk(&root());
+    let packages: Vec<&str> = repo
+        .files
+        .iter()
+        .filter_map(|f| f.rel.strip_suffix("/Cargo.toml"))
+        .filter(|p| {
+            repo.files
+                .iter()
+                .any(|f| f.rel.starts_with(&format!("{p}/tests/")))
+        })
+        .collect();
+    assert!(
+        packages.contains(&"crates/models") && packages.contains(&"xtask"),
+        "tidy found no package with tests: {packages:?}"
+    );
+    let offenders: Vec<String> = packages.iter().flat_map(|p| uncompiled_tests(&repo, p)).collect();
+    report(
+        "test files that no test target compiles",
+        &offenders,
+        "Declare the file as a module of the package's `tests/suite.rs` (or of another test \
+         target), or list it as a `[[test]]` of its manifest.",
     );
 }
 
@@ -933,4 +1033,46 @@ fn measurement_history_ignores_plain_ranges() {
             found(measurement_history, text)
         );
     }
+}
+
+#[test]
+fn uncompiled_tests_follows_manifests_and_modules() {
+    let file = |rel: &str, text: &str| SourceFile {
+        rel: rel.into(),
+        text: text.into(),
+    };
+    let repo = |files: Vec<SourceFile>| Repo {
+        root: PathBuf::new(),
+        files,
+        names: BTreeSet::new(),
+        top_dirs: BTreeSet::new(),
+    };
+    let tests = || {
+        vec![
+            file(
+                "p/tests/suite.rs",
+                "//! doc\nmod a;\npub mod common;\n// mod b;\n",
+            ),
+            file("p/tests/a.rs", "mod inner;\n"),
+            file("p/tests/a/inner.rs", ""),
+            file("p/tests/b.rs", ""),
+            file("p/tests/common/mod.rs", "mod deep;\n"),
+            file("p/tests/common/deep.rs", ""),
+            file("p/tests/alone.rs", "mod common;\n"),
+        ]
+    };
+    let listed = "[package]\nautotests = false\n[[test]]\nname = \"suite\"\npath = \"tests/suite.rs\"\n";
+    let mut files = tests();
+    files.push(file("p/Cargo.toml", listed));
+    assert_eq!(
+        uncompiled_tests(&repo(files), "p"),
+        [
+            "p/tests/alone.rs: no test target compiles it",
+            "p/tests/b.rs: no test target compiles it"
+        ]
+    );
+    // Cargo finds every top-level file itself unless told not to.
+    let mut files = tests();
+    files.push(file("p/Cargo.toml", "[package]\n"));
+    assert!(uncompiled_tests(&repo(files), "p").is_empty());
 }

@@ -5,9 +5,7 @@
 //! without the input gradient refuses what backward refuses, and each
 //! accessor returns what the layer was built with.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use layers::{
     Activation, Affine, ConvMethod, Convolution, Dropout, Layer, LayerHooks, Lrn, Mode, Pooling, Relu,
     Sigmoid,

@@ -1,9 +1,7 @@
 //! Forward and backward of each layer against naive loops written from the
 //! definitions, sharing no code with the layers (no im2col, no GEMM).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use layers::{
     Activation, Affine, ConvMethod, Convolution, Layer, LayerHooks, Lrn, Mode, Pooling, SoftmaxWithLoss,
 };

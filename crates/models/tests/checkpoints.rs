@@ -191,6 +191,13 @@ fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint() {
     checkpoint::save(&a, &path).unwrap();
     let (bits_a, bits_b) = (bits(&a), bits(&b));
     let mut seen = [0usize; 2];
+    // This test's name as the harness knows it: the module path past the
+    // crate's name, which differs with the binary the file is built into.
+    const TEST: &str = "a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint";
+    let name = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{TEST}"),
+        None => TEST.to_string(),
+    };
     // At least 25 rounds, and until each checkpoint has been found whole
     // at least once (so the test shows both writes complete, not merely
     // that the first file survived).
@@ -199,11 +206,7 @@ fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint() {
             break;
         }
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint",
-                "--test-threads=1",
-            ])
+            .args(["--exact", &name, "--test-threads=1"])
             .env("CHECKPOINT_SAVE_LOOP", &path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

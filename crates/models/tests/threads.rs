@@ -2,8 +2,6 @@
 //! kernels, gives the same bits on 1, 2 and 3 threads: every parallel loop
 //! owns its outputs and no sum is split between threads.
 
-mod common;
-
 use layers::ConvMethod;
 use models::Architecture;
 
@@ -14,7 +12,7 @@ fn trained(arch: Architecture, method: ConvMethod, threads: usize, steps: usize)
         .num_threads(threads)
         .build()
         .unwrap();
-    pool.install(|| common::trained_params(arch, method, steps))
+    pool.install(|| crate::common::trained_params(arch, method, steps))
         .into_iter()
         .map(f32::to_bits)
         .collect()
