@@ -10,7 +10,7 @@ use benches::products::{
 };
 use benches::{CONV_CASES, input, tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gemm::Parallelism;
+use gemm_common::Parallelism;
 use kernels::{MatMut, gemm};
 use layers::{Affine, ConvMethod, Convolution, Init, Layer, Mode, PoolMethod, Pooling};
 use ndarray::ArrayViewMut2;
@@ -293,7 +293,8 @@ fn agree(engine: &str, want: &[f32], got: &[f32]) {
     );
 }
 
-/// `C <- A B + beta C` by the `gemm` crate, on `threads` of rayon's
+/// `C <- A B + beta C` by the `gemm` crate (the f32 function `gemm::gemm`
+/// calls, from its `gemm-f32` part), on `threads` of rayon's
 /// threads (1: on the calling thread alone).
 fn gemm_crate(a: Mat<'_>, b: Mat<'_>, beta: f32, mut c: ArrayViewMut2<'_, f32>, threads: usize) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
@@ -311,7 +312,7 @@ fn gemm_crate(a: Mat<'_>, b: Mat<'_>, beta: f32, mut c: ArrayViewMut2<'_, f32>, 
     // beta lhs rhs: its alpha is our beta, and with `read_dst` false it
     // never reads C (NaN included).
     unsafe {
-        gemm::gemm(
+        gemm_f32::gemm::f32::get_gemm_fn()(
             m,
             n,
             k,
