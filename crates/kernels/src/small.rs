@@ -372,7 +372,15 @@ fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, mu
     let mut r0 = 0;
     while r0 < c.rows {
         let rows = (c.rows - r0).min(R);
-        let mut q0 = 0;
+        // Over several blocks, a strip of whole tiles goes block by block
+        // (see `dots_strip`); the last columns, and one block, tile by tile.
+        let mut q0 = if b.blocks > 1 { c.cols - c.cols % Q } else { 0 };
+        match rows {
+            4 => dots_strip::<T, 4, Q, FMA>(a, b, beta, &mut c, r0, q0),
+            3 => dots_strip::<T, 3, Q, FMA>(a, b, beta, &mut c, r0, q0),
+            2 => dots_strip::<T, 2, Q, FMA>(a, b, beta, &mut c, r0, q0),
+            _ => dots_strip::<T, 1, Q, FMA>(a, b, beta, &mut c, r0, q0),
+        }
         while q0 < c.cols {
             let cols = (c.cols - q0).min(Q);
             macro_rules! tiles {
@@ -460,14 +468,66 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     r0: usize,
     q0: usize,
 ) {
-    let w = b.cols;
-    let full = w - w % LANES;
+    let full = b.cols - b.cols % LANES;
     let mut acc = [[[T::zero(); LANES]; Q]; R];
     for j in 0..b.blocks {
-        let xs: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs + j * w..][..full]);
+        let xs: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs + j * b.cols..][..full]);
         let ys: [&[T]; Q] = std::array::from_fn(|q| &b.part(q0 + q, j)[..full]);
         acc = lane_sums::<T, R, Q, FMA>(acc, xs, ys);
     }
+    dots_finish::<T, R, Q, FMA>(&acc, a, b, beta, c, r0, q0);
+}
+
+/// Tiles of [`STRIP_TILES`] at most, whose accumulators one strip keeps.
+const STRIP_TILES: usize = 32;
+
+/// The whole `R x Q` tiles of rows `r0..` in columns `..cols` of C: the
+/// sums of [`dots_tile`], in its order, with the loops swapped. Tile by
+/// tile, each dot product streams its rows over all the blocks, more than
+/// L1 holds (a group of images' gradients and windows), once per tile;
+/// block by block, a block's rows stay in L1 while every tile of the strip
+/// reads them, and the tiles' accumulators wait in an array between blocks
+/// (lane by lane, so the sums are the same).
+#[inline(always)]
+fn dots_strip<T: Float, const R: usize, const Q: usize, const FMA: bool>(
+    a: MatRef<'_, T>,
+    b: Rows<'_, T>,
+    beta: T,
+    c: &mut MatMut<'_, T>,
+    r0: usize,
+    cols: usize,
+) {
+    let full = b.cols - b.cols % LANES;
+    for q0 in (0..cols).step_by(STRIP_TILES * Q) {
+        let tiles = ((cols - q0) / Q).min(STRIP_TILES);
+        let mut acc = [[[[T::zero(); LANES]; Q]; R]; STRIP_TILES];
+        for j in 0..b.blocks {
+            let xs: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs + j * b.cols..][..full]);
+            for (t, acc) in acc[..tiles].iter_mut().enumerate() {
+                let ys: [&[T]; Q] = std::array::from_fn(|q| &b.part(q0 + t * Q + q, j)[..full]);
+                *acc = lane_sums::<T, R, Q, FMA>(*acc, xs, ys);
+            }
+        }
+        for (t, acc) in acc[..tiles].iter().enumerate() {
+            dots_finish::<T, R, Q, FMA>(acc, a, b, beta, c, r0, q0 + t * Q);
+        }
+    }
+}
+
+/// Each element of an `R x Q` tile from its lanes: their sum, then each
+/// block's last elements in block order, into C.
+#[inline(always)]
+fn dots_finish<T: Float, const R: usize, const Q: usize, const FMA: bool>(
+    acc: &[[[T; LANES]; Q]; R],
+    a: MatRef<'_, T>,
+    b: Rows<'_, T>,
+    beta: T,
+    c: &mut MatMut<'_, T>,
+    r0: usize,
+    q0: usize,
+) {
+    let w = b.cols;
+    let full = w - w % LANES;
     for (r, acc) in acc.iter().enumerate() {
         for (q, acc) in acc.iter().enumerate() {
             let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
@@ -600,5 +660,41 @@ mod tests {
     #[should_panic(expected = "runs past")]
     fn rows_past_the_end_panic() {
         Rows::new(&[0.0f32; 4], &[0, 3], 2);
+    }
+
+    /// Over several blocks, `dots` runs strips block by block: the same
+    /// bits as every tile run on its own, on values that round, with
+    /// blocks whose last elements fill no lane, more tiles than a strip
+    /// keeps, and every row count of a tile.
+    #[test]
+    fn strips_give_the_bits_of_tiles_alone() {
+        let real = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) / 97.0;
+        let (blocks, w, m, q) = (3, 21, 7, 3 * STRIP_TILES + 5);
+        let a: Vec<f32> = (0..m * blocks * w).map(real).collect();
+        let stored: Vec<f32> = (0..blocks * (q + w)).map(|i| real(i + 5)).collect();
+        let starts: Vec<usize> = (0..q).collect();
+        let b = Rows::new(&stored, &starts, w).blocks(blocks, q + w);
+        let a = MatRef::row_major(&a, m, blocks * w);
+        for beta in [0.0, 0.5] {
+            let c0: Vec<f32> = (0..m * q).map(|i| real(i + 11)).collect();
+            let mut strips = c0.clone();
+            dots::<f32, false>(a, b, beta, MatMut::row_major(&mut strips, m, q));
+            let mut tiles = c0.clone();
+            let mut c = MatMut::row_major(&mut tiles, m, q);
+            for r0 in (0..m).step_by(4) {
+                for q0 in (0..q).step_by(3) {
+                    match ((m - r0).min(4), (q - q0).min(3)) {
+                        (4, 3) => dots_tile::<f32, 4, 3, false>(a, b, beta, &mut c, r0, q0),
+                        (3, 3) => dots_tile::<f32, 3, 3, false>(a, b, beta, &mut c, r0, q0),
+                        (4, 2) => dots_tile::<f32, 4, 2, false>(a, b, beta, &mut c, r0, q0),
+                        (3, 2) => dots_tile::<f32, 3, 2, false>(a, b, beta, &mut c, r0, q0),
+                        shape => unreachable!("no tile {shape:?} in a 7 x 101 product"),
+                    }
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&strips), bits(&tiles), "beta {beta}");
+            assert_ne!(strips, c0);
+        }
     }
 }
