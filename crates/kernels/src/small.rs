@@ -468,14 +468,26 @@ fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     r0: usize,
     q0: usize,
 ) {
-    let full = b.cols - b.cols % LANES;
     let mut acc = [[[T::zero(); LANES]; Q]; R];
     for j in 0..b.blocks {
-        let xs: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs + j * b.cols..][..full]);
-        let ys: [&[T]; Q] = std::array::from_fn(|q| &b.part(q0 + q, j)[..full]);
-        acc = lane_sums::<T, R, Q, FMA>(acc, xs, ys);
+        acc = block_sums::<T, R, Q, FMA>(acc, a, b, (r0, q0), j);
     }
     dots_finish::<T, R, Q, FMA>(&acc, a, b, beta, c, r0, q0);
+}
+
+/// `acc` plus the whole lanes of block `j` for the tile at `(r0, q0)`.
+#[inline(always)]
+fn block_sums<T: Float, const R: usize, const Q: usize, const FMA: bool>(
+    acc: [[[T; LANES]; Q]; R],
+    a: MatRef<'_, T>,
+    b: Rows<'_, T>,
+    (r0, q0): (usize, usize),
+    j: usize,
+) -> [[[T; LANES]; Q]; R] {
+    let full = b.cols - b.cols % LANES;
+    let xs: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs + j * b.cols..][..full]);
+    let ys: [&[T]; Q] = std::array::from_fn(|q| &b.part(q0 + q, j)[..full]);
+    lane_sums::<T, R, Q, FMA>(acc, xs, ys)
 }
 
 /// Tiles of [`STRIP_TILES`] at most, whose accumulators one strip keeps.
@@ -497,15 +509,12 @@ fn dots_strip<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     r0: usize,
     cols: usize,
 ) {
-    let full = b.cols - b.cols % LANES;
     for q0 in (0..cols).step_by(STRIP_TILES * Q) {
         let tiles = ((cols - q0) / Q).min(STRIP_TILES);
         let mut acc = [[[[T::zero(); LANES]; Q]; R]; STRIP_TILES];
         for j in 0..b.blocks {
-            let xs: [&[T]; R] = std::array::from_fn(|r| &a.data[(r0 + r) * a.rs + j * b.cols..][..full]);
             for (t, acc) in acc[..tiles].iter_mut().enumerate() {
-                let ys: [&[T]; Q] = std::array::from_fn(|q| &b.part(q0 + t * Q + q, j)[..full]);
-                *acc = lane_sums::<T, R, Q, FMA>(*acc, xs, ys);
+                *acc = block_sums::<T, R, Q, FMA>(*acc, a, b, (r0, q0 + t * Q), j);
             }
         }
         for (t, acc) in acc[..tiles].iter().enumerate() {
