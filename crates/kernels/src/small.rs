@@ -372,21 +372,22 @@ fn dots<T: Float, const FMA: bool>(a: MatRef<'_, T>, b: Rows<'_, T>, beta: T, mu
     let mut r0 = 0;
     while r0 < c.rows {
         let rows = (c.rows - r0).min(R);
-        // Over several blocks, a strip of whole tiles goes block by block
-        // (see `dots_strip`); the last columns, and one block, tile by tile.
-        let mut q0 = if b.blocks > 1 { c.cols - c.cols % Q } else { 0 };
+        // Over several blocks, strips of whole tiles go block by block (see
+        // `dots_tiles`); the last columns, and one block, tile by tile.
+        let whole = if b.blocks > 1 { c.cols - c.cols % Q } else { 0 };
         match rows {
-            4 => dots_strip::<T, 4, Q, FMA>(a, b, beta, &mut c, r0, q0),
-            3 => dots_strip::<T, 3, Q, FMA>(a, b, beta, &mut c, r0, q0),
-            2 => dots_strip::<T, 2, Q, FMA>(a, b, beta, &mut c, r0, q0),
-            _ => dots_strip::<T, 1, Q, FMA>(a, b, beta, &mut c, r0, q0),
+            4 => dots_tiles::<T, 4, Q, FMA, STRIP_TILES>(a, b, beta, &mut c, r0, (0, whole)),
+            3 => dots_tiles::<T, 3, Q, FMA, STRIP_TILES>(a, b, beta, &mut c, r0, (0, whole)),
+            2 => dots_tiles::<T, 2, Q, FMA, STRIP_TILES>(a, b, beta, &mut c, r0, (0, whole)),
+            _ => dots_tiles::<T, 1, Q, FMA, STRIP_TILES>(a, b, beta, &mut c, r0, (0, whole)),
         }
+        let mut q0 = whole;
         while q0 < c.cols {
             let cols = (c.cols - q0).min(Q);
             macro_rules! tiles {
                 ($(($r:literal, $q:literal)),*) => {
                     match (rows, cols) {
-                        $(($r, $q) => dots_tile::<T, $r, $q, FMA>(a, b, beta, &mut c, r0, q0),)*
+                        $(($r, $q) => dots_tiles::<T, $r, $q, FMA, 1>(a, b, beta, &mut c, r0, (q0, q0 + $q)),)*
                         _ => unreachable!("tiles of at most {R} x {Q}"),
                     }
                 };
@@ -456,25 +457,6 @@ fn lane_sums<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     acc
 }
 
-/// Elements `(r0.., q0..)` of C, `R x Q` dot products over every block
-/// of B: whole lanes of all blocks first, then each block's last
-/// elements in block order.
-#[inline(always)]
-fn dots_tile<T: Float, const R: usize, const Q: usize, const FMA: bool>(
-    a: MatRef<'_, T>,
-    b: Rows<'_, T>,
-    beta: T,
-    c: &mut MatMut<'_, T>,
-    r0: usize,
-    q0: usize,
-) {
-    let mut acc = [[[T::zero(); LANES]; Q]; R];
-    for j in 0..b.blocks {
-        acc = block_sums::<T, R, Q, FMA>(acc, a, b, (r0, q0), j);
-    }
-    dots_finish::<T, R, Q, FMA>(&acc, a, b, beta, c, r0, q0);
-}
-
 /// `acc` plus the whole lanes of block `j` for the tile at `(r0, q0)`.
 #[inline(always)]
 fn block_sums<T: Float, const R: usize, const Q: usize, const FMA: bool>(
@@ -490,28 +472,30 @@ fn block_sums<T: Float, const R: usize, const Q: usize, const FMA: bool>(
     lane_sums::<T, R, Q, FMA>(acc, xs, ys)
 }
 
-/// Tiles of [`STRIP_TILES`] at most, whose accumulators one strip keeps.
+/// Tiles a strip of [`gemm_dots`] keeps the accumulators of.
 const STRIP_TILES: usize = 32;
 
-/// The whole `R x Q` tiles of rows `r0..` in columns `..cols` of C: the
-/// sums of [`dots_tile`], in its order, with the loops swapped. Tile by
-/// tile, each dot product streams its rows over all the blocks, more than
-/// L1 holds (a group of images' gradients and windows), once per tile;
-/// block by block, a block's rows stay in L1 while every tile of the strip
-/// reads them, and the tiles' accumulators wait in an array between blocks
-/// (lane by lane, so the sums are the same).
+/// Elements `(r0.., q0..q1)` of C, in `R x Q` tiles of dot products over
+/// every block of B (`q1 - q0` a multiple of `Q`), `TILES` tiles at a
+/// time: whole lanes of all blocks first, then each block's last elements
+/// in block order. With more tiles than one, a strip goes block by block:
+/// tile by tile, each dot product would stream its rows over all the
+/// blocks, more than L1 holds (a group of images' gradients and windows),
+/// once per tile; block by block, a block's rows stay in L1 while every
+/// tile of the strip reads them, and the accumulators wait in an array
+/// between blocks (lane by lane, so the sums are those of one tile alone).
 #[inline(always)]
-fn dots_strip<T: Float, const R: usize, const Q: usize, const FMA: bool>(
+fn dots_tiles<T: Float, const R: usize, const Q: usize, const FMA: bool, const TILES: usize>(
     a: MatRef<'_, T>,
     b: Rows<'_, T>,
     beta: T,
     c: &mut MatMut<'_, T>,
     r0: usize,
-    cols: usize,
+    (q0, q1): (usize, usize),
 ) {
-    for q0 in (0..cols).step_by(STRIP_TILES * Q) {
-        let tiles = ((cols - q0) / Q).min(STRIP_TILES);
-        let mut acc = [[[[T::zero(); LANES]; Q]; R]; STRIP_TILES];
+    for q0 in (q0..q1).step_by(TILES * Q) {
+        let tiles = ((q1 - q0) / Q).min(TILES);
+        let mut acc = [[[[T::zero(); LANES]; Q]; R]; TILES];
         for j in 0..b.blocks {
             for (t, acc) in acc[..tiles].iter_mut().enumerate() {
                 *acc = block_sums::<T, R, Q, FMA>(*acc, a, b, (r0, q0 + t * Q), j);
@@ -672,38 +656,53 @@ mod tests {
     }
 
     /// Over several blocks, `dots` runs strips block by block: the same
-    /// bits as every tile run on its own, on values that round, with
-    /// blocks whose last elements fill no lane, more tiles than a strip
-    /// keeps, and every row count of a tile.
+    /// bits as each element summed alone in the documented order (lane `l`
+    /// over the blocks' whole lanes, the lanes added pairwise, then each
+    /// block's last elements), on values that round, with blocks whose last
+    /// elements fill no lane, more tiles than a strip keeps, and every row
+    /// count of a tile.
     #[test]
-    fn strips_give_the_bits_of_tiles_alone() {
+    fn strips_give_the_bits_of_the_documented_order() {
         let real = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) / 97.0;
         let (blocks, w, m, q) = (3, 21, 7, 3 * STRIP_TILES + 5);
+        let full = w - w % LANES;
         let a: Vec<f32> = (0..m * blocks * w).map(real).collect();
         let stored: Vec<f32> = (0..blocks * (q + w)).map(|i| real(i + 5)).collect();
         let starts: Vec<usize> = (0..q).collect();
         let b = Rows::new(&stored, &starts, w).blocks(blocks, q + w);
-        let a = MatRef::row_major(&a, m, blocks * w);
+        let x = |r: usize, j: usize, i: usize| a[r * blocks * w + j * w + i];
+        let y = |col: usize, j: usize, i: usize| stored[j * (q + w) + col + i];
         for beta in [0.0, 0.5] {
             let c0: Vec<f32> = (0..m * q).map(|i| real(i + 11)).collect();
-            let mut strips = c0.clone();
-            dots::<f32, false>(a, b, beta, MatMut::row_major(&mut strips, m, q));
-            let mut tiles = c0.clone();
-            let mut c = MatMut::row_major(&mut tiles, m, q);
-            for r0 in (0..m).step_by(4) {
-                for q0 in (0..q).step_by(3) {
-                    match ((m - r0).min(4), (q - q0).min(3)) {
-                        (4, 3) => dots_tile::<f32, 4, 3, false>(a, b, beta, &mut c, r0, q0),
-                        (3, 3) => dots_tile::<f32, 3, 3, false>(a, b, beta, &mut c, r0, q0),
-                        (4, 2) => dots_tile::<f32, 4, 2, false>(a, b, beta, &mut c, r0, q0),
-                        (3, 2) => dots_tile::<f32, 3, 2, false>(a, b, beta, &mut c, r0, q0),
-                        shape => unreachable!("no tile {shape:?} in a 7 x 101 product"),
+            let mut got = c0.clone();
+            let am = MatRef::row_major(&a, m, blocks * w);
+            dots::<f32, false>(am, b, beta, MatMut::row_major(&mut got, m, q));
+            let want: Vec<f32> = (0..m * q)
+                .map(|rq| {
+                    let (r, col) = (rq / q, rq % q);
+                    let lane = |l: usize| {
+                        let mut s = 0.0f32;
+                        for j in 0..blocks {
+                            for i in (l..full).step_by(LANES) {
+                                s += x(r, j, i) * y(col, j, i);
+                            }
+                        }
+                        s
+                    };
+                    let acc: [f32; LANES] = std::array::from_fn(lane);
+                    let mut s =
+                        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+                    for j in 0..blocks {
+                        for i in full..w {
+                            s += x(r, j, i) * y(col, j, i);
+                        }
                     }
-                }
-            }
+                    if beta == 0.0 { s } else { beta * c0[rq] + s }
+                })
+                .collect();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&strips), bits(&tiles), "beta {beta}");
-            assert_ne!(strips, c0);
+            assert_eq!(bits(&got), bits(&want), "beta {beta}");
+            assert_ne!(got, c0);
         }
     }
 }
