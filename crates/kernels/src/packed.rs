@@ -303,10 +303,8 @@ unsafe fn blocked<const MR: usize, const NR: usize, B: Panels>(
         for pc in (0..k).step_by(KC) {
             let kc = (k - pc).min(KC);
             let pb = grow(pb, ntiles * kc * NR).as_chunks_mut::<NR>().0;
-            for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
-                // SAFETY: the CPU has what `tr` needs, per this function's contract.
-                unsafe { b.pack(panel, pc, jc + t * NR, tr) };
-            }
+            // SAFETY: the CPU has what `tr` needs, per this function's contract.
+            unsafe { b.pack_panels(pb, kc, pc, jc, tr) };
             let update = Update::of_block(pc, beta);
             for ic in (0..m).step_by(MC) {
                 let mtiles = (m - ic).min(MC).div_ceil(MR);
@@ -361,6 +359,26 @@ pub(crate) trait Panels: Copy {
     /// # Safety
     /// The CPU must have what `tr` needs.
     unsafe fn pack<const NR: usize>(&self, dst: &mut [[f32; NR]], pc: usize, j0: usize, tr: Transpose);
+
+    /// Packs the consecutive panels from column `j0` into `dst`, one
+    /// after another, each `kc` steps deep from depth `pc`.
+    ///
+    /// # Safety
+    /// As [`Panels::pack`].
+    #[inline(always)]
+    unsafe fn pack_panels<const NR: usize>(
+        &self,
+        dst: &mut [[f32; NR]],
+        kc: usize,
+        pc: usize,
+        j0: usize,
+        tr: Transpose,
+    ) {
+        for (t, panel) in dst.chunks_exact_mut(kc).enumerate() {
+            // SAFETY: as this function's contract.
+            unsafe { self.pack(panel, pc, j0 + t * NR, tr) };
+        }
+    }
 }
 
 impl Panels for MatRef<'_, f32> {
@@ -380,6 +398,46 @@ impl Panels for MatRef<'_, f32> {
                 (self.cs, self.rs),
                 tr,
             )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pack_panels<const NR: usize>(
+        &self,
+        dst: &mut [[f32; NR]],
+        kc: usize,
+        pc: usize,
+        j0: usize,
+        tr: Transpose,
+    ) {
+        // Where B's rows are contiguous, its whole panels go a group at a
+        // time, row by row, so the reads run along memory; panel by panel
+        // they step down B a row at a time and wait on each line when B
+        // lies beyond L2. Not all panels at once: panels lie a multiple of
+        // 4 KiB apart, so a group's stores share L1 sets, and past eight
+        // lines a set they outnumber the ways of common L1 caches.
+        const GROUP: usize = 8;
+        let whole = if self.cs == 1 {
+            ((self.cols - j0) / NR).min(dst.len() / kc)
+        } else {
+            0
+        };
+        let (groups, rest) = dst.split_at_mut(whole * kc);
+        for (g, dst) in groups.chunks_mut(GROUP * kc).enumerate() {
+            let from = j0 + g * GROUP * NR;
+            let width = dst.len() / kc * NR;
+            for p in 0..kc {
+                let row = self.data[(pc + p) * self.rs + from..][..width]
+                    .as_chunks::<NR>()
+                    .0;
+                for (t, lanes) in row.iter().enumerate() {
+                    dst[t * kc + p] = *lanes;
+                }
+            }
+        }
+        for (t, panel) in rest.chunks_exact_mut(kc).enumerate() {
+            // SAFETY: as this function's contract.
+            unsafe { self.pack(panel, pc, j0 + (whole + t) * NR, tr) };
         }
     }
 }
@@ -709,10 +767,8 @@ mod x86 {
             let pb = grow_aligned(pb, (ntiles - packed_from) * kc * NR)
                 .as_chunks_mut::<NR>()
                 .0;
-            for (t, panel) in pb.chunks_exact_mut(kc).enumerate() {
-                // SAFETY: AVX per this function's contract.
-                unsafe { b.pack(panel, pc, (packed_from + t) * NR, Transpose::Avx) };
-            }
+            // SAFETY: AVX per this function's contract.
+            unsafe { b.pack_panels(pb, kc, pc, packed_from * NR, Transpose::Avx) };
             let update = Update::of_block(pc, beta);
             for tj in 0..ntiles {
                 let j0 = tj * NR;
