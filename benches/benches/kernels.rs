@@ -191,7 +191,7 @@ fn products(c: &mut Criterion) {
         for pass in Pass::ALL {
             let (a, b) = case.operands(pass, x, w, dout);
             let mut group = c.benchmark_group(case.group(pass));
-            by_each_engine(&mut group, a, b, pass.split(), pass.beta(), threads, blas);
+            by_each_engine(&mut group, a, b, Split::of(a, b), pass.beta(), threads, blas);
             group.finish();
         }
     }
@@ -202,7 +202,7 @@ fn products(c: &mut Criterion) {
     let mut group = c.benchmark_group(square_group());
     // Tens of milliseconds an iteration: criterion's 100 samples would take minutes.
     group.sample_size(10);
-    by_each_engine(&mut group, a, b, Split::Rows, 0.0, threads, blas);
+    by_each_engine(&mut group, a, b, Split::of(a, b), 0.0, threads, blas);
     group.finish();
 }
 

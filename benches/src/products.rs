@@ -117,14 +117,6 @@ impl Pass {
         }
     }
 
-    /// How the Affine layer shares it among rayon's threads.
-    pub fn split(self) -> Split {
-        match self {
-            Pass::Forward | Pass::Dw => Split::Rows,
-            Pass::Dx => Split::Cols,
-        }
-    }
-
     /// The layer's `beta`: forward adds to the biases already in `out`.
     pub fn beta(self) -> f32 {
         match self {
@@ -386,10 +378,18 @@ pub fn ours(scratch: &mut GemmScratch, a: Mat<'_>, b: Mat<'_>, beta: f32, c: Arr
 /// `crates/layers/src/par.rs` shares the layers' products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
-    /// Bands of rows of A and C (`par_gemm`).
+    /// Bands of rows of A and C (`par_gemm_rows`).
     Rows,
     /// Bands of whole packed panels of columns of B and C (`par_gemm_cols`).
     Cols,
+}
+
+impl Split {
+    /// The layers' choice for `A B` (`par_gemm`): by columns where B has
+    /// more columns than A has rows, else by rows.
+    pub fn of(a: Mat<'_>, b: Mat<'_>) -> Split {
+        if b.cols > a.rows { Split::Cols } else { Split::Rows }
+    }
 }
 
 /// Items per part when a product of `work` multiply-adds is shared among
@@ -478,14 +478,21 @@ mod tests {
 
     #[test]
     fn every_split_and_transpose_computes_the_product() {
-        // Odd sizes, wider than one packed panel, so that the parts are uneven.
-        let (x, w) = (crate::tensor(&[7 * 37], 1), crate::tensor(&[37 * 35], 2));
-        let dout = crate::tensor(&[7 * 35], 3);
+        // Odd sizes, wider than one packed panel, each pass two parts'
+        // worth of work (`kernels::MIN_PART_WORK`), so that the parts are
+        // uneven.
+        let (batch, inputs, outputs) = (9, 1001, 259);
+        assert!(batch * inputs * outputs >= 2 * kernels::MIN_PART_WORK);
+        let (x, w) = (
+            crate::tensor(&[batch * inputs], 1),
+            crate::tensor(&[inputs * outputs], 2),
+        );
+        let dout = crate::tensor(&[batch * outputs], 3);
         let case = AffineCase {
             name: "test".into(),
-            batch: 7,
-            inputs: 37,
-            outputs: 35,
+            batch,
+            inputs,
+            outputs,
         };
         let (x, w, dout) = (
             x.as_slice().unwrap(),
@@ -499,23 +506,25 @@ mod tests {
             assert_eq!((a.rows(), b.cols(), a.cols(), b.rows()), (m, n, k, k));
             let c0 = crate::tensor(&[m * n], 4).into_raw_vec_and_offset().0;
             let want = naive(a, b, pass.beta(), &c0);
-            let mut scratch = Vec::new();
-            let mut got = c0.clone();
-            pool.install(|| par_product(pass.split(), &mut scratch, a, b, pass.beta(), &mut got, ours));
-            close(&want, &got);
-            let mut got = c0.clone();
-            pool.install(|| {
-                par_product(
-                    pass.split(),
-                    &mut scratch,
-                    a,
-                    b,
-                    pass.beta(),
-                    &mut got,
-                    |_, a, b, beta, c| matrixmultiply(a, b, beta, c),
-                )
-            });
-            close(&want, &got);
+            for split in [Split::Rows, Split::Cols] {
+                let mut scratch = Vec::new();
+                let mut got = c0.clone();
+                pool.install(|| par_product(split, &mut scratch, a, b, pass.beta(), &mut got, ours));
+                close(&want, &got);
+                let mut got = c0.clone();
+                pool.install(|| {
+                    par_product(
+                        split,
+                        &mut scratch,
+                        a,
+                        b,
+                        pass.beta(),
+                        &mut got,
+                        |_, a, b, beta, c| matrixmultiply(a, b, beta, c),
+                    )
+                });
+                close(&want, &got);
+            }
             // Where OpenBLAS is installed, the yardstick computes the same.
             if let Some(blas) = crate::blas::Blas::shared() {
                 let mut got = c0.clone();

@@ -3,7 +3,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
 use rand::Rng;
 use tensor4d::{Float, ShapeError, reuse, reuse2};
 
-use crate::par::{par_gemm, par_gemm_cols};
+use crate::par::par_gemm;
 
 use crate::{Error, Init, Layer, LayerHooks, Mode, check_dout, check_weight_bias, shape_error};
 
@@ -269,8 +269,7 @@ impl<T: Float> Affine<T> {
             inputs,
             outputs,
         );
-        // Columns shared among threads: each packs only its share of W.
-        par_gemm_cols(
+        par_gemm(
             &mut self.scratch,
             T::one(),
             dout_m,

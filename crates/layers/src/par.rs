@@ -40,11 +40,30 @@ fn per_product_part(n: usize, work: usize) -> usize {
     n.div_ceil(parts).max(1)
 }
 
-/// `C <- alpha A B + beta C` with C row-major `(m, n)`, the rows of A and C
-/// shared among the threads (each element's sum over k stays whole), each
-/// part packing into its own scratch of `scratch` (grown to the parts,
-/// never shrunk).
+/// `C <- alpha A B + beta C` with C row-major `(m, n)`, shared among the
+/// threads by rows of A and C, or by columns of B and C where B has more
+/// columns than A has rows: each thread packs its share of the larger
+/// operand and all of the smaller, so the split that shares the larger
+/// packs less twice. Each part packs into its own scratch of `scratch`
+/// (grown to the parts, never shrunk). No element's sum over k is ever
+/// split, so the bits are those of one GEMM whatever the threads.
 pub(crate) fn par_gemm<T: Float>(
+    scratch: &mut Vec<GemmScratch>,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+) {
+    if b.cols() > a.rows() {
+        par_gemm_cols(scratch, alpha, a, b, beta, c)
+    } else {
+        par_gemm_rows(scratch, alpha, a, b, beta, c)
+    }
+}
+
+/// [`par_gemm`] by bands of rows of A and C.
+fn par_gemm_rows<T: Float>(
     scratch: &mut Vec<GemmScratch>,
     alpha: T,
     a: MatRef<'_, T>,
@@ -73,11 +92,8 @@ pub(crate) fn par_gemm<T: Float>(
     });
 }
 
-/// [`par_gemm`] with the columns of B and C shared among the threads
-/// instead of the rows: when B is the large operand (a layer's weights),
-/// each thread then packs only its share of B instead of all of it. Each
-/// element's sum stays whole, so the bits are those of one GEMM.
-pub(crate) fn par_gemm_cols<T: Float>(
+/// [`par_gemm`] by bands of whole packed panels of columns of B and C.
+fn par_gemm_cols<T: Float>(
     scratch: &mut Vec<GemmScratch>,
     alpha: T,
     a: MatRef<'_, T>,

@@ -857,6 +857,69 @@ fn skipping_the_input_gradient_keeps_parameter_gradients() {
     assert_eq!(grads(&full), grads(&skip));
 }
 
+/// An f32 affine layer whose products are big enough to be shared among
+/// threads, by rows where A has at least B's columns (many images, few
+/// outputs) and by columns where B has more (few images, many outputs):
+/// every pass against f64 loops, and the same bits on one thread and three.
+#[test]
+fn shared_affine_products_match_loops_on_any_thread_count() {
+    // (images, inputs, outputs), each pass at least two parts' worth of work.
+    for (n, d, out) in [(300, 200, 40), (20, 400, 300)] {
+        let x64 = uniform(&[n, d], 31);
+        let w64: Array2<f64> = uniform(&[d, out], 32).into_dimensionality().unwrap();
+        let g64 = uniform(&[n, out], 33);
+        let f32s = |a: &ArrayD<f64>| a.mapv(|v| v as f32);
+        let (x, g) = (f32s(&x64), f32s(&g64));
+        let w = w64.mapv(|v| v as f32);
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                let mut fc = Affine::from_weights(w.clone(), Array1::zeros(out)).unwrap();
+                let y = fc.forward(x.view(), Mode::Train).unwrap().clone();
+                let dx = fc.backward(g.view()).unwrap().clone();
+                (y, dx, fc.dw().clone().into_dyn())
+            })
+        };
+        let (y, dx, dw) = run(1);
+        // Rounded to f32, each product and its sum are within 1e-5 of the
+        // f64 sums of these values in [-1, 1].
+        let check = |got: &ArrayD<f32>, want: ArrayD<f64>, what: &str| {
+            assert_eq!(got.shape(), want.shape(), "{what}");
+            for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(a) - b).abs() <= 1e-5 * (1.0 + b.abs()) * d.max(n) as f64,
+                    "{what} {n}x{d}x{out} [{i}]: {a} vs {b}"
+                );
+            }
+        };
+        check(
+            &y,
+            ArrayD::from_shape_fn(vec![n, out], |i| {
+                (0..d).map(|k| x64[[i[0], k]] * w64[[k, i[1]]]).sum()
+            }),
+            "forward",
+        );
+        check(
+            &dx,
+            ArrayD::from_shape_fn(vec![n, d], |i| {
+                (0..out).map(|o| g64[[i[0], o]] * w64[[i[1], o]]).sum()
+            }),
+            "dx",
+        );
+        check(
+            &dw,
+            ArrayD::from_shape_fn(vec![d, out], |i| {
+                (0..n).map(|s| x64[[s, i[0]]] * g64[[s, i[1]]]).sum()
+            }),
+            "dW",
+        );
+        let bits = |v: &ArrayD<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (y3, dx3, dw3) = run(3);
+        assert_eq!(bits(&y), bits(&y3), "forward {n}x{d}x{out}, 1 and 3 threads");
+        assert_eq!(bits(&dx), bits(&dx3), "dx {n}x{d}x{out}, 1 and 3 threads");
+        assert_eq!(bits(&dw), bits(&dw3), "dW {n}x{d}x{out}, 1 and 3 threads");
+    }
+}
+
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     // Every parallel loop owns its outputs and never splits a sum, so one
