@@ -378,9 +378,9 @@ pub fn ours(scratch: &mut GemmScratch, a: Mat<'_>, b: Mat<'_>, beta: f32, c: Arr
 /// `crates/layers/src/par.rs` shares the layers' products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
-    /// Bands of rows of A and C (`par_gemm_rows`).
+    /// Bands of rows of A and C.
     Rows,
-    /// Bands of whole packed panels of columns of B and C (`par_gemm_cols`).
+    /// Bands of whole packed panels of columns of B and C.
     Cols,
 }
 

@@ -55,69 +55,36 @@ pub(crate) fn par_gemm<T: Float>(
     beta: T,
     c: &mut [T],
 ) {
-    if b.cols() > a.rows() {
-        par_gemm_cols(scratch, alpha, a, b, beta, c)
+    let (m, n) = (a.rows(), b.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let work = m * n * a.cols();
+    if n > m {
+        // Whole panels of the packed GEMM per part.
+        let per = per_product_part(n.div_ceil(TILE_COLS), work) * TILE_COLS;
+        let scratch = grow(scratch, n.div_ceil(per));
+        let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
+            .unwrap_or_else(|_| unreachable!("m * n elements"));
+        c.axis_chunks_iter_mut(ndarray::Axis(1), per)
+            .into_par_iter()
+            .zip(scratch.par_iter_mut())
+            .enumerate()
+            .for_each(|(k, (c, scratch))| {
+                let cols = k * per..k * per + c.ncols();
+                gemm_view_with(scratch, alpha, a, b.col_range(cols), beta, c);
+            });
     } else {
-        par_gemm_rows(scratch, alpha, a, b, beta, c)
-    }
-}
-
-/// [`par_gemm`] by bands of rows of A and C.
-fn par_gemm_rows<T: Float>(
-    scratch: &mut Vec<GemmScratch>,
-    alpha: T,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    beta: T,
-    c: &mut [T],
-) {
-    let (m, n) = (a.rows(), b.cols());
-    if m == 0 || n == 0 {
-        return;
-    }
-    let per = per_product_part(m, m * n * a.cols());
-    let parts = c[..m * n]
-        .par_chunks_mut(per * n)
-        .zip(grow(scratch, m.div_ceil(per)));
-    parts.enumerate().for_each(|(k, (c, scratch))| {
-        let rows = k * per..k * per + c.len() / n;
-        gemm_with(
-            scratch,
-            alpha,
-            a.row_range(rows.clone()),
-            b,
-            beta,
-            MatMut::row_major(c, rows.len(), n),
-        );
-    });
-}
-
-/// [`par_gemm`] by bands of whole packed panels of columns of B and C.
-fn par_gemm_cols<T: Float>(
-    scratch: &mut Vec<GemmScratch>,
-    alpha: T,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    beta: T,
-    c: &mut [T],
-) {
-    let (m, n) = (a.rows(), b.cols());
-    if m == 0 || n == 0 {
-        return;
-    }
-    // Whole panels of the packed GEMM per part.
-    let per = per_product_part(n.div_ceil(TILE_COLS), m * n * a.cols()) * TILE_COLS;
-    let scratch = grow(scratch, n.div_ceil(per));
-    let mut c = ndarray::ArrayViewMut2::from_shape((m, n), &mut c[..m * n])
-        .unwrap_or_else(|_| unreachable!("m * n elements"));
-    c.axis_chunks_iter_mut(ndarray::Axis(1), per)
-        .into_par_iter()
-        .zip(scratch.par_iter_mut())
-        .enumerate()
-        .for_each(|(k, (c, scratch))| {
-            let cols = k * per..k * per + c.ncols();
-            gemm_view_with(scratch, alpha, a, b.col_range(cols), beta, c);
+        let per = per_product_part(m, work);
+        let parts = c[..m * n]
+            .par_chunks_mut(per * n)
+            .zip(grow(scratch, m.div_ceil(per)));
+        parts.enumerate().for_each(|(k, (c, scratch))| {
+            let rows = k * per..k * per + c.len() / n;
+            let a = a.row_range(rows.clone());
+            gemm_with(scratch, alpha, a, b, beta, MatMut::row_major(c, rows.len(), n));
         });
+    }
 }
 
 /// The sum of `xs` over eight interleaved partial sums, combined in a
