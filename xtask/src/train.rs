@@ -333,6 +333,30 @@ fn optimizer(kind: OptimizerKind, lr: f64) -> Box<dyn Optimizer<f32>> {
 struct Progress {
     bar: Option<ProgressBar>,
     last_line: Instant,
+    /// The process's CPU time when the epoch's training began.
+    cpu_from: Option<f64>,
+    /// The first step this process ran of the epoch (not 1 when resumed).
+    first_step: Option<usize>,
+    /// CPU seconds of the epoch's training, where this process ran it all.
+    cpu_seconds: Option<f64>,
+}
+
+/// CPU seconds this process has used, all its threads together, if the
+/// platform has the clock. Beside wall time, it tells a slower epoch from
+/// time taken by other tenants of the machine, which it does not count.
+fn process_cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a timespec for the call to write.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+        (rc == 0).then_some(t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 impl Progress {
@@ -340,13 +364,19 @@ impl Progress {
         Progress {
             bar: None,
             last_line: Instant::now(),
+            cpu_from: None,
+            first_step: None,
+            cpu_seconds: None,
         }
     }
 
     fn event(&mut self, event: Event<'_>) {
         let tty = std::io::stderr().is_terminal();
         match event {
-            Event::Start { .. } => {}
+            Event::Start { .. } => {
+                self.cpu_from = process_cpu_seconds();
+                self.first_step = None;
+            }
             Event::Step {
                 epoch,
                 step,
@@ -354,6 +384,7 @@ impl Progress {
                 loss,
                 images_per_sec,
             } => {
+                self.first_step.get_or_insert(step);
                 if tty {
                     let bar = self.bar.get_or_insert_with(|| {
                         let bar = ProgressBar::new(steps_per_epoch as u64);
@@ -375,13 +406,21 @@ impl Progress {
                 }
             }
             Event::Evaluating { .. } => {
+                self.cpu_seconds = match (self.first_step, self.cpu_from, process_cpu_seconds()) {
+                    (Some(1), Some(from), Some(to)) => Some(to - from),
+                    _ => None,
+                };
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
             }
             Event::Epoch(m) => {
+                let cpu = self
+                    .cpu_seconds
+                    .map(|s| format!(", {s:.1} s CPU"))
+                    .unwrap_or_default();
                 println!(
-                    "epoch {}: loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}%, {:.1} s ({:.0} img/s)",
+                    "epoch {}: loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}%, {:.1} s ({:.0} img/s{cpu})",
                     m.epoch,
                     m.loss,
                     100.0 * m.train_accuracy,

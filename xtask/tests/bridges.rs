@@ -363,6 +363,13 @@ fn a_network_from_a_file_trains_evaluates_and_resumes() {
     assert!(ok, "{e}");
     let last = whole.lines().last().unwrap();
     assert!(last.starts_with("test accuracy: "), "{whole}");
+    // Each epoch's line ends with the CPU time its training took.
+    let cpu: Vec<f64> = whole
+        .lines()
+        .filter(|l| l.starts_with("epoch "))
+        .filter_map(|l| l.strip_suffix(" s CPU)")?.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(cpu.len() == 2 && cpu.iter().all(|&s| s > 0.0), "{whole}");
     let model = out.join("model.safetensors");
     let (ok, stdout, e) = run(&["eval", "--checkpoint", model.to_str().unwrap()]);
     assert!(ok, "{e}");
