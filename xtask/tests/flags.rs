@@ -66,6 +66,17 @@ fn other_commands_refuse_what_would_check_nothing() {
     // Refused before cargo bench starts: no benchmark runs on zero threads.
     let (ok, stderr) = run(&["bench", "--quick", "--threads", "0"]);
     assert!(!ok && stderr.contains("--threads 0: at least 1"), "{stderr}");
+    // Refused before the tests are built or Bochs starts.
+    let (ok, stderr) = run(&["emulate-avx512", "--timeout", "0"]);
+    assert!(
+        !ok && stderr.contains("--timeout 0: at least 1 minute"),
+        "{stderr}"
+    );
+    let (ok, stderr) = run(&["emulate-avx512", "--kernel", "/no/such/vmlinuz"]);
+    assert!(
+        !ok && stderr.contains("--kernel /no/such/vmlinuz: no such file"),
+        "{stderr}"
+    );
     let (ok, stderr) = run(&["fuzz", "--target", "typo", "--cases", "1"]);
     assert!(
         !ok && stderr.contains("--target \"typo\": no such target"),
