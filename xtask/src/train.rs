@@ -373,6 +373,8 @@ impl Progress {
     fn event(&mut self, event: Event<'_>) {
         let tty = std::io::stderr().is_terminal();
         match event {
+            // `models::train` runs one epoch per call here, so each epoch
+            // starts with its own `Start`.
             Event::Start { .. } => {
                 self.cpu_from = process_cpu_seconds();
                 self.first_step = None;

@@ -69,7 +69,16 @@ fn other_commands_refuse_what_would_check_nothing() {
     // Refused before the tests are built or Bochs starts.
     let (ok, stderr) = run(&["emulate-avx512", "--timeout", "0"]);
     assert!(
-        !ok && stderr.contains("--timeout 0: at least 1 minute"),
+        !ok && stderr.contains("--timeout 0: between 1 and 10080 minutes"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_kernel = dir.path().join("vmlinuz");
+    std::fs::write(&not_a_kernel, vec![0u8; 4096]).unwrap();
+    let k = not_a_kernel.to_str().unwrap();
+    let (ok, stderr) = run(&["emulate-avx512", "--kernel", k]);
+    assert!(
+        !ok && stderr.contains(&format!("--kernel {k}: expected an x86 bzImage")),
         "{stderr}"
     );
     let (ok, stderr) = run(&["emulate-avx512", "--kernel", "/no/such/vmlinuz"]);
