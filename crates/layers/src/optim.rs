@@ -4,7 +4,7 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 use rayon::prelude::*;
 use tensor4d::Float;
 
-use crate::{Error, Parameters};
+use crate::{Error, Parameters, flush};
 
 /// Updates parameters from the gradients the last backward pass left.
 ///
@@ -291,22 +291,6 @@ impl<T: Float, const K: usize> Slots<T, K> {
             ));
         }
         problem.map_or(Ok(()), Err)
-    }
-}
-
-/// `x`, or zero where `x` is subnormal. State that decays geometrically
-/// (Momentum's `v`, Adam's `m` and `v`) under a gradient that stays zero
-/// (weights behind a dead ReLU) otherwise spends hundreds of steps as
-/// subnormals, and every operation on one costs some CPUs a hundred
-/// cycles. Flushing here, rather than setting the FPU's flush-to-zero mode,
-/// gives the same bits on every CPU and thread, and leaves the caller's
-/// floating-point environment alone.
-#[inline(always)]
-fn flush<T: Float>(x: T) -> T {
-    if x.abs() < T::min_positive_value() {
-        T::zero()
-    } else {
-        x
     }
 }
 

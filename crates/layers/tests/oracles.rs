@@ -421,6 +421,75 @@ fn softmax_is_stable_for_huge_scores() {
     assert!(sl.backward().unwrap().iter().all(|v| v.is_finite()));
 }
 
+/// Scores of a confident network, gaps from 0 to past the point where
+/// `e^-gap` and the gradient `e^-gap / N` are subnormal: probabilities,
+/// gradients and the loss are the definition's (computed in f64) where
+/// that is normal, zero where it is not, and never subnormal.
+fn softmax_tails_never_subnormal<T: layers::Float>(gaps: &[f64]) {
+    let (n, k) = (4, gaps.len() + 1);
+    let mut scores = Vec::new();
+    for i in 0..n {
+        scores.push(0.0);
+        scores.extend(gaps.iter().map(|g| -g - i as f64));
+    }
+    let x = ArrayD::from_shape_vec(vec![n, k], scores.iter().map(|&s| T::of(s)).collect()).unwrap();
+    let labels = vec![0; n];
+    let mut sl = SoftmaxWithLoss::<T>::new();
+    let loss = sl.forward(x.view(), &labels).unwrap();
+    let dx = sl.backward().unwrap().clone();
+    let y = sl.probabilities();
+    let normal = |v: f64| v >= T::min_positive_value().as_f64();
+    // Relative: the tails are far below any absolute tolerance.
+    let tol = 16.0 * T::epsilon().as_f64();
+    let near = |got: T, want: f64| (got.as_f64() - want).abs() <= tol * want.abs();
+    let (mut zeros, mut kept, mut mean_loss) = (0, 0, 0.0);
+    for i in 0..n {
+        let row = &scores[i * k..(i + 1) * k];
+        let z: f64 = row.iter().map(|s| s.exp()).sum();
+        // The label's score is the row's largest, 0.
+        mean_loss += z.ln() / n as f64;
+        for (j, &s) in row.iter().enumerate() {
+            let p = s.exp() / z;
+            let d = if j == 0 {
+                (p - 1.0) / n as f64
+            } else {
+                p / n as f64
+            };
+            for (what, got, want) in [("probability", y[[i, j]], p), ("gradient", dx[[i, j]], d)] {
+                let at = format!("{} {what} [{i}, {j}]: {got:?}, want {want:e}", T::NAME);
+                assert!(!got.is_subnormal(), "{at}: subnormal");
+                if normal(want.abs()) {
+                    assert!(near(got, want), "{at}");
+                    kept += 1;
+                } else {
+                    assert_eq!(got, T::zero(), "{at}");
+                    zeros += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        near(loss, mean_loss),
+        "{} loss {loss:?}, want {mean_loss:e}",
+        T::NAME
+    );
+    // The scores reach both sides of the subnormal range.
+    assert!(zeros > 0 && kept > 0, "{} zeros {zeros}, kept {kept}", T::NAME);
+}
+
+#[test]
+fn softmax_tails_are_zero_never_subnormal() {
+    // Row i's scores are the gaps' negatives less i. Around 85 (f32) and
+    // 707 (f64) some rows' probabilities are normal and their gradients,
+    // divided by N, subnormal; at 87.2 and 708.2 row 0's exponential is
+    // normal and its probability, divided by the row's sum, subnormal;
+    // further on both are subnormal.
+    let f32_gaps = [1.0, 20.0, 80.0, 85.0, 87.2, 88.0, 92.0, 95.0, 100.0, 105.0];
+    softmax_tails_never_subnormal::<f32>(&f32_gaps);
+    let f64_gaps = [1.0, 100.0, 700.0, 707.0, 708.2, 709.0, 715.0, 730.0, 744.0];
+    softmax_tails_never_subnormal::<f64>(&f64_gaps);
+}
+
 #[test]
 fn f32_and_f64_layers_agree() {
     // The same weights in both precisions: f32 results round the f64 ones.
