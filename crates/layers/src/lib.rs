@@ -461,15 +461,14 @@ pub(crate) fn shape_error<T: Float, L: Layer<T> + ?Sized>(layer: &L, source: Sha
     }
 }
 
-/// `x`, or zero where `x` is subnormal: for the values that training
-/// makes subnormal, each operation on which costs some CPUs a hundred
-/// cycles. State that decays geometrically (Momentum's `v`, Adam's `m`
+/// `x`, or zero where `x` is subnormal. Each operation on a subnormal
+/// costs some CPUs a hundred cycles, and training makes them in two
+/// places: state that decays geometrically (Momentum's `v`, Adam's `m`
 /// and `v`) under a gradient that stays zero (weights behind a dead ReLU)
-/// otherwise spends hundreds of steps as subnormals. The tails of a
-/// confident softmax are subnormal too. Flushing where they arise, rather
-/// than setting the FPU's flush-to-zero mode, gives the same bits on every
-/// CPU and thread, and leaves the caller's floating-point environment
-/// alone.
+/// spends hundreds of steps as subnormals, and the tails of a confident
+/// softmax are subnormal. Flushing where they arise, rather than setting the
+/// FPU's flush-to-zero mode, gives the same bits on every CPU and thread,
+/// and leaves the caller's floating-point environment alone.
 #[inline(always)]
 pub(crate) fn flush<T: Float>(x: T) -> T {
     if x.abs() < T::min_positive_value() {
