@@ -29,13 +29,6 @@ pub struct Args {
     filter: Option<String>,
 }
 
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 /// Median nanoseconds per iteration of every benchmark criterion measured
 /// since `since` (it keeps earlier runs' results beside this run's).
 fn read_estimates(dir: &Path, since: SystemTime) -> Result<HashMap<String, f64>> {
@@ -136,7 +129,7 @@ pub fn check(args: &Args) -> Result<()> {
 
 pub fn run(args: Args) -> Result<()> {
     check(&args)?;
-    let root = workspace_root();
+    let root = crate::workspace_root();
     // The benches run in their package's directory: a relative path must
     // name the same file there as here.
     let blas_env = std::env::var(blas::ENV_VAR)

@@ -160,7 +160,7 @@ pub fn run(args: Args) -> Result<()> {
     // Absolute, for Bochs, which runs in it.
     let out = match &args.out {
         Some(o) => std::path::absolute(o).with_context(|| format!("--out {}", o.display()))?,
-        None => crate::bench::workspace_root().join("target/emulate-avx512"),
+        None => crate::workspace_root().join("target/emulate-avx512"),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tests = build_tests(&out.join("target"))?;
@@ -292,7 +292,7 @@ pub fn run(args: Args) -> Result<()> {
 /// needs no C library; returns each one's name, filter and path.
 fn build_tests(target_dir: &Path) -> Result<Vec<(String, &'static str, PathBuf)>> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(crate::bench::workspace_root())
+    cmd.current_dir(crate::workspace_root())
         .args(["test", "--release", "--no-run", "--lib", "--tests"])
         .args([
             "--target",

@@ -103,3 +103,12 @@ impl Cli {
         }
     }
 }
+
+/// The workspace's root, where cargo runs the commands that build or
+/// benchmark the whole tree.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
